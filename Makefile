@@ -1,0 +1,40 @@
+# node-comm developer commands. Everything installs into .venv/ from PyPI; nothing else is needed
+# but Python >= 3.10 and make.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.installed
+PKGS   := kernel plugins/transport_memory plugins/serializers plugins/interceptors plugins/transport_grpc
+PYPROJECTS := pyproject.toml $(addsuffix /pyproject.toml,$(PKGS))
+
+.PHONY: install test demo lint bench proto proto-check clean
+
+install: $(STAMP)
+
+$(STAMP): $(PYPROJECTS)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet $(addprefix -e ./,$(PKGS)) -e '.[dev]'
+	touch $(STAMP)
+
+test: install
+	$(PY) -m pytest -q
+
+demo: install
+	$(PY) examples/quickstart_memory.py
+	$(PY) examples/quickstart_grpc.py
+
+lint: install
+	$(PY) -m ruff check kernel plugins tests examples
+	$(PY) -m mypy kernel/src/node_comm
+
+bench: install
+	$(PIP) install --quiet -e '.[bench]'
+	$(PY) -m bench
+
+proto: install
+	$(PY) plugins/transport_grpc/tools/gen_proto.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

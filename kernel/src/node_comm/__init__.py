@@ -1,0 +1,93 @@
+"""node-comm: any node calls any other node's methods, over a transport chosen by name.
+
+The public API lives here. ``GrpcTransportConfig`` belongs to the ``node-comm-grpc`` plugin and is
+re-exported lazily, so importing ``node_comm`` never imports gRPC.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .config import (
+    HeartbeatConfig,
+    InterceptorConfig,
+    MemoryTransportConfig,
+    MethodOptions,
+    NodeConfig,
+    TransportConfig,
+)
+from .config_loader import config_from_dict, load_config
+from .context import CallContext
+from .exceptions import (
+    CallRejectedError,
+    CallTimeoutError,
+    ConfigError,
+    ConnectFailedError,
+    ConnectionLostError,
+    ErrorCode,
+    NodeCommError,
+    NodeNotConnectedError,
+    NodeNotStartedError,
+    PayloadTooLargeError,
+    RemoteExecutionError,
+    SerializationError,
+)
+from .hookspecs import hookimpl
+from .interceptor import Interceptor, InterceptorChain
+from .message import ErrorInfo, Message, MessageType
+from .node import Node
+from .plugins import PluginsConfig
+from .serializer import Serializer, SerializerRegistry
+from .transport import Transport, TransportHost
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CallContext",
+    "CallRejectedError",
+    "CallTimeoutError",
+    "ConfigError",
+    "ConnectFailedError",
+    "ConnectionLostError",
+    "ErrorCode",
+    "ErrorInfo",
+    "GrpcTransportConfig",
+    "HeartbeatConfig",
+    "Interceptor",
+    "InterceptorChain",
+    "InterceptorConfig",
+    "MemoryTransportConfig",
+    "Message",
+    "MessageType",
+    "MethodOptions",
+    "Node",
+    "NodeCommError",
+    "NodeConfig",
+    "NodeNotConnectedError",
+    "NodeNotStartedError",
+    "PayloadTooLargeError",
+    "PluginsConfig",
+    "RemoteExecutionError",
+    "SerializationError",
+    "Serializer",
+    "SerializerRegistry",
+    "Transport",
+    "TransportConfig",
+    "TransportHost",
+    "config_from_dict",
+    "hookimpl",
+    "load_config",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "GrpcTransportConfig":
+        try:
+            from node_comm_grpc.config import GrpcTransportConfig
+        except ImportError as exc:
+            raise ImportError(
+                "GrpcTransportConfig comes with the gRPC transport, which is not installed; "
+                "install it with `pip install node-comm-grpc` (or `pip install 'node-comm[grpc]'`)"
+            ) from exc
+        return GrpcTransportConfig
+    raise AttributeError(f"module 'node_comm' has no attribute {name!r}")

@@ -1,0 +1,89 @@
+"""The contract between the kernel and a transport plugin.
+
+A transport moves :class:`~node_comm.message.Message` objects between nodes. The kernel owns
+everything else: serialization, dispatch, deadlines, heartbeats, events. A transport tells the
+kernel what happens through the :class:`TransportHost` it is started with.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, ClassVar, Protocol
+
+from .message import Message
+
+
+class TransportHost(Protocol):
+    """What a transport may call on its node (the node implements this). All calls are made on the
+    node's event loop thread."""
+
+    @property
+    def node_id(self) -> str:
+        """The local node's id (the dialler's handshake carries it)."""
+        ...
+
+    def peer_connected(self, peer_id: str, address: str | None) -> None:
+        """A link to ``peer_id`` is up (dialled or accepted). Call once per link."""
+        ...
+
+    def peer_disconnected(self, peer_id: str, reason: str) -> None:
+        """The link to ``peer_id`` is gone; pending calls on it fail at once. Duplicates are ignored."""
+        ...
+
+    def deliver(self, message: Message) -> None:
+        """A message arrived from ``message.source``. Never blocks; never raises for bad input."""
+        ...
+
+
+class Transport(abc.ABC):
+    """Base class of transports. A plugin registers a factory ``factory(options) -> Transport``;
+    ``options`` is the YAML section ``transport.NAME`` (an instance of ``options_class`` when the
+    factory declares one, else a dict, or ``None`` when the section is absent)."""
+
+    #: Dataclass the YAML section ``transport.NAME`` is validated into (optional).
+    options_class: ClassVar[type[Any] | None] = None
+
+    def __init__(self, options: Any = None) -> None:
+        self.options = options
+        self._host: TransportHost | None = None
+
+    @property
+    def host(self) -> TransportHost:
+        if self._host is None:
+            raise RuntimeError("transport is not started")
+        return self._host
+
+    @property
+    def address(self) -> str | None:
+        """Where other nodes can reach this one, or ``None`` (in-process, or dial-only)."""
+        return None
+
+    async def start(self, host: TransportHost) -> None:
+        """Begin serving for ``host`` (bind, listen, register)."""
+        self._host = host
+
+    @abc.abstractmethod
+    async def stop(self, reason: str = "node stopped") -> None:
+        """Close every link (calling ``host.peer_disconnected`` for each) and release resources."""
+
+    @abc.abstractmethod
+    async def connect(self, node_id: str, address: str | None, timeout: float) -> None:
+        """Open a link to ``node_id``, check it really is that node, and call
+        ``host.peer_connected`` before returning. Raise
+        :class:`~node_comm.exceptions.ConnectFailedError` when it cannot, within ``timeout``."""
+
+    @abc.abstractmethod
+    async def send(self, message: Message) -> None:
+        """Hand ``message`` to the link to ``message.target``. Raise
+        :class:`~node_comm.exceptions.NodeNotConnectedError` when there is none, or another
+        :class:`~node_comm.exceptions.NodeCommError` for a problem with this message only."""
+
+    @abc.abstractmethod
+    async def disconnect(self, node_id: str, reason: str) -> None:
+        """Close the link to ``node_id`` (if any), calling ``host.peer_disconnected``."""
+
+    async def __aenter__(self) -> Transport:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()

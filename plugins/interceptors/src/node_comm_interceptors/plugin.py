@@ -1,0 +1,17 @@
+"""Entry point of the interceptors plugin."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from node_comm import hookimpl
+
+from .auth import AuthInterceptor
+from .logging import LoggingInterceptor
+
+
+@hookimpl
+def node_comm_register_interceptors(register: Callable[[str, Callable[..., Any]], None]) -> None:
+    register("logging", LoggingInterceptor)
+    register("auth", AuthInterceptor)

@@ -1,0 +1,18 @@
+"""Entry point of the serializers plugin."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from node_comm import Serializer, hookimpl
+
+from .json_serializer import JsonSerializer
+from .msgpack_serializer import MsgpackSerializer
+from .pickle_serializer import PickleSerializer
+
+
+@hookimpl
+def node_comm_register_serializers(register: Callable[[Serializer], None]) -> None:
+    register(JsonSerializer())
+    register(PickleSerializer())
+    register(MsgpackSerializer())

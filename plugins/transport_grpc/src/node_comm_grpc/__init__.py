@@ -1,0 +1,5 @@
+"""The ``grpc`` transport for node-comm."""
+
+from .config import GrpcTransportConfig
+
+__all__ = ["GrpcTransportConfig"]
