@@ -1,0 +1,132 @@
+"""Loss is loud and fast: a peer that goes away fails pending calls at once, with a NodeCommError
+that is not a timeout, and ``disconnect`` fires exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+
+from node_comm import CallContext, CallTimeoutError, NodeCommError, NodeNotConnectedError
+
+from .conftest import WAIT, NodeFactory, link
+
+
+async def _setup(make_node: NodeFactory) -> tuple[Any, Any, asyncio.Event, list[tuple[str, str]]]:
+    a = await make_node("a")
+    b = await make_node("b")
+    started = asyncio.Event()
+
+    async def hang(payload: Any, ctx: CallContext) -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    b.register("hang", hang)
+    await link(a, b)
+    disconnects: list[tuple[str, str]] = []
+    a.on("disconnect", lambda nid, reason: disconnects.append((nid, reason)))
+    return a, b, started, disconnects
+
+
+async def _assert_fails_fast(task: asyncio.Task[Any], since: float) -> NodeCommError:
+    with pytest.raises(NodeCommError) as info:
+        await asyncio.wait_for(task, WAIT)
+    exc = info.value
+    assert not isinstance(exc, CallTimeoutError), f"loss reported as a timeout: {exc!r}"
+    assert exc.code != "DEADLINE_EXCEEDED"
+    # The call had 30 s left: failing within a second means it did not wait for its deadline.
+    assert time.monotonic() - since < 1.0
+    return exc
+
+
+async def test_peer_stopping_fails_pending_call_at_once(make_node: NodeFactory) -> None:
+    a, b, started, disconnects = await _setup(make_node)
+    task = asyncio.create_task(a.call("b", "hang", {}, timeout=30))
+    await asyncio.wait_for(started.wait(), WAIT)
+    t0 = time.monotonic()
+    await b.stop(grace=0)
+    exc = await _assert_fails_fast(task, t0)
+    assert isinstance(exc, NodeNotConnectedError) and exc.node_id == "b"
+    assert not a.is_connected("b")
+    await a.stop()
+    assert [nid for nid, _ in disconnects] == ["b"]
+
+
+async def test_peer_transport_closing_abruptly_fails_pending_call(make_node: NodeFactory) -> None:
+    """The peer's transport goes away under a running node, as when its process dies."""
+    a, b, started, disconnects = await _setup(make_node)
+    tasks = [asyncio.create_task(a.call("b", "hang", {"i": i}, timeout=30)) for i in range(3)]
+    await asyncio.wait_for(started.wait(), WAIT)
+    t0 = time.monotonic()
+    await b.transport.stop("killed")
+    for task in tasks:
+        await _assert_fails_fast(task, t0)
+    await a.stop()
+    assert [nid for nid, _ in disconnects] == ["b"]
+
+
+async def test_local_disconnect_fails_pending_calls(make_node: NodeFactory) -> None:
+    a, b, started, disconnects = await _setup(make_node)
+    task = asyncio.create_task(a.call("b", "hang", {}, timeout=30))
+    await asyncio.wait_for(started.wait(), WAIT)
+    t0 = time.monotonic()
+    await a.disconnect("b", "test is done with b")
+    await _assert_fails_fast(task, t0)
+    await a.stop()
+    assert disconnects == [("b", "test is done with b")]
+
+
+async def test_stopping_caller_fails_its_own_pending_calls(make_node: NodeFactory) -> None:
+    a, b, started, _ = await _setup(make_node)
+    task = asyncio.create_task(a.call("b", "hang", {}, timeout=30))
+    await asyncio.wait_for(started.wait(), WAIT)
+    t0 = time.monotonic()
+    await a.stop(grace=0)
+    await _assert_fails_fast(task, t0)
+
+
+async def test_remote_handler_cancelled_when_caller_goes_away(make_node: NodeFactory) -> None:
+    a = await make_node("a")
+    b = await make_node("b")
+    started, cancelled = asyncio.Event(), asyncio.Event()
+
+    async def hang(payload: Any, ctx: CallContext) -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    b.register("hang", hang)
+    await link(a, b)
+    task = asyncio.create_task(a.call("b", "hang", {}, timeout=30))
+    await asyncio.wait_for(started.wait(), WAIT)
+    await a.stop(grace=0)
+    await asyncio.wait_for(cancelled.wait(), WAIT)
+    with pytest.raises(NodeCommError):
+        await task
+
+
+async def test_stop_lets_inflight_calls_finish_within_grace(make_node: NodeFactory) -> None:
+    a = await make_node("a")
+    b = await make_node("b", shutdown_grace=5.0)
+    started = asyncio.Event()
+    release = asyncio.Event()
+
+    async def work(payload: Any, ctx: CallContext) -> str:
+        started.set()
+        await release.wait()
+        return "finished"
+
+    b.register("work", work)
+    await link(a, b)
+    task = asyncio.create_task(a.call("b", "work", {}, timeout=30))
+    await asyncio.wait_for(started.wait(), WAIT)
+    stopping = asyncio.create_task(b.stop())
+    await asyncio.sleep(0)  # let stop() begin: it now refuses new calls
+    release.set()
+    assert await asyncio.wait_for(task, WAIT) == "finished"
+    await asyncio.wait_for(stopping, WAIT)
