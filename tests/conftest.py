@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-
 from node_comm import Node, NodeConfig, TransportConfig
 
 TRANSPORTS = ["memory", "grpc"]

@@ -6,7 +6,6 @@ import asyncio
 from typing import Any
 
 import pytest
-
 from node_comm import CallContext, MethodOptions, NodeCommError, RemoteExecutionError
 
 from .conftest import WAIT, NodeFactory, link, payload_for
@@ -80,7 +79,8 @@ async def test_notify_returns_before_handler_finishes(pair: Any, serializer: str
         return "ignored"
 
     b.register("slow", slow, MethodOptions(serializer=serializer))
-    result = await asyncio.wait_for(a.notify("b", "slow", payload_for(serializer), serializer=serializer), WAIT)
+    sent = a.notify("b", "slow", payload_for(serializer), serializer=serializer)
+    result = await asyncio.wait_for(sent, WAIT)
     assert result is None
     await asyncio.wait_for(started.wait(), WAIT)
     assert not finished.is_set()

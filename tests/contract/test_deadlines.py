@@ -8,7 +8,6 @@ import time
 from typing import Any
 
 import pytest
-
 from node_comm import CallContext, CallTimeoutError, NodeCommError
 
 from .conftest import WAIT, NodeFactory, link

@@ -6,7 +6,6 @@ import asyncio
 from typing import Any
 
 import pytest
-
 from node_comm import CallContext, ErrorCode, MethodOptions, NodeCommError, RemoteExecutionError
 
 from .conftest import NodeFactory, link
@@ -45,7 +44,7 @@ async def _remote_error(coro: Any) -> RemoteExecutionError:
 
 @pytest.mark.parametrize("debug", [False, True])
 async def test_error_codes(make_node: NodeFactory, debug: bool) -> None:
-    a, b = await _serving(make_node, debug)
+    a, _b = await _serving(make_node, debug)
 
     e = await _remote_error(a.call("b", "no_such_method", {}))
     assert e.code == ErrorCode.METHOD_NOT_FOUND == "METHOD_NOT_FOUND"

@@ -8,7 +8,6 @@ import time
 from typing import Any
 
 import pytest
-
 from node_comm import CallContext, CallTimeoutError, NodeCommError, NodeNotConnectedError
 
 from .conftest import WAIT, NodeFactory, link
@@ -68,7 +67,7 @@ async def test_peer_transport_closing_abruptly_fails_pending_call(make_node: Nod
 
 
 async def test_local_disconnect_fails_pending_calls(make_node: NodeFactory) -> None:
-    a, b, started, disconnects = await _setup(make_node)
+    a, _b, started, disconnects = await _setup(make_node)
     task = asyncio.create_task(a.call("b", "hang", {}, timeout=30))
     await asyncio.wait_for(started.wait(), WAIT)
     t0 = time.monotonic()
@@ -79,7 +78,7 @@ async def test_local_disconnect_fails_pending_calls(make_node: NodeFactory) -> N
 
 
 async def test_stopping_caller_fails_its_own_pending_calls(make_node: NodeFactory) -> None:
-    a, b, started, _ = await _setup(make_node)
+    a, _b, started, _ = await _setup(make_node)
     task = asyncio.create_task(a.call("b", "hang", {}, timeout=30))
     await asyncio.wait_for(started.wait(), WAIT)
     t0 = time.monotonic()
