@@ -9,15 +9,26 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 import orjson
 
 from node_comm import Serializer
 
-_OPTS = orjson.OPT_NON_STR_KEYS
+# Passthrough makes orjson refuse datetimes and dataclasses, as stdlib json does, instead of
+# silently turning them into strings and dicts.
+_OPTS = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 _dumps = orjson.dumps
 _loads = orjson.loads
+# orjson decodes integers beyond 64 bits as floats (precision lost); a run of 19+ digits may be
+# one, so such documents are decoded by the stdlib, which keeps them exact.
+_MAYBE_BIG_INT = re.compile(rb"[0-9]{19}")
+_BIG_INT_ERRORS = ("Integer exceeds 64-bit range", "Dict integer key must be within 64-bit range")
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
 
 
 def _check_finite(obj: Any) -> None:
@@ -43,7 +54,7 @@ class JsonSerializer(Serializer):
         try:
             data = _dumps(obj, option=_OPTS)
         except TypeError as exc:
-            if "Integer exceeds 64-bit range" not in str(exc):
+            if str(exc) not in _BIG_INT_ERRORS:
                 raise
             return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
         if b"null" in data:  # orjson writes NaN/inf as null: find out whether it did
@@ -51,4 +62,6 @@ class JsonSerializer(Serializer):
         return data
 
     def deserialize(self, data: bytes) -> Any:
+        if _MAYBE_BIG_INT.search(data) is not None:
+            return json.loads(data, parse_constant=_refuse_constant)
         return _loads(data)
