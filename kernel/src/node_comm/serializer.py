@@ -29,6 +29,10 @@ class Serializer(abc.ABC):
         return f"<{type(self).__name__} {self.name!r}>"
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
 class StdlibJsonSerializer(Serializer):
     """The kernel's fallback ``json``: stdlib only, used when no plugin provides ``json``."""
 
@@ -40,7 +44,7 @@ class StdlibJsonSerializer(Serializer):
         return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
 
     def deserialize(self, data: bytes) -> Any:
-        return json.loads(data)
+        return json.loads(data, parse_constant=_refuse_constant)
 
 
 class SerializerRegistry:
