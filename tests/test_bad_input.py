@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-
 from node_comm import (
     CallContext,
     ConfigError,
@@ -320,7 +319,9 @@ def test_the_malicious_pickle_really_writes_a_file(tmp_path: pathlib.Path) -> No
     assert marker.read_text(encoding="utf-8") == "pwned"
 
 
-async def test_pickle_to_json_method_via_call(nodes: tuple[Node, Node, Counter], tmp_path: pathlib.Path) -> None:
+async def test_pickle_to_json_method_via_call(
+    nodes: tuple[Node, Node, Counter], tmp_path: pathlib.Path
+) -> None:
     client, _, counter = nodes
     marker = tmp_path / "pwned-call"
     with pytest.raises(RemoteExecutionError) as info:
