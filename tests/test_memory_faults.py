@@ -116,7 +116,9 @@ async def test_latency_per_peer() -> None:
 
 
 async def test_latency_from_config() -> None:
-    config = config_from_dict({"node_id": "slow", "transport": {"mode": "memory", "memory": {"latency": 0.3}}})
+    config = config_from_dict(
+        {"node_id": "slow", "transport": {"mode": "memory", "memory": {"latency": 0.3}}}
+    )
     slow, fast = Node("slow", config), Node("fast", mem("fast"))
     Served().install(fast)
     async with slow, fast:
@@ -125,7 +127,9 @@ async def test_latency_from_config() -> None:
             await slow.call("fast", "ping", timeout=0.1)
 
 
-async def test_latency_keeps_order_and_late_replies_are_dropped(ab: tuple[Node, Node, Served, Served]) -> None:
+async def test_latency_keeps_order_and_late_replies_are_dropped(
+    ab: tuple[Node, Node, Served, Served],
+) -> None:
     a, _, _, sb = ab
     a.transport.set_latency(0.05)  # type: ignore[attr-defined]
     for i in range(5):
@@ -237,7 +241,7 @@ async def test_thaw_delivers_held_messages_in_order(ab: tuple[Node, Node, Served
 
 
 async def test_frozen_node_holds_what_it_sends(ab: tuple[Node, Node, Served, Served]) -> None:
-    a, b, sa, _ = ab
+    _a, b, sa, _ = ab
     b.transport.freeze()  # type: ignore[attr-defined]
     await b.notify("a", "record", "from frozen b")
     for _ in range(20):
