@@ -409,3 +409,14 @@ async def test_malformed_frames_do_not_kill_the_node(nodes: tuple[Node, Node, Co
     server.deliver(Message(999_005, 42, "client", "server", "count", b"{}", "json"))  # type: ignore[arg-type]
     await still_serving(client)
     assert counter.runs == 0
+
+
+async def test_unknown_event_name() -> None:
+    node = Node("n", mem("n"))
+    with pytest.raises(ConfigError) as info:
+        node.on("conect", lambda nid, addr: None)
+    assert "conect" in str(info.value) and "connect" in str(info.value) and "disconnect" in str(info.value)
+    with pytest.raises(ConfigError):
+        node.off("disconected")
+    with pytest.raises(TypeError):
+        node.on("connect", "not callable")  # type: ignore[arg-type]

@@ -326,3 +326,78 @@ async def test_unknown_interceptor_lists_installed() -> None:
         Node("n", mem("n", InterceptorConfig("metrics")))
     assert "metrics" in str(info.value)
     assert "auth" in str(info.value) and "logging" in str(info.value)
+
+
+# --------------------------------------------------------------------------- custom interceptors
+
+
+async def test_interceptor_order_and_rejection_codes() -> None:
+    from node_comm import CallRejectedError, ErrorCode, Interceptor, Message
+
+    order: list[str] = []
+
+    class Named(Interceptor):
+        def __init__(self, label: str) -> None:
+            self.label = label
+
+        async def intercept_outbound(self, message: Message, context: CallContext, next_handler: Any) -> Any:
+            order.append(f"out:{self.label}")
+            return await next_handler(message)
+
+        async def intercept_inbound(self, message: Message, context: CallContext, next_handler: Any) -> Any:
+            order.append(f"in:{self.label}")
+            if message.method == "forbidden":
+                raise CallRejectedError(ErrorCode.PERMISSION_DENIED, "not for you")
+            if message.method == "crash":
+                raise RuntimeError("interceptor bug")
+            return await next_handler(message)
+
+    a, b = Node("a", mem("a")), Node("b", mem("b"))
+    ran: list[str] = []
+
+    async def h(payload: Any, ctx: CallContext) -> str:
+        ran.append(ctx.method)
+        return "ok"
+
+    for name in ("fine", "forbidden", "crash"):
+        b.register(name, h)
+    a.interceptors.add(Named("a1"))
+    a.interceptors.add(Named("a2"))
+    b.interceptors.add(Named("b1"))
+    async with a, b:
+        await a.connect("b")
+        assert await a.call("b", "fine") == "ok"
+        assert order == ["out:a1", "out:a2", "in:b1"]
+        with pytest.raises(RemoteExecutionError) as info:
+            await a.call("b", "forbidden")
+        assert info.value.code == "PERMISSION_DENIED" and "not for you" in str(info.value)
+        with pytest.raises(RemoteExecutionError) as info:
+            await a.call("b", "crash")
+        assert info.value.code == "INTERNAL"
+        assert await a.call("b", "fine") == "ok"  # still serving
+    assert ran == ["fine", "fine"]
+
+
+async def test_outbound_interceptor_can_refuse_locally() -> None:
+    from node_comm import CallRejectedError, ErrorCode, Interceptor, Message, NodeCommError
+
+    class Gate(Interceptor):
+        async def intercept_outbound(self, message: Message, context: CallContext, next_handler: Any) -> Any:
+            raise CallRejectedError(ErrorCode.PERMISSION_DENIED, "calls to b are disabled here")
+
+    a, b = Node("a", mem("a")), Node("b", mem("b"))
+    runs = 0
+
+    async def h(payload: Any, ctx: CallContext) -> str:
+        nonlocal runs
+        runs += 1
+        return "ok"
+
+    b.register("m", h)
+    a.interceptors.add(Gate())
+    async with a, b:
+        await a.connect("b")
+        with pytest.raises(NodeCommError) as info:
+            await a.call("b", "m")
+        assert info.value.code == "PERMISSION_DENIED"
+    assert runs == 0

@@ -121,3 +121,29 @@ async def test_handler_exception_type_does_not_leak_as_local_type(make_node: Nod
         pytest.fail("remote exception type leaked")
     except RemoteExecutionError:
         pass
+
+
+async def test_too_many_concurrent_calls_is_resource_exhausted(make_node: NodeFactory) -> None:
+    a = await make_node("a")
+    b = await make_node("b", max_concurrent_calls_per_peer=2)
+    await link(a, b)
+    inside = 0
+    two_in = asyncio.Event()
+    release = asyncio.Event()
+
+    async def hold(payload: Any, ctx: CallContext) -> str:
+        nonlocal inside
+        inside += 1
+        if inside == 2:
+            two_in.set()
+        await release.wait()
+        return "done"
+
+    b.register("hold", hold)
+    first = [asyncio.create_task(a.call("b", "hold", i)) for i in range(2)]
+    await asyncio.wait_for(two_in.wait(), 5)
+    e = await _remote_error(a.call("b", "hold", 3))
+    assert e.code == "RESOURCE_EXHAUSTED"
+    release.set()
+    assert await asyncio.gather(*first) == ["done", "done"]
+    assert await a.call("b", "hold", 4) == "done"  # room again

@@ -24,19 +24,19 @@ async def test_heartbeats_keep_an_idle_link_alive(make_node: NodeFactory) -> Non
     lost: list[str] = []
     a.on("disconnect", lambda nid, reason: lost.append(nid))
     b.on("disconnect", lambda nid, reason: lost.append(nid))
-    pings = 0
+    acks = 0
     enough = asyncio.Event()
-    deliver = b.deliver
+    send = b.transport.send
 
-    def counting(msg: Message) -> None:
-        nonlocal pings
-        if msg.type is MessageType.HEARTBEAT:
-            pings += 1
-            if pings >= 6:  # 6 intervals = more than one full timeout of silence otherwise
+    async def counting(msg: Message) -> None:
+        nonlocal acks
+        if msg.type is MessageType.HEARTBEAT_ACK:
+            acks += 1
+            if acks >= 8:  # 8 intervals: well past one timeout, which kills a link without them
                 enough.set()
-        deliver(msg)
+        await send(msg)
 
-    b.deliver = counting  # type: ignore[method-assign]
+    b.transport.send = counting  # type: ignore[method-assign]
     await link(a, b)
     await asyncio.wait_for(enough.wait(), WAIT)
     assert a.is_connected("b") and b.is_connected("a")
@@ -51,7 +51,7 @@ async def test_heartbeats_keep_an_idle_link_alive(make_node: NodeFactory) -> Non
 
 async def test_silent_peer_is_disconnected_and_pending_calls_fail(make_node: NodeFactory) -> None:
     a = await make_node("a", heartbeat=hb())
-    b = await make_node("b")  # b answers heartbeats until we make it deaf below
+    b = await make_node("b")  # b answers heartbeats until we mute it below
     started = asyncio.Event()
 
     async def hang(payload: Any, ctx: CallContext) -> None:
@@ -71,8 +71,11 @@ async def test_silent_peer_is_disconnected_and_pending_calls_fail(make_node: Nod
     task = asyncio.create_task(a.call("b", "hang", {}, timeout=30))
     await asyncio.wait_for(started.wait(), WAIT)
 
-    # From now on b drops everything it receives: a hears nothing back, like a hung process.
-    b.deliver = lambda msg: None  # type: ignore[method-assign]
+    # From now on b sends nothing: a hears nothing back, like a hung process.
+    async def mute(msg: Message) -> None:
+        return None
+
+    b.transport.send = mute  # type: ignore[method-assign]
     t0 = time.monotonic()
     await asyncio.wait_for(gone.wait(), WAIT)
     detected = time.monotonic() - t0
