@@ -167,3 +167,42 @@ async def test_failing_event_handler_does_not_break_node(make_node: NodeFactory)
     await link(a, b)
     assert ok == ["b"]
     assert await a.call("b", "ping") == "pong"
+
+
+async def test_connect_handler_can_call_the_new_peer(make_node: NodeFactory) -> None:
+    """A common pattern: on connect, ask the newcomer who it is (b calls back over a's link)."""
+    a = await make_node("a")
+    b = await make_node("b")
+    answered: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+    async def hello(payload: Any, ctx: CallContext) -> dict[str, str]:
+        return {"id": ctx.node.node_id, "greeted_by": ctx.source}
+
+    a.register("hello", hello)
+
+    async def on_connect(nid: str, addr: Any) -> None:
+        try:
+            answered.set_result(await b.call(nid, "hello", {}))
+        except Exception as exc:  # pragma: no cover - reported by the assertion below
+            answered.set_exception(exc)
+
+    b.on("connect", on_connect)
+    await link(a, b)
+    assert await asyncio.wait_for(answered, WAIT) == {"id": "a", "greeted_by": "b"}
+
+
+async def test_node_restarts_after_stop(make_node: NodeFactory) -> None:
+    a = await make_node("a")
+    b = await make_node("b")
+
+    async def ping(payload: Any, ctx: CallContext) -> str:
+        return "pong"
+
+    b.register("ping", ping)
+    await link(a, b)
+    await b.stop()
+    assert not a.is_connected("b") and not b.is_running
+    await b.start()
+    assert b.is_running and b.connected_nodes == []
+    await link(a, b)
+    assert await a.call("b", "ping") == "pong"
