@@ -202,7 +202,7 @@ def collect(pm: pluggy.PluginManager) -> Registries:
     remembering which plugin provided each name (two plugins providing one name is an error)."""
     regs = Registries(skipped=dict(getattr(pm, "skipped", {})))
     dist_info: dict[str, tuple[str | None, str | None]] = getattr(pm, "dist_info", {})
-    for name in sorted(n for n, _ in pm.list_name_plugin()):
+    for name in sorted(n for n, p in pm.list_name_plugin() if p is not None):  # None: blocked
         dist, version = dist_info.get(name, (None, None))
         regs.plugins[name] = PluginInfo(name, dist, version)
 
