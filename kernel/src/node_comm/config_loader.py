@@ -195,8 +195,10 @@ def options_for_transport(factory: Any, section: Any, path: str) -> Any:
 
 def build_interceptor(registries: Registries, spec: InterceptorConfig, index: int) -> Any:
     """Build interceptor ``spec`` (entry ``index`` of ``interceptors:``) as ``factory(**options)``;
-    an unknown name, a missing or unknown option, or a value the factory refuses is a ConfigError
-    naming ``interceptors[index]``."""
+    an unknown name, a missing, unknown or ill-typed option (checked against the factory's type
+    hints, which also turn ``${ENV}`` strings into numbers and booleans; ``spec.options`` is updated
+    with the converted values), or a value the factory refuses is a ConfigError naming
+    ``interceptors[index]``."""
     path = f"interceptors[{index}]"
     try:
         factory = registries.interceptors.get(spec.name)
@@ -222,10 +224,26 @@ def build_interceptor(registries: Registries, spec: InterceptorConfig, index: in
                     f"{path}.options.{name}: interceptor {spec.name!r} requires this option; "
                     f"add it under {path}.options"
                 )
+    for key, hint in _option_hints(factory).items():
+        if key in options:
+            options[key] = convert(hint, options[key], f"{path}.options.{key}")
+    spec.options = options
     try:
         return factory(**options)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{path}.options ({spec.name}): {exc}") from exc
+
+
+def _option_hints(factory: Any) -> dict[str, Any]:
+    """The type hints of ``factory``'s parameters (its ``__init__`` for a class); ``{}`` when they
+    cannot be resolved, in which case options are passed through unchecked."""
+    target = factory.__init__ if isinstance(factory, type) else factory
+    try:
+        hints = typing.get_type_hints(target)
+    except Exception:
+        return {}
+    hints.pop("return", None)
+    return hints
 
 
 def config_from_dict(
