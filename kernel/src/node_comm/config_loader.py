@@ -237,7 +237,7 @@ def build_interceptor(registries: Registries, spec: InterceptorConfig, index: in
 def _option_hints(factory: Any) -> dict[str, Any]:
     """The type hints of ``factory``'s parameters (its ``__init__`` for a class); ``{}`` when they
     cannot be resolved, in which case options are passed through unchecked."""
-    target = factory.__init__ if isinstance(factory, type) else factory
+    target = getattr(factory, "__init__") if isinstance(factory, type) else factory  # noqa: B009
     try:
         hints = typing.get_type_hints(target)
     except Exception:
