@@ -72,7 +72,8 @@ class Registry:
         if old is not None and old.plugin != plugin:
             raise ConfigError(
                 f"{self.kind} {name!r} is registered by both plugin {old.plugin!r} and {plugin!r}; "
-                f"block one of them (plugins.block in YAML, or {ENV_BLOCK})"
+                f"uninstall or block one of them (e.g. plugins: {{block: [{plugin}]}} in YAML, "
+                f"or {ENV_BLOCK}={plugin})"
             )
         self._items[name] = Provided(name, obj, plugin)
 
@@ -234,9 +235,9 @@ def collect(pm: pluggy.PluginManager) -> Registries:
         ("node_comm_register_interceptors", add_interceptor),
     ]
     for hook, add in adders:
-        # Each implementation is called on its own (in pluggy's call order) so every name keeps
-        # the plugin that registered it.
-        for impl in reversed(getattr(pm.hook, hook).get_hookimpls()):
+        # Each implementation is called on its own, in registration order (code plugins, then
+        # entry points), so every name keeps the plugin that registered it.
+        for impl in getattr(pm.hook, hook).get_hookimpls():
             plugin = impl.plugin_name
             if plugin not in regs.plugins:
                 regs.plugins[plugin] = PluginInfo(plugin)
