@@ -476,7 +476,7 @@ class Node:
             *(self.call(t, method, payload, timeout=timeout, serializer=serializer) for t in targets),
             return_exceptions=True,
         )
-        return dict(zip(targets, results))
+        return dict(zip(targets, results, strict=True))
 
     # ------------------------------------------------------------------ TransportHost
     def peer_connected(self, peer_id: str, address: str | None) -> None:
