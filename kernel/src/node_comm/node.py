@@ -470,7 +470,7 @@ class Node:
         """Call ``method`` on every connected node at once; returns ``{node_id: result or
         exception}``. One node's failure never fails the others."""
         self._check_running()
-        skip = set(exclude or ())
+        skip = {exclude} if isinstance(exclude, str) else set(exclude or ())
         targets = [p for p in self._peers if p not in skip]
         results = await asyncio.gather(
             *(self.call(t, method, payload, timeout=timeout, serializer=serializer) for t in targets),
