@@ -180,6 +180,11 @@ class Node:
         """Ids of the nodes connected now."""
         return list(self._peers)
 
+    @property
+    def peers(self) -> list[str]:
+        """Alias of :attr:`connected_nodes`."""
+        return list(self._peers)
+
     def is_connected(self, node_id: str) -> bool:
         """Whether ``node_id`` is connected now."""
         return node_id in self._peers
