@@ -515,15 +515,10 @@ class Node:
             return
         mtype = message.type
         if mtype is _RESPONSE or mtype is _ERROR:
-            pend = self._pending.pop(message.id, None)
-            if pend is None:
-                return  # late reply to a call that timed out or was cancelled
-            if pend.target != message.source:
-                self._pending[message.id] = pend
-                return
-            if pend.timer is not None:
-                pend.timer.cancel()
-            if not pend.future.done():
+            # The caller (_send_request) removes the entry and its timer; a late reply to a call
+            # that timed out or was cancelled finds nothing.
+            pend = self._pending.get(message.id)
+            if pend is not None and pend.target == message.source and not pend.future.done():
                 pend.future.set_result(message)
         elif mtype is _REQUEST or mtype is _NOTIFY:
             self._start_inbound(peer, message)
@@ -556,22 +551,23 @@ class Node:
         loop = self._loop
         assert loop is not None
         deadline = None if msg.deadline is None else time.monotonic() + msg.deadline
-        task = loop.create_task(self._serve(msg, deadline))
+        task = loop.create_task(self._serve(peer, msg, deadline))
         if msg.type is _REQUEST:
+            # Removed again by _serve itself. No deadline timer here: the caller sends CANCEL when
+            # its deadline passes, and a lost link cancels every inbound task of that peer.
             peer.inbound[msg.id] = task
-            timer = loop.call_later(msg.deadline, task.cancel) if msg.deadline is not None else None
-            task.add_done_callback(functools.partial(self._inbound_done, peer, msg.id, timer))
         else:
             self._background.add(task)
             task.add_done_callback(self._background.discard)
 
-    @staticmethod
-    def _inbound_done(peer: _Peer, call_id: int, timer: asyncio.TimerHandle | None, _t: Any) -> None:
-        peer.inbound.pop(call_id, None)
-        if timer is not None:
-            timer.cancel()
+    async def _serve(self, peer: _Peer, msg: Message, deadline: float | None) -> None:
+        try:
+            await self._serve_call(msg, deadline)
+        finally:
+            if msg.type is _REQUEST:
+                peer.inbound.pop(msg.id, None)
 
-    async def _serve(self, msg: Message, deadline: float | None) -> None:
+    async def _serve_call(self, msg: Message, deadline: float | None) -> None:
         current_deadline.set(deadline)
         ctx = CallContext(self, msg.source, self._node_id, msg.method, "inbound", msg.metadata, deadline,
                           msg.id, msg.type is _NOTIFY)
