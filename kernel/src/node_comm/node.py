@@ -277,7 +277,8 @@ class Node:
             self._heartbeat_task.cancel()
             self._heartbeat_task = None
         grace = self.config.shutdown_grace if grace is None else grace
-        inflight = [t for p in self._peers.values() for t in p.inbound.values()]
+        me = asyncio.current_task()  # a handler may stop its own node: never wait for or cancel it
+        inflight = [t for p in self._peers.values() for t in p.inbound.values() if t is not me]
         if inflight and grace > 0:
             await asyncio.wait(inflight, timeout=grace)
         for task in inflight:
@@ -292,8 +293,9 @@ class Node:
                 pend = self._pending.pop(call_id)
                 self._fail(pend, NodeNotStartedError(f"node {self._node_id!r} stopped"))
             for task in list(self._background):
-                task.cancel()
-            await self._events.drain()
+                if task is not me:
+                    task.cancel()
+            await self._events.drain(timeout=max(grace, 1.0))
 
     async def __aenter__(self) -> Node:
         await self.start()
@@ -503,8 +505,10 @@ class Node:
             if pend.target == peer_id:
                 del self._pending[call_id]
                 self._fail(pend, ConnectionLostError(peer_id, reason))
+        me = asyncio.current_task()
         for task in list(peer.inbound.values()):
-            task.cancel()
+            if task is not me:
+                task.cancel()
         self._events.emit("disconnect", peer_id, reason)
 
     def deliver(self, message: Message) -> None:
