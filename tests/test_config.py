@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from node_comm import (
     ConfigError,
     HeartbeatConfig,
