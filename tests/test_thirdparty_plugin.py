@@ -18,7 +18,8 @@ HERE = Path(__file__).parent
 PLUGIN_SRC = HERE / "thirdparty_plugin"
 DIST, VERSION = "node-comm-thirdparty-example", "0.3.1"
 
-pytestmark = pytest.mark.timeout(60)
+# Build + install + three subprocesses take ~3 s; the cap keeps a hung pip from stalling the suite.
+pytestmark = pytest.mark.timeout(30)
 
 CONFIG = """\
 node_id: ${NODE_ID}
@@ -41,9 +42,9 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     proc = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
          "--no-index", "--disable-pip-version-check", "--target", str(target), str(src)],
-        capture_output=True, text=True, timeout=50,
+        capture_output=True, text=True, timeout=25,
     )
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 0, f"pip install failed (hatchling comes with `make install`):\n{proc.stderr}"
     assert (target / "node_comm_thirdparty" / "plugin.py").exists()
     return target
 
