@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+
 from node_comm import Node, NodeConfig, TransportConfig
 
 TRANSPORTS = ["memory", "grpc"]

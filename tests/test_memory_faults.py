@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+
 from node_comm import (
     CallContext,
     CallTimeoutError,

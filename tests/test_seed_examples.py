@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from node_comm import (
     CallTimeoutError,
     Interceptor,

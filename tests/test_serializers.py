@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+
 from node_comm import (
     CallContext,
     ConfigError,

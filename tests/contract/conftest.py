@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
-from node_comm import Node
 
+from node_comm import Node
 from tests.conftest import make_config
 
 NodeFactory = Callable[..., Awaitable[Node]]

@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
+
 from node_comm import CallContext, MethodOptions, NodeCommError, RemoteExecutionError
 
 from .conftest import WAIT, NodeFactory, link, payload_for

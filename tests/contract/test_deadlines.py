@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 import pytest
+
 from node_comm import CallContext, CallTimeoutError, NodeCommError
 
 from .conftest import WAIT, NodeFactory, link
@@ -86,7 +87,7 @@ async def test_handler_sees_remaining_deadline(pair: Any) -> None:
     seen: list[float | None] = []
 
     async def look(payload: Any, ctx: CallContext) -> None:
-        seen.append(ctx.time_remaining)
+        seen.append(ctx.time_remaining())
 
     b.register("look", look)
     await a.call("b", "look", timeout=2.0)
@@ -105,14 +106,14 @@ async def test_nested_call_inherits_remaining_deadline(make_node: NodeFactory) -
     inner_left: list[float] = []
 
     async def outer(payload: Any, ctx: CallContext) -> str:
-        assert ctx.time_remaining is not None
-        outer_left.append(ctx.time_remaining)
+        assert ctx.time_remaining() is not None
+        outer_left.append(ctx.time_remaining())
         # Asks for 60 s, but only what is left of the caller's 1 s may be used.
         return str(await ctx.node.call("c", "inner", None, timeout=60))
 
     async def inner(payload: Any, ctx: CallContext) -> str:
-        assert ctx.time_remaining is not None
-        inner_left.append(ctx.time_remaining)
+        assert ctx.time_remaining() is not None
+        inner_left.append(ctx.time_remaining())
         return "deep"
 
     b.register("outer", outer)
@@ -151,7 +152,7 @@ async def test_call_without_timeout_uses_default_and_no_deadline_when_none(make_
     seen: list[float | None] = []
 
     async def look(payload: Any, ctx: CallContext) -> None:
-        seen.append(ctx.time_remaining)
+        seen.append(ctx.time_remaining())
 
     b.register("look", look)
     await a.call("b", "look")

@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
+
 from node_comm import CallContext, ErrorCode, MethodOptions, NodeCommError, RemoteExecutionError
 
 from .conftest import NodeFactory, link

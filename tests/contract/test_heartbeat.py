@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 import pytest
+
 from node_comm import CallContext, CallTimeoutError, HeartbeatConfig, Message, MessageType, NodeCommError
 
 from .conftest import WAIT, NodeFactory, link

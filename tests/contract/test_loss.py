@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 import pytest
+
 from node_comm import CallContext, CallTimeoutError, NodeCommError, NodeNotConnectedError
 
 from .conftest import WAIT, NodeFactory, link

@@ -8,6 +8,7 @@ import threading
 from typing import Any
 
 import pytest
+
 from node_comm import CallContext, Interceptor, Message, MethodOptions, SerializationError
 
 from .conftest import WAIT, NodeFactory, link
