@@ -157,3 +157,54 @@ async def test_call_without_timeout_uses_default_and_no_deadline_when_none(make_
     b.register("look", look)
     await a.call("b", "look")
     assert seen == [None]
+
+
+async def test_cancel_reaches_only_the_cancelled_call_when_ids_collide(make_node: NodeFactory) -> None:
+    """Fresh nodes number their calls alike: a's first call and b's first call share an id on one
+    link. Cancelling a's call must cancel b's handler for it, never a's handler for b's call."""
+    a = await make_node("a")
+    b = await make_node("b")
+    await link(a, b)
+    on_b = (asyncio.Event(), asyncio.Event())  # started, cancelled: b serving a's call
+    on_a = (asyncio.Event(), asyncio.Event())  # a serving b's call
+    release_a = asyncio.Event()
+
+    async def hang_b(payload: Any, ctx: CallContext) -> None:
+        await blocking_handler(*on_b)(payload, ctx)
+
+    async def hang_a(payload: Any, ctx: CallContext) -> str:
+        on_a[0].set()
+        try:
+            await release_a.wait()
+        except asyncio.CancelledError:
+            on_a[1].set()
+            raise
+        return "a finished"
+
+    b.register("hang", hang_b)
+    a.register("hang", hang_a)
+    a_call = asyncio.create_task(a.call("b", "hang", timeout=30))
+    b_call = asyncio.create_task(b.call("a", "hang", timeout=30))
+    await asyncio.wait_for(asyncio.gather(on_b[0].wait(), on_a[0].wait()), WAIT)
+    a_call.cancel()
+    await asyncio.wait_for(on_b[1].wait(), WAIT)
+    assert not on_a[1].is_set()
+    release_a.set()
+    assert await asyncio.wait_for(b_call, WAIT) == "a finished"
+    assert not on_a[1].is_set()
+
+
+@pytest.mark.parametrize("timeout", [0, -1])
+async def test_non_positive_timeout_fails_without_running_handler(pair: Any, timeout: float) -> None:
+    a, b = pair
+    runs = 0
+
+    async def count(payload: Any, ctx: CallContext) -> int:
+        nonlocal runs
+        runs += 1
+        return runs
+
+    b.register("count", count)
+    with pytest.raises(CallTimeoutError):
+        await a.call("b", "count", timeout=timeout)
+    assert await a.call("b", "count") == 1

@@ -130,3 +130,30 @@ async def test_stop_lets_inflight_calls_finish_within_grace(make_node: NodeFacto
     release.set()
     assert await asyncio.wait_for(task, WAIT) == "finished"
     await asyncio.wait_for(stopping, WAIT)
+
+
+async def test_broadcast_with_a_peer_lost_midway(make_node: NodeFactory) -> None:
+    hub = await make_node("hub")
+    ok = await make_node("ok")
+    doomed = await make_node("doomed")
+    started = asyncio.Event()
+
+    async def work(payload: Any, ctx: CallContext) -> str:
+        if ctx.node.node_id == "doomed":
+            started.set()
+            await asyncio.Event().wait()
+        return "done"
+
+    ok.register("work", work)
+    doomed.register("work", work)
+    await link(hub, ok)
+    await link(hub, doomed)
+    task = asyncio.create_task(hub.broadcast("work", {}, timeout=30))
+    await asyncio.wait_for(started.wait(), WAIT)
+    t0 = time.monotonic()
+    await doomed.stop(grace=0)
+    results = await asyncio.wait_for(task, WAIT)
+    assert time.monotonic() - t0 < 1.0
+    assert results["ok"] == "done"
+    assert isinstance(results["doomed"], NodeCommError)
+    assert not isinstance(results["doomed"], CallTimeoutError)
