@@ -73,6 +73,14 @@ class _Peer:
     inbound: dict[int, asyncio.Task[None]] = field(default_factory=dict)
 
 
+def _task_is_cancelled() -> bool:
+    """Whether the current task is being cancelled (always assumed on Python 3.10, which cannot
+    tell a cancellation from a CancelledError raised by the code it runs)."""
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)
+    return cancelling is None or cancelling() > 0
+
+
 def _is_async_callable(handler: Callable[..., Any]) -> bool:
     if inspect.iscoroutinefunction(handler):
         return True
@@ -626,7 +634,14 @@ class Node:
                 if inspect.isawaitable(result):
                     result = await result
         except asyncio.CancelledError:
-            raise
+            if _task_is_cancelled():
+                raise
+            # The handler raised CancelledError without being cancelled (it awaited something
+            # that was): answer, or the caller would wait for its whole timeout.
+            return self._error_message(
+                msg, ErrorCode.HANDLER_ERROR,
+                "CancelledError: the handler raised CancelledError without being cancelled", self._tb(),
+            )
         except CallRejectedError as exc:
             return self._error_message(msg, exc.code, exc.message, self._tb())
         except Exception as exc:
