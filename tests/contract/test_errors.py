@@ -148,3 +148,26 @@ async def test_too_many_concurrent_calls_is_resource_exhausted(make_node: NodeFa
     release.set()
     assert await asyncio.gather(*first) == ["done", "done"]
     assert await a.call("b", "hold", 4) == "done"  # room again
+
+
+async def test_handler_raising_cancelled_error_answers_at_once(pair: Any) -> None:
+    """A handler that awaits something cancelled (not being cancelled itself) fails its call with
+    a code right away; the caller must not sit out its whole timeout."""
+    import sys
+    import time
+
+    if sys.version_info < (3, 11):
+        pytest.skip("Task.cancelling() is needed to tell the two apart")
+    a, b = pair
+
+    async def awaits_cancelled(payload: Any, ctx: CallContext) -> None:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        fut.cancel()
+        await fut
+
+    b.register("awaits_cancelled", awaits_cancelled)
+    t0 = time.monotonic()
+    e = await _remote_error(a.call("b", "awaits_cancelled", {}, timeout=10))
+    assert time.monotonic() - t0 < 2.0
+    assert e.code == "HANDLER_ERROR" and "CancelledError" in str(e)
+    assert a.is_connected("b")
