@@ -99,8 +99,10 @@ class MemoryTransport(Transport):
         other = self._links.get(message.target)
         if other is None:
             raise NodeNotConnectedError(message.target)
-        # Nothing of a sent message is reused by the sender but its metadata dict: copy that only.
-        msg = message.copy() if message.metadata else message
+        # Always a copy: the sender's interceptors still hold ``message`` (a logging interceptor reads
+        # its payload after the reply), and what the receiver's interceptors do to theirs must not
+        # show there, as over a network.
+        msg = message.copy()
         if self._frozen:
             self._held.append(msg)
             return
