@@ -207,3 +207,34 @@ async def test_large_payload_round_trips(pair: Any) -> None:
 
     b.register("echo", echo, MethodOptions(serializer="msgpack"))
     assert await asyncio.wait_for(a.call("b", "echo", blob, serializer="msgpack"), 20) == blob
+
+
+async def test_receiver_never_shares_the_senders_message(pair: Any) -> None:
+    """What a receiving interceptor does to a message (decrypt, rewrite) never shows in the
+    sender's message, as over a network; memory mode must not hand over the same object."""
+    a, b = pair
+    sent: list[tuple[bytes, str, str]] = []
+
+    class Rewrite(Interceptor):
+        async def intercept_inbound(self, message: Message, context: CallContext, next_handler: Any) -> Any:
+            message.payload = b'"rewritten"'
+            message.serializer = "json"
+            message.metadata["seen"] = "yes"
+            return await next_handler(message)
+
+    class Watch(Interceptor):
+        async def intercept_outbound(self, message: Message, context: CallContext, next_handler: Any) -> Any:
+            before = (message.payload, message.serializer, dict(message.metadata))
+            reply = await next_handler(message)
+            sent.append((message.payload, message.serializer, repr(message.metadata)))
+            assert (message.payload, message.serializer, dict(message.metadata)) == before
+            return reply
+
+    async def echo(payload: Any, ctx: CallContext) -> Any:
+        return payload
+
+    b.register("echo", echo)
+    b.interceptors.add(Rewrite())
+    a.interceptors.add(Watch())
+    assert await a.call("b", "echo", "original") == "rewritten"
+    assert sent == [(b'"original"', "json", "{}")]
