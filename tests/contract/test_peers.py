@@ -93,7 +93,9 @@ async def test_reconnect_after_disconnect(make_node: NodeFactory) -> None:
     a = await make_node("a")
     b = await make_node("b")
     connects: list[str] = []
+    b_gone = asyncio.Event()
     b.on("connect", lambda nid, addr: connects.append(nid))
+    b.on("disconnect", lambda nid, reason: b_gone.set())
 
     async def ping(payload: Any, ctx: CallContext) -> str:
         return "pong"
@@ -101,6 +103,7 @@ async def test_reconnect_after_disconnect(make_node: NodeFactory) -> None:
     b.register("ping", ping)
     await link(a, b)
     await a.disconnect("b")
+    await asyncio.wait_for(b_gone.wait(), WAIT)  # a network transport tells b a moment later
     await link(a, b)
     assert await a.call("b", "ping") == "pong"
     assert connects == ["a", "a"]
@@ -199,8 +202,11 @@ async def test_node_restarts_after_stop(make_node: NodeFactory) -> None:
         return "pong"
 
     b.register("ping", ping)
+    a_lost = asyncio.Event()
+    a.on("disconnect", lambda nid, reason: a_lost.set())
     await link(a, b)
     await b.stop()
+    await asyncio.wait_for(a_lost.wait(), WAIT)
     assert not a.is_connected("b") and not b.is_running
     await b.start()
     assert b.is_running and b.connected_nodes == []
