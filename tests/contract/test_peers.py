@@ -145,7 +145,10 @@ async def test_events_sync_and_async_chainable_and_off(make_node: NodeFactory) -
     # off(event) removes every handler of the event, and no other event's.
     assert a.off("connect") is a
     log.clear()
+    c_gone = asyncio.Event()
+    c.on("disconnect", lambda nid, reason: c_gone.set())
     await a.disconnect("c")
+    await asyncio.wait_for(c_gone.wait(), WAIT)
     await link(a, c)
     assert log == ["disc:c"]
 
