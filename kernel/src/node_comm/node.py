@@ -378,7 +378,8 @@ class Node:
         if self._interceptor_chain:
             ctx = CallContext(self, self._node_id, target, method, "outbound", msg.metadata,
                               None if remaining is None else time.monotonic() + remaining, msg.id)
-            reply = await self._interceptor_chain.outbound(msg, ctx, self._send_request)
+            terminal = functools.partial(self._send_request_within, ctx.deadline)
+            reply = await self._interceptor_chain.outbound(msg, ctx, terminal)
             if reply is None:
                 raise NodeCommError(f"an interceptor swallowed the reply of {target}.{method}")
         else:
@@ -397,6 +398,16 @@ class Node:
             raise SerializationError(
                 f"cannot decode the result of {target}.{method} with serializer {ser.name!r}: {exc}"
             ) from exc
+
+    async def _send_request_within(self, deadline: float | None, msg: Message) -> Message:
+        """Terminal of the outbound chain: the time interceptors took counts against the call's
+        deadline, and the deadline sent is what is left of it."""
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise CallTimeoutError(msg.target, msg.method, msg.deadline)
+            msg.deadline = left
+        return await self._send_request(msg)
 
     async def _send_request(self, msg: Message) -> Message:
         """Terminal of the outbound chain: send, then wait for the reply, the deadline or loss."""
