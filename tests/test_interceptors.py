@@ -402,3 +402,43 @@ async def test_outbound_interceptor_can_refuse_locally() -> None:
             await a.call("b", "m")
         assert info.value.code == "PERMISSION_DENIED"
     assert runs == 0
+
+
+async def test_time_in_outbound_interceptors_counts_against_the_deadline() -> None:
+    import time
+
+    from node_comm import Interceptor, Message
+
+    class Slow(Interceptor):
+        """Takes a while before sending, like one that fetches a token."""
+
+        def __init__(self, delay: float) -> None:
+            self.delay = delay
+
+        async def intercept_outbound(self, message: Message, context: CallContext, next_handler: Any) -> Any:
+            await asyncio.sleep(self.delay)  # the duration under test
+            return await next_handler(message)
+
+    a, b = Node("a", mem("a")), Node("b", mem("b"))
+    seen: list[float | None] = []
+    runs = 0
+
+    async def look(payload: Any, ctx: CallContext) -> None:
+        nonlocal runs
+        runs += 1
+        seen.append(ctx.time_remaining())
+
+    b.register("look", look)
+    slow = Slow(0.3)
+    a.interceptors.add(slow)
+    async with a, b:
+        await a.connect("b")
+        await a.call("b", "look", timeout=1.0)
+        remaining = seen[0]
+        assert remaining is not None and remaining <= 0.75  # not the full second
+        # An interceptor slower than the whole budget: a timeout, and nothing is sent.
+        t0 = time.monotonic()
+        with pytest.raises(CallTimeoutError):
+            await a.call("b", "look", timeout=0.1)
+        assert time.monotonic() - t0 < 1.0
+        assert runs == 1
