@@ -421,3 +421,34 @@ async def test_unknown_event_name() -> None:
         node.off("disconected")
     with pytest.raises(TypeError):
         node.on("connect", "not callable")  # type: ignore[arg-type]
+
+
+class EvilReply(Interceptor):
+    """On the serving side: answers every call with a malicious pickle, labelled as pickle."""
+
+    def __init__(self, payload: bytes) -> None:
+        self.payload = payload
+
+    async def intercept_inbound(self, message: Message, context: CallContext, next_handler: Any) -> Any:
+        reply = await next_handler(message)
+        if reply is None:
+            return None
+        return Message(reply.id, reply.type, reply.source, reply.target, reply.method, self.payload, "pickle")
+
+
+async def test_caller_never_unpickles_a_reply_it_did_not_ask_pickle_for(
+    nodes: tuple[Node, Node, Counter], tmp_path: pathlib.Path
+) -> None:
+    """A hostile or broken server answers a json call with a pickle: the caller refuses it
+    unread (the wire alone never chooses pickle, in either direction)."""
+    client, server, counter = nodes
+    marker = tmp_path / "pwned-reply"
+    evil = EvilReply(pickle.dumps(Evil(marker)))
+    server.interceptors.add(evil)
+    with pytest.raises(SerializationError) as info:
+        await client.call("server", "count", {})
+    assert "pickle" in str(info.value)
+    assert not marker.exists()
+    assert counter.runs == 1  # the handler did run; only its reply was poisoned
+    server.interceptors.remove(evil)
+    await still_serving(client)
