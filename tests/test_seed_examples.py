@@ -341,10 +341,18 @@ async def test_custom_interceptor_snippet() -> None:
         return int(payload["a"] + payload["b"])
 
     server.register("add", add)
+    node.register("add", add)
     async with server, node:
         await node.connect("server")
         assert await node.call("server", "add", {"a": 1, "b": 2}) == 3
-    assert seen == [("outbound", "client", "add"), ("inbound", "server", "add")]
+        assert await server.call("client", "add", {"a": 3, "b": 4}) == 7
+    # Each node's one interceptor saw its outbound and its inbound call.
+    assert seen == [
+        ("outbound", "client", "add"),
+        ("inbound", "server", "add"),
+        ("outbound", "server", "add"),
+        ("inbound", "client", "add"),
+    ]
 
 
 async def test_error_handling_snippet(capsys: pytest.CaptureFixture[str]) -> None:
