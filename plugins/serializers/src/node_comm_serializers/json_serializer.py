@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from typing import Any
 
 import orjson
@@ -21,9 +20,14 @@ from node_comm import Serializer
 _OPTS = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 _dumps = orjson.dumps
 _loads = orjson.loads
-# orjson decodes integers beyond 64 bits as floats (precision lost); a run of 19+ digits may be
-# one, so such documents are decoded by the stdlib, which keeps them exact.
-_MAYBE_BIG_INT = re.compile(rb"[0-9]{19}")
+# orjson decodes integers beyond 64 bits as floats (precision lost), so documents that may hold one
+# are decoded by the stdlib, which keeps them exact. The check runs in C: map digits to "0", "." to
+# itself and every other byte to " ", then look for 19+ digits not preceded by a "." (so the long
+# fractions of small floats such as 0.0027884756165381663 do not count). False positives (digits in
+# strings, exponents) only cost speed, never correctness.
+_SCAN = bytes(48 if 48 <= c <= 57 else 46 if c == 46 else 32 for c in range(256))
+_BIG_RUN = b" " + b"0" * 19
+_BIG_START = b"0" * 19
 _BIG_INT_ERRORS = ("Integer exceeds 64-bit range", "Dict integer key must be within 64-bit range")
 
 
@@ -62,6 +66,8 @@ class JsonSerializer(Serializer):
         return data
 
     def deserialize(self, data: bytes) -> Any:
-        if _MAYBE_BIG_INT.search(data) is not None:
-            return json.loads(data, parse_constant=_refuse_constant)
+        if len(data) >= 19:
+            scan = data.translate(_SCAN)
+            if scan.startswith(_BIG_START) or _BIG_RUN in scan:
+                return json.loads(data, parse_constant=_refuse_constant)
         return _loads(data)
