@@ -46,6 +46,9 @@ class MemoryTransport(Transport):
         self.latency: float = float(self.options.latency)
         self._peer_latency: dict[str, float] = {}
         self._links: dict[str, MemoryTransport] = {}
+        # One token per link, shared by both ends: a delayed message is delivered only if the link
+        # it was sent on still exists (what was in flight on a dropped link is lost with it).
+        self._tokens: dict[str, object] = {}
         self._frozen = False
         self._held: deque[Message] = deque()
         self._node_id = ""
@@ -92,6 +95,7 @@ class MemoryTransport(Transport):
             return
         self._links[node_id] = other
         other._links[self._node_id] = self
+        self._tokens[node_id] = other._tokens[self._node_id] = object()
         self.host.peer_connected(node_id, other.address)
         other.host.peer_connected(self._node_id, self.address)
 
@@ -109,9 +113,13 @@ class MemoryTransport(Transport):
         delay = self._peer_latency.get(message.target, self.latency)
         if delay > 0:
             assert self._loop is not None
-            self._loop.call_later(delay, other._receive, msg)
+            self._loop.call_later(delay, other._receive_on, self._tokens.get(message.target), msg)
         else:
             other._receive(msg)
+
+    def _receive_on(self, token: object, msg: Message) -> None:
+        if self._tokens.get(msg.source) is token:
+            self._receive(msg)
 
     def _receive(self, msg: Message) -> None:
         if self._frozen:
@@ -126,8 +134,10 @@ class MemoryTransport(Transport):
         other = self._links.pop(node_id, None)
         if other is None:
             return
+        self._tokens.pop(node_id, None)
         if other._links.get(self._node_id) is self:
             del other._links[self._node_id]
+            other._tokens.pop(self._node_id, None)
             other.host.peer_disconnected(self._node_id, their_reason)
         self.host.peer_disconnected(node_id, our_reason)
 
