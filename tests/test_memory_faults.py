@@ -278,3 +278,26 @@ async def test_connect_to_frozen_node_fails_within_timeout() -> None:
         assert time.monotonic() - t0 < 1.0
         assert info.value.node_id == "b"
         assert not a.is_connected("b")
+
+
+async def test_messages_in_flight_on_a_dropped_link_never_arrive_on_a_new_one(
+    ab: tuple[Node, Node, Served, Served],
+) -> None:
+    """As with a real connection: what was in flight when a link dropped is lost with it, even if
+    the nodes reconnect before it would have arrived (a failed call must not run later)."""
+    a, b, _, sb = ab
+    a.transport.set_latency(0.2)  # type: ignore[attr-defined]
+    lost_call = asyncio.create_task(a.call("b", "record", "lost call", timeout=5))
+    await a.notify("b", "record", "lost notify")
+    await asyncio.sleep(0)  # the request is now in flight
+    a.transport.drop_link("b")  # type: ignore[attr-defined]
+    with pytest.raises(ConnectionLostError):
+        await asyncio.wait_for(lost_call, WAIT)
+    a.transport.set_latency(0.0)  # type: ignore[attr-defined]
+    await a.connect("b")
+    await asyncio.sleep(0.3)  # past the moment the lost messages would have arrived
+    await a.notify("b", "record", "after reconnect")
+    await asyncio.wait_for(sb.recorded.wait(), WAIT)
+    assert await a.call("b", "ping") == "pong from b"
+    assert sb.records == ["after reconnect"]
+
