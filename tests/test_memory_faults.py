@@ -285,7 +285,7 @@ async def test_messages_in_flight_on_a_dropped_link_never_arrive_on_a_new_one(
 ) -> None:
     """As with a real connection: what was in flight when a link dropped is lost with it, even if
     the nodes reconnect before it would have arrived (a failed call must not run later)."""
-    a, b, _, sb = ab
+    a, _b, _, sb = ab
     a.transport.set_latency(0.2)  # type: ignore[attr-defined]
     lost_call = asyncio.create_task(a.call("b", "record", "lost call", timeout=5))
     await a.notify("b", "record", "lost notify")
