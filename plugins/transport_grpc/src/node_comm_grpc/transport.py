@@ -21,7 +21,6 @@ import grpc
 from google.protobuf.message import DecodeError
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-
 from node_comm import (
     ConfigError,
     ConnectFailedError,
@@ -238,7 +237,8 @@ class _Link:
                 await asyncio.sleep(0)  # let other senders' frames in between the chunks
         except BaseException:
             # Tell the receiver to drop what it has of this transfer.
-            self._put_nowait(_Envelope(type=_F_CHUNK, transfer=transfer, reason="aborted").SerializeToString())
+            abort = _Envelope(type=_F_CHUNK, transfer=transfer, reason="aborted")
+            self._put_nowait(abort.SerializeToString())
             raise
 
     async def _write_loop(self) -> None:
@@ -289,7 +289,8 @@ class _Link:
                     batch = _Batch.FromString(data)
                 except DecodeError:
                     reason = f"node {self.peer_id!r} sent a malformed frame"
-                    self.status = (grpc.StatusCode.INVALID_ARGUMENT, "malformed frame (not a node_comm Batch)")
+                    self.status = (grpc.StatusCode.INVALID_ARGUMENT,
+                                   "malformed frame (not a node_comm Batch)")
                     break
                 for env in batch.frames:
                     if self.closed:
@@ -523,7 +524,9 @@ class GrpcTransport(Transport):
         if tls.client_auth and ca is None:
             raise ConfigError("transport.grpc.tls.client_auth needs ca_file (the CA of client certificates)")
         return grpc.ssl_server_credentials(
-            [(key, cert)], root_certificates=ca if tls.client_auth else None, require_client_auth=tls.client_auth
+            [(key, cert)],
+            root_certificates=ca if tls.client_auth else None,
+            require_client_auth=tls.client_auth,
         )
 
     # ------------------------------------------------------------------ lifecycle
@@ -697,7 +700,8 @@ class GrpcTransport(Transport):
                 raise
             if isinstance(exc, asyncio.TimeoutError):
                 raise ConnectFailedError(
-                    node_id, f"node {node_id!r} at {address} did not answer the handshake within {timeout:g}s",
+                    node_id,
+                    f"node {node_id!r} at {address} did not answer the handshake within {timeout:g}s",
                     address,
                 ) from None
             if isinstance(exc, aio.AioRpcError):
@@ -705,7 +709,9 @@ class GrpcTransport(Transport):
                     " (is the node running there? if it uses TLS, set transport.grpc.tls)"
                 )
                 raise ConnectFailedError(
-                    node_id, f"cannot connect to node {node_id!r} at {address}: {_describe(exc)}{hint}", address
+                    node_id,
+                    f"cannot connect to node {node_id!r} at {address}: {_describe(exc)}{hint}",
+                    address,
                 ) from None
             raise
         return _Link(self, node_id, address, call.read, call.write, dialled=True, call=call, channel=channel)
@@ -729,7 +735,9 @@ class GrpcTransport(Transport):
             raise ConnectFailedError(node_id, "the server did not answer the handshake")
         ack = frames[0].handshake
         if ack.node_id and ack.node_id != node_id:
-            raise ConnectFailedError(node_id, f"the node at the address is node {ack.node_id!r}, not {node_id!r}")
+            raise ConnectFailedError(
+                node_id, f"the node at the address is node {ack.node_id!r}, not {node_id!r}"
+            )
         if ack.refused:
             raise ConnectFailedError(node_id, f"node {node_id!r} refused the connection: {ack.refused}")
 
@@ -783,7 +791,8 @@ class GrpcTransport(Transport):
         elif self._stopping:
             refused = f"node {self.node_id!r} is stopping"
         ack = _Envelope(type=_F_HANDSHAKE_ACK, handshake=pb.Handshake(
-            node_id=self.node_id, protocol_version=PROTOCOL_VERSION, address=self._address or "", refused=refused,
+            node_id=self.node_id, protocol_version=PROTOCOL_VERSION, address=self._address or "",
+            refused=refused,
         ))
         await context.write(_batch_bytes(ack))
         if refused:
