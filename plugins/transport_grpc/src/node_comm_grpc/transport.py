@@ -689,7 +689,7 @@ class GrpcTransport(Transport):
         call = None
         try:
             call = channel.stream_stream(METHOD)(wait_for_ready=False)
-            await asyncio.wait_for(self._handshake(call, node_id), timeout)
+            await asyncio.wait_for(self._handshake(call, node_id, address), timeout)
         except BaseException as exc:
             if call is not None:
                 call.cancel()
@@ -716,7 +716,7 @@ class GrpcTransport(Transport):
             raise
         return _Link(self, node_id, address, call.read, call.write, dialled=True, call=call, channel=channel)
 
-    async def _handshake(self, call: Any, node_id: str) -> None:
+    async def _handshake(self, call: Any, node_id: str, address: str) -> None:
         hello = _Envelope(type=_F_HANDSHAKE, handshake=pb.Handshake(
             node_id=self.node_id, protocol_version=PROTOCOL_VERSION, expected_node_id=node_id,
             token=self.cfg.token or "", address=self._address or "",
@@ -724,7 +724,7 @@ class GrpcTransport(Transport):
         await call.write(_batch_bytes(hello))
         data = await call.read()
         if data is aio.EOF:
-            raise ConnectFailedError(node_id, f"node at the address closed the stream during the handshake "
+            raise ConnectFailedError(node_id, f"the node at {address} closed the stream during the handshake "
                                      f"(expected node {node_id!r})")
         try:
             frames = _Batch.FromString(data).frames
@@ -736,7 +736,7 @@ class GrpcTransport(Transport):
         ack = frames[0].handshake
         if ack.node_id and ack.node_id != node_id:
             raise ConnectFailedError(
-                node_id, f"the node at the address is node {ack.node_id!r}, not {node_id!r}"
+                node_id, f"the node at {address} is node {ack.node_id!r}, not {node_id!r}"
             )
         if ack.refused:
             raise ConnectFailedError(node_id, f"node {node_id!r} refused the connection: {ack.refused}")
