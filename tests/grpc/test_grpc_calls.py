@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 from conftest import grpc_config
-
 from node_comm import (
     CallTimeoutError,
     ConnectFailedError,
@@ -210,7 +209,7 @@ async def test_connect_timeout_when_nothing_answers(nodes) -> None:
         a = await nodes("a")
         t0 = time.monotonic()
         with pytest.raises(ConnectFailedError):
-            await a.connect("b", "127.0.0.1:%d" % s.getsockname()[1], timeout=0.5)
+            await a.connect("b", f"127.0.0.1:{s.getsockname()[1]}", timeout=0.5)
         assert time.monotonic() - t0 < 2.0
 
 
@@ -279,3 +278,12 @@ async def test_notify_and_broadcast(nodes) -> None:
     await a.notify("b", "poke", None)
     await asyncio.wait_for(got.wait(), 5)
     assert await a.broadcast("echo", 7) == {"b": 7, "c": 7}
+
+
+async def test_shared_pair_fixture(pair) -> None:
+    """The ``pair`` fixture the contract suite uses works for every transport, grpc included."""
+    a, b = pair
+    b.register("echo", echo)
+    a.register("echo", echo)
+    assert await a.call("b", "echo", "x") == "x"
+    assert await b.call("a", "echo", "y") == "y"

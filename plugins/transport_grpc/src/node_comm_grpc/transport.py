@@ -467,6 +467,7 @@ class GrpcTransport(Transport):
         self._health: Any = None
         self._address: str | None = None
         self._stopping = False
+        self._stop_reason = "node stopped"
         self._client_creds: grpc.ChannelCredentials | None = None
         cfg = self.cfg
         frame = cfg.chunk_size + _FRAME_OVERHEAD
@@ -572,6 +573,7 @@ class GrpcTransport(Transport):
 
     async def stop(self, reason: str = "node stopped") -> None:
         self._stopping = True
+        self._stop_reason = reason
         for task in list(self._redials.values()):
             task.cancel()
         self._redials.clear()
@@ -801,6 +803,9 @@ class GrpcTransport(Transport):
             return None
         link = _Link(self, hs.node_id, hs.address or None, context.read, context.write, dialled=False)
         self._install(link)
+        if self._stopping:  # stop() began while the ack was being written: say goodbye at once
+            self._drop(link, self._stop_reason, goodbye=True)
+            return link
         for env in frames[1:]:
             if link.closed:
                 break
