@@ -89,3 +89,36 @@ async def test_peer_graceful_stop_tells_why_and_is_not_redialled(nodes, spawn) -
     assert reasons == ["node 'b' stopped"]
     assert await asyncio.wait_for(peer.proc.wait(), 10) == 0
     assert a.transport._redials == {}  # type: ignore[attr-defined]
+
+
+async def test_thawed_peer_is_redialled_after_heartbeat_timeout(nodes, spawn) -> None:
+    peer = await spawn("b")
+    a = await nodes("a", grpc_config("a", heartbeat=HeartbeatConfig(True, 0.2, 0.6),
+                                     reconnect=ReconnectConfig(initial_backoff=0.05, max_backoff=0.3)))
+    connected = asyncio.Event()
+    gone = asyncio.Event()
+    a.on("connect", lambda n, addr: connected.set())
+    a.on("disconnect", lambda n, reason: gone.set())
+    await a.connect("b", peer.address)
+    connected.clear()
+    peer.signal(signal.SIGSTOP)
+    try:
+        await asyncio.wait_for(gone.wait(), 5)
+    finally:
+        peer.signal(signal.SIGCONT)
+    await asyncio.wait_for(connected.wait(), 10)
+    assert await a.call("b", "echo", "back") == "back"
+
+
+async def test_aggressive_keepalive_settings_keep_an_idle_link_up(nodes) -> None:
+    # Keepalive of 0.2 s on both sides of an idle stream must not make either side drop the link
+    # (the server accepts pings down to 1 s apart and never answers them with too_many_pings).
+    b = await nodes("b", grpc_config("b", keepalive_time=0.2, keepalive_timeout=5.0))
+    a = await nodes("a", grpc_config("a", keepalive_time=0.2, keepalive_timeout=5.0))
+    b.register("echo", lambda p, ctx: p)
+    drops: list[str] = []
+    a.on("disconnect", lambda n, reason: drops.append(reason))
+    await a.connect("b", b.address)
+    await asyncio.sleep(1.0)  # idle on purpose: keepalive pings are what is being tested
+    assert drops == []
+    assert await a.call("b", "echo", 1) == 1
