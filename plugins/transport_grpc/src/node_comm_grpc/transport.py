@@ -73,12 +73,14 @@ def _item(env_bytes: bytes) -> tuple[bytes, bytes]:
 
 
 def _batch_bytes(*envs: Any) -> bytes:
-    return _Batch(frames=list(envs)).SerializeToString()
+    data: bytes = _Batch(frames=list(envs)).SerializeToString()
+    return data
 
 
 def _encode(msg: Message, payload: bytes, transfer: int = 0, total: int = 0) -> bytes:
     """The encoded envelope of ``msg`` (hot path: set only what is present)."""
-    env = _Envelope(type=int(msg.type), id=msg.id, method=msg.method, payload=payload,
+    mtype: Any = int(msg.type)  # MessageType values are FrameType numbers 1..7
+    env = _Envelope(type=mtype, id=msg.id, method=msg.method, payload=payload,
                     serializer=msg.serializer, transfer=transfer, total_size=total)
     if msg.metadata:
         env.metadata.update(msg.metadata)
@@ -91,7 +93,8 @@ def _encode(msg: Message, payload: bytes, transfer: int = 0, total: int = 0) -> 
         e.message = err.message
         if err.traceback is not None:
             e.traceback = err.traceback
-    return env.SerializeToString()
+    data: bytes = env.SerializeToString()
+    return data
 
 
 def _chunk_header(transfer: int, size: int) -> tuple[bytes, int]:
@@ -321,7 +324,7 @@ class _Link:
         else:
             log.warning("%s: frame of unknown type %d from %r", self.t.node_id, ftype, self.peer_id)
             self._put_nowait(_Envelope(
-                type=int(_ERROR), id=env.id,
+                type=pb.ERROR, id=env.id,
                 error=pb.ErrorInfo(code=ErrorCode.INVALID_ARGUMENT.value,
                                    message=f"unknown frame type {ftype}"),
             ).SerializeToString())
@@ -352,11 +355,11 @@ class _Link:
                 f"max_payload_size={limit} of node {self.t.node_id!r}")
         if mtype is _REQUEST:
             self._put_nowait(_Envelope(
-                type=int(_ERROR), id=env.id, method=env.method,
+                type=pb.ERROR, id=env.id, method=env.method,
                 error=pb.ErrorInfo(code=ErrorCode.RESOURCE_EXHAUSTED.value, message=text),
             ).SerializeToString())
         elif mtype is _RESPONSE or mtype is _ERROR:
-            fake = _Envelope(type=int(_ERROR), id=env.id, method=env.method,
+            fake = _Envelope(type=pb.ERROR, id=env.id, method=env.method,
                              error=pb.ErrorInfo(code=ErrorCode.RESOURCE_EXHAUSTED.value, message=text))
             self._deliver(fake, _ERROR, b"")
         else:
@@ -580,11 +583,11 @@ class GrpcTransport(Transport):
         self._dials.clear()
         if self._health is not None:
             await self._health.enter_graceful_shutdown()
-        teardowns = []
+        teardowns: list[asyncio.Task[None]] = []
         for link in list(self._links.values()):
-            task = self._drop(link, reason, goodbye=True)
-            if task is not None:
-                teardowns.append(task)
+            closing = self._drop(link, reason, goodbye=True)
+            if closing is not None:
+                teardowns.append(closing)
         if teardowns:
             await asyncio.wait(teardowns, timeout=self.cfg.stop_grace * 3)
         if self._server is not None:
@@ -637,8 +640,12 @@ class GrpcTransport(Transport):
             return
         task = asyncio.get_running_loop().create_task(self._redial(peer_id, *target))
         self._redials[peer_id] = task
-        task.add_done_callback(lambda t, p=peer_id: self._redials.pop(p, None) if self._redials.get(p) is t
-                               else None)
+
+        def forget(t: asyncio.Task[None], p: str = peer_id) -> None:
+            if self._redials.get(p) is t:
+                del self._redials[p]
+
+        task.add_done_callback(forget)
 
     async def _redial(self, peer_id: str, address: str, timeout: float) -> None:
         rc = self.cfg.reconnect
