@@ -18,7 +18,8 @@ PEER = Path(__file__).with_name("peer.py")
 
 def grpc_config(node_id: str, port: int | None = 0, **grpc: Any) -> NodeConfig:
     """A grpc node config on 127.0.0.1 (``port=None``: dial-only); ``grpc`` are transport options."""
-    node_opts = {k: grpc.pop(k) for k in ("heartbeat", "shutdown_grace", "default_timeout") if k in grpc}
+    node_keys = ("heartbeat", "shutdown_grace", "default_timeout", "interceptors")
+    node_opts = {k: grpc.pop(k) for k in node_keys if k in grpc}
     node_opts.setdefault("shutdown_grace", 0.5)
     return NodeConfig(
         node_id=node_id,
