@@ -122,3 +122,25 @@ async def test_aggressive_keepalive_settings_keep_an_idle_link_up(nodes) -> None
     await asyncio.sleep(1.0)  # idle on purpose: keepalive pings are what is being tested
     assert drops == []
     assert await a.call("b", "echo", 1) == 1
+
+
+async def test_slow_receiver_slows_the_sender(nodes, spawn) -> None:
+    peer = await spawn("b")
+    a = await nodes("a", grpc_config("a", send_queue_bytes=2 * 1024 * 1024))
+    await a.connect("b", peer.address)
+    peer.signal(signal.SIGSTOP)  # b reads nothing any more
+    blob = b"z" * (1024 * 1024)
+    accepted = 0
+    try:
+        for _ in range(512):
+            try:
+                await asyncio.wait_for(a.notify("b", "echo", blob, serializer="pickle"), 0.5)
+            except asyncio.TimeoutError:
+                break
+            accepted += len(blob)
+        else:
+            pytest.fail("512 MiB were accepted for a peer that reads nothing: no back-pressure")
+    finally:
+        peer.signal(signal.SIGCONT)
+    # what was accepted is bounded by the queue plus gRPC/socket buffers, not by what was offered
+    assert 0 < accepted < 128 * 1024 * 1024
