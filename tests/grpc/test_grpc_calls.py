@@ -287,3 +287,16 @@ async def test_shared_pair_fixture(pair) -> None:
     a.register("echo", echo)
     assert await a.call("b", "echo", "x") == "x"
     assert await b.call("a", "echo", "y") == "y"
+
+
+async def test_concurrent_connects_to_one_node_make_one_link(nodes) -> None:
+    a = await nodes("a")
+    b = await nodes("b")
+    events: list[str] = []
+    b.on("connect", lambda n, addr: events.append("connect"))
+    b.on("disconnect", lambda n, reason: events.append("disconnect"))
+    await asyncio.gather(*(a.connect("b", b.address) for _ in range(5)))
+    assert a.transport.links == ["b"]  # type: ignore[attr-defined]
+    b.register("echo", echo)
+    assert await a.call("b", "echo", 1) == 1
+    assert events == ["connect"]

@@ -465,6 +465,7 @@ class GrpcTransport(Transport):
         self._links: dict[str, _Link] = {}
         self._dials: dict[str, tuple[str, float]] = {}  # peer -> (address, timeout) to redial
         self._redials: dict[str, asyncio.Task[None]] = {}
+        self._connecting: dict[str, asyncio.Future[None]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._server: aio.Server | None = None
         self._health: Any = None
@@ -555,7 +556,8 @@ class GrpcTransport(Transport):
         ),))
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
-        bind = f"{cfg.host}:{cfg.port}"
+        bind_host = f"[{cfg.host}]" if ":" in cfg.host and not cfg.host.startswith("[") else cfg.host
+        bind = f"{bind_host}:{cfg.port}"
         try:
             if tls is not None:
                 port = server.add_secure_port(bind, self._server_credentials(tls))
@@ -567,8 +569,8 @@ class GrpcTransport(Transport):
             raise ConfigError(f"transport.grpc: cannot listen on {bind} (port in use?)")
         await server.start()
         self._server = server
-        host_part = cfg.host
-        if host_part in ("0.0.0.0", "", "::", "[::]"):
+        host_part = bind_host
+        if cfg.host in ("0.0.0.0", "", "::", "[::]"):
             host_part = "127.0.0.1"
         self._address = f"{host_part}:{port}"
         await self._health.set("", health_pb2.HealthCheckResponse.SERVING)
@@ -680,9 +682,30 @@ class GrpcTransport(Transport):
         link = self._links.get(node_id)
         if link is not None and not link.closed:
             return
+        inflight = self._connecting.get(node_id)
+        if inflight is not None:  # a concurrent connect() to the same node: share its outcome
+            await asyncio.shield(inflight)
+            return
         pending = self._redials.pop(node_id, None)
         if pending is not None:
             pending.cancel()
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._connecting[node_id] = fut
+        try:
+            await self._connect(node_id, address, timeout)
+        except BaseException as exc:
+            if isinstance(exc, Exception):
+                fut.set_exception(exc)
+                fut.exception()  # retrieved here; waiters get it through the shield
+            else:
+                fut.cancel()
+            raise
+        else:
+            fut.set_result(None)
+        finally:
+            del self._connecting[node_id]
+
+    async def _connect(self, node_id: str, address: str, timeout: float) -> None:
         link = await self._dial(node_id, address, timeout)
         if node_id in self._links:  # accepted a connection from it meanwhile
             link.close("duplicate connection", goodbye=False)
