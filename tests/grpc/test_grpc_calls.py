@@ -85,12 +85,9 @@ async def test_200mib_payload_while_small_calls_keep_flowing(nodes) -> None:
     blob = os.urandom(1024) * (200 * 1024)
     big = asyncio.ensure_future(a.call("b", "size", blob, serializer="pickle", timeout=60))
     await asyncio.sleep(0.05)  # let the transfer start
-    t0 = time.monotonic()
     small = [await a.call("b", "echo", i) for i in range(20)]
-    small_time = time.monotonic() - t0
     assert small == list(range(20))
     assert not big.done(), "small calls should not wait behind the big transfer"
-    assert small_time < 2.0
     assert await big == len(blob)
 
 
@@ -300,3 +297,18 @@ async def test_concurrent_connects_to_one_node_make_one_link(nodes) -> None:
     b.register("echo", echo)
     assert await a.call("b", "echo", 1) == 1
     assert events == ["connect"]
+
+
+async def test_server_may_call_the_dialler_from_its_connect_event(nodes) -> None:
+    b = await nodes("b")
+    a = await nodes("a", grpc_config("a", port=None))
+    a.register("echo", echo)
+    answers: asyncio.Queue[object] = asyncio.Queue()
+
+    async def greet(node_id: str, address: str | None) -> None:
+        await b.notify(node_id, "echo", "early notify")
+        await answers.put(await b.call(node_id, "echo", "early call"))
+
+    b.on("connect", greet)
+    await a.connect("b", b.address)
+    assert await asyncio.wait_for(answers.get(), 5) == "early call"

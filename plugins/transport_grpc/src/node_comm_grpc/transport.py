@@ -164,6 +164,7 @@ class _Link:
         self.finished: asyncio.Future[None] = self._loop.create_future()
         self._writer: asyncio.Task[None] | None = None
         self._reader: asyncio.Task[None] | None = None
+        self.early: list[Any] = []
 
     def start(self) -> None:
         self._writer = self._loop.create_task(self._write_loop())
@@ -611,6 +612,11 @@ class GrpcTransport(Transport):
         self._links[link.peer_id] = link
         link.start()
         self.host.peer_connected(link.peer_id, link.address)
+        early, link.early = link.early, []
+        for env in early:  # frames that arrived in the same batch as the handshake ack
+            if link.closed:
+                break
+            link._on_frame(env)
 
     def _drop(self, link: _Link, reason: str, *, goodbye: bool) -> asyncio.Task[None] | None:
         """Close ``link`` and tell the node (once)."""
@@ -721,7 +727,7 @@ class GrpcTransport(Transport):
         call = None
         try:
             call = channel.stream_stream(METHOD)(wait_for_ready=False)
-            await asyncio.wait_for(self._handshake(call, node_id, address), timeout)
+            early = await asyncio.wait_for(self._handshake(call, node_id, address), timeout)
         except BaseException as exc:
             if call is not None:
                 call.cancel()
@@ -746,9 +752,12 @@ class GrpcTransport(Transport):
                     address,
                 ) from None
             raise
-        return _Link(self, node_id, address, call.read, call.write, dialled=True, call=call, channel=channel)
+        link = _Link(self, node_id, address, call.read, call.write, dialled=True, call=call, channel=channel)
+        link.early = early
+        return link
 
-    async def _handshake(self, call: Any, node_id: str, address: str) -> None:
+    async def _handshake(self, call: Any, node_id: str, address: str) -> list[Any]:
+        """Send the handshake and check the ack; returns frames that came in the ack's batch."""
         hello = _Envelope(type=_F_HANDSHAKE, handshake=pb.Handshake(
             node_id=self.node_id, protocol_version=PROTOCOL_VERSION, expected_node_id=node_id,
             token=self.cfg.token or "", address=self._address or "",
@@ -772,6 +781,7 @@ class GrpcTransport(Transport):
             )
         if ack.refused:
             raise ConnectFailedError(node_id, f"node {node_id!r} refused the connection: {ack.refused}")
+        return list(frames[1:])
 
     # ------------------------------------------------------------------ serving
     async def _serve(self, request_iterator: Any, context: aio.ServicerContext[Any, Any]) -> None:
@@ -826,20 +836,19 @@ class GrpcTransport(Transport):
             node_id=self.node_id, protocol_version=PROTOCOL_VERSION, address=self._address or "",
             refused=refused,
         ))
-        await context.write(_batch_bytes(ack))
         if refused:
+            await context.write(_batch_bytes(ack))
             context.set_code(grpc.StatusCode.FAILED_PRECONDITION)
             context.set_details(refused)
             return None
         link = _Link(self, hs.node_id, hs.address or None, context.read, context.write, dialled=False)
+        # The ack is the link's first outbound frame, queued before the node learns of the peer:
+        # when the dialler's connect() returns, this side already lists it as connected.
+        link._put_nowait(ack.SerializeToString())
+        link.early = list(frames[1:])
         self._install(link)
-        if self._stopping:  # stop() began while the ack was being written: say goodbye at once
+        if self._stopping:  # stop() began during the handshake: say goodbye at once
             self._drop(link, self._stop_reason, goodbye=True)
-            return link
-        for env in frames[1:]:
-            if link.closed:
-                break
-            link._on_frame(env)
         return link
 
     # ------------------------------------------------------------------ Transport API
