@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from node_comm import GrpcTransportConfig, Node, NodeConfig, TransportConfig
 
 PEER = Path(__file__).with_name("peer.py")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import grpc_config
+
 from node_comm import (
     CallTimeoutError,
     ConnectFailedError,

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from conftest import grpc_config
+
 from node_comm import ConfigError, ErrorCode, InterceptorConfig, RemoteExecutionError, load_config
 from node_comm_grpc.config import GrpcTransportConfig, ReconnectConfig, TlsConfig
 

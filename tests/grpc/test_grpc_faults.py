@@ -8,6 +8,7 @@ import time
 
 import pytest
 from conftest import grpc_config
+
 from node_comm import ConnectionLostError, HeartbeatConfig, NodeNotConnectedError
 from node_comm_grpc.config import ReconnectConfig
 

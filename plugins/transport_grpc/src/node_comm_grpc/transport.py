@@ -21,6 +21,7 @@ import grpc
 from google.protobuf.message import DecodeError
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
 from node_comm import (
     ConfigError,
     ConnectFailedError,
