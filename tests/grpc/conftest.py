@@ -35,7 +35,7 @@ class PeerProcess:
     def __init__(self, proc: asyncio.subprocess.Process, address: str) -> None:
         self.proc = proc
         self.address = address
-        self.port = int(address.rsplit(":", 1)[1])
+        self.port = int(address.rsplit(":", 1)[1]) if address != "None" else 0
 
     def signal(self, sig: int) -> None:
         if self.proc.returncode is None:
@@ -46,7 +46,7 @@ class PeerProcess:
         await self.proc.wait()
 
 
-async def start_peer(node_id: str, port: int = 0, *extra: str) -> PeerProcess:
+async def start_peer(node_id: str, port: int | str = 0, *extra: str) -> PeerProcess:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, str(PEER), node_id, str(port), *extra,
         stdout=asyncio.subprocess.PIPE,
@@ -64,7 +64,7 @@ async def spawn() -> AsyncIterator[Callable[..., Any]]:
     """``await spawn(node_id, port=0, *extra)`` starts a peer process; all are killed at the end."""
     procs: list[PeerProcess] = []
 
-    async def _spawn(node_id: str, port: int = 0, *extra: str) -> PeerProcess:
+    async def _spawn(node_id: str, port: int | str = 0, *extra: str) -> PeerProcess:
         p = await start_peer(node_id, port, *extra)
         procs.append(p)
         return p

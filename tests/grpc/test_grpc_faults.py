@@ -145,3 +145,23 @@ async def test_slow_receiver_slows_the_sender(nodes, spawn) -> None:
         peer.signal(signal.SIGCONT)
     # what was accepted is bounded by the queue plus gRPC/socket buffers, not by what was offered
     assert 0 < accepted < 128 * 1024 * 1024
+
+
+async def test_dialling_peer_killed_mid_call_fails_at_once_on_the_server(nodes, spawn) -> None:
+    a = await nodes("a")
+    joined = asyncio.Event()
+    disconnects: list[str] = []
+    a.on("connect", lambda n, addr: joined.set())
+    a.on("disconnect", lambda n, reason: disconnects.append(n))
+    peer = await spawn("b", "none", "--connect", "a", a.address)  # dial-only participant
+    await asyncio.wait_for(joined.wait(), 10)
+    assert await a.call("b", "echo", "hi") == "hi"
+    call = asyncio.ensure_future(a.call("b", "hang", None, timeout=30))
+    await asyncio.sleep(0.1)
+    t0 = time.monotonic()
+    await peer.kill()
+    with pytest.raises(ConnectionLostError):
+        await call
+    assert time.monotonic() - t0 < 3.0
+    await asyncio.sleep(0.3)  # any duplicate disconnect would show up here
+    assert disconnects == ["b"]
