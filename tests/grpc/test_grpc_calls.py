@@ -331,3 +331,21 @@ async def test_server_may_call_the_dialler_from_its_connect_event(nodes) -> None
     b.on("connect", greet)
     await a.connect("b", b.address)
     assert await asyncio.wait_for(answers.get(), 5) == "early call"
+
+
+async def test_receive_buffer_bounds_concurrent_large_payloads(nodes) -> None:
+    a = await nodes("a", grpc_config("a", chunk_size=64 * 1024))
+    b = await nodes("b", grpc_config("b", chunk_size=64 * 1024, max_receive_buffer=3 * MiB))
+    b.register("size", lambda payload, ctx: len(payload), MethodOptions(serializer="pickle"))
+    await a.connect("b", b.address)
+    blob = b"q" * (2 * MiB)
+    results = await asyncio.gather(
+        *(a.call("b", "size", blob, serializer="pickle", timeout=30) for _ in range(4)), return_exceptions=True
+    )
+    ok = [r for r in results if r == len(blob)]
+    refused = [r for r in results if isinstance(r, RemoteExecutionError)]
+    assert ok and refused, results
+    assert all(r.code is ErrorCode.RESOURCE_EXHAUSTED for r in refused)
+    assert len(ok) + len(refused) == 4
+    # once the transfers are done the buffer is free again
+    assert await a.call("b", "size", blob, serializer="pickle") == len(blob)

@@ -158,6 +158,7 @@ class _Link:
         self._final = False
         self._transfers = itertools.count(1)
         self._partials: dict[int, _Partial] = {}
+        self._buffered = 0  # announced bytes of the chunked payloads being received
         self._dropped: dict[int, int] = {}  # transfer id -> bytes still to skip
         self.closed = False
         self.close_reason = ""
@@ -347,14 +348,20 @@ class _Link:
     def _begin_transfer(self, env: Any, mtype: MessageType) -> None:
         total = env.total_size
         limit = self.t.cfg.max_payload_size
-        if total <= limit:
+        if total <= limit and self._buffered + total <= self.t.receive_buffer:
             self._partials[env.transfer] = _Partial(env, total)
+            self._buffered += total
             if total == 0:
                 self._finish(env.transfer)
             return
         self._dropped[env.transfer] = total
-        text = (f"payload of {env.method or mtype.name} from {self.peer_id!r} is {total} bytes, over "
-                f"max_payload_size={limit} of node {self.t.node_id!r}")
+        if total > limit:
+            text = (f"payload of {env.method or mtype.name} from {self.peer_id!r} is {total} bytes, over "
+                    f"max_payload_size={limit} of node {self.t.node_id!r}")
+        else:
+            text = (f"node {self.t.node_id!r} is already receiving {self._buffered} bytes of large payloads "
+                    f"from {self.peer_id!r}; {total} more would pass max_receive_buffer="
+                    f"{self.t.receive_buffer}")
         if mtype is _REQUEST:
             self._put_nowait(_Envelope(
                 type=pb.ERROR, id=env.id, method=env.method,
@@ -381,6 +388,7 @@ class _Link:
             return
         if env.reason:  # the sender aborted this transfer
             del self._partials[transfer]
+            self._buffered -= part.total
             return
         data = env.payload
         part.parts.append(data)
@@ -390,6 +398,7 @@ class _Link:
 
     def _finish(self, transfer: int) -> None:
         part = self._partials.pop(transfer)
+        self._buffered -= part.total
         if part.got != part.total:
             log.warning("%s: chunked payload from %r has %d bytes, announced %d; dropped",
                         self.t.node_id, self.peer_id, part.got, part.total)
@@ -479,6 +488,10 @@ class GrpcTransport(Transport):
         frame = cfg.chunk_size + _FRAME_OVERHEAD
         self._max_send = cfg.max_batch_bytes + frame + 65536
         self._max_recv = max(64 * 1024 * 1024, 2 * self._max_send)
+        #: Bytes of chunked payloads one connection may be receiving at once.
+        self.receive_buffer = (
+            cfg.max_receive_buffer if cfg.max_receive_buffer is not None else 2 * cfg.max_payload_size
+        )
 
     @property
     def address(self) -> str | None:
