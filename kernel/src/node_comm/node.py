@@ -34,7 +34,7 @@ from .interceptor import Interceptor, InterceptorChain
 from .message import ErrorInfo, Message, MessageType
 from .plugins import Registries, discover
 from .serializer import Serializer, SerializerRegistry
-from .transport import Transport
+from .transport import HEARTBEAT_TIMEOUT_REASON, Transport
 
 log = logging.getLogger("node_comm.node")
 
@@ -706,7 +706,7 @@ class Node:
             now = time.monotonic()
             for peer_id, peer in list(self._peers.items()):
                 if now - peer.last_seen > timeout:
-                    reason = f"heartbeat timeout: no message for {timeout:g}s"
+                    reason = f"{HEARTBEAT_TIMEOUT_REASON}: no message for {timeout:g}s"
                     try:
                         await self.transport.disconnect(peer_id, reason)
                     except Exception:

@@ -12,6 +12,10 @@ from typing import Any, ClassVar, Protocol
 
 from .message import Message
 
+#: Every reason the kernel gives when it drops a peer for silence starts with this, so a transport
+#: can tell a heartbeat timeout (the peer may come back: redial) from a deliberate disconnect.
+HEARTBEAT_TIMEOUT_REASON = "heartbeat timeout"
+
 
 class TransportHost(Protocol):
     """What a transport may call on its node (the node implements this). All calls are made on the

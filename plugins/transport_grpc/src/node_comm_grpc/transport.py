@@ -34,6 +34,7 @@ from node_comm import (
     Transport,
     TransportHost,
 )
+from node_comm.transport import HEARTBEAT_TIMEOUT_REASON
 
 from .config import GrpcTransportConfig, TlsConfig
 from .proto import node_comm_pb2 as pb
@@ -56,7 +57,6 @@ _F_HANDSHAKE_ACK = pb.HANDSHAKE_ACK
 _F_CHUNK = pb.CHUNK
 _F_GOODBYE = pb.GOODBYE
 _FRAME_OVERHEAD = 256 * 1024  # room for method, metadata, error text beside a payload in one frame
-_HEARTBEAT_REASON = "heartbeat timeout"
 
 
 def _varint(n: int) -> bytes:
@@ -874,7 +874,7 @@ class GrpcTransport(Transport):
 
     async def disconnect(self, node_id: str, reason: str) -> None:
         link = self._links.get(node_id)
-        heartbeat = reason.startswith(_HEARTBEAT_REASON)
+        heartbeat = reason.startswith(HEARTBEAT_TIMEOUT_REASON)
         if not heartbeat:
             self._dials.pop(node_id, None)
             pending = self._redials.pop(node_id, None)
