@@ -1,0 +1,1 @@
+"""node-comm benchmark harness: ``python -m bench`` (``--quick`` for a one-minute smoke run)."""
