@@ -11,6 +11,7 @@ import time
 from .common import Settings, log
 from .report import Results
 
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 WORKLOADS = ("memory", "grpc", "large", "fanout", "peers")
 
 
@@ -18,7 +19,7 @@ async def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     ap.add_argument("--quick", action="store_true", help="about one minute smoke run (short rounds)")
     ap.add_argument("--only", default=",".join(WORKLOADS), help="comma-separated workloads to run")
-    ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"),
+    ap.add_argument("--out", default=RESULTS,
                     help="where latest.json and chart.png go")
     ap.add_argument("--no-write", action="store_true", help="print the table only")
     args = ap.parse_args(argv)

@@ -81,7 +81,8 @@ async def run(settings: Settings, res: Results) -> None:
 
         secs, conc = settings.seconds, settings.concurrency
         seq = await interleave(
-            {"node-comm": lambda: seq_loop(node_call, secs), "asyncio floor": lambda: seq_loop(floor_call, secs)},
+            {"node-comm": lambda: seq_loop(node_call, secs),
+             "asyncio floor": lambda: seq_loop(floor_call, secs)},
             settings.rounds,
         )
         na = res.figure("memory.seq", "node-comm", seq["node-comm"], "calls/s")

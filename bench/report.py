@@ -43,10 +43,12 @@ class Results:
         self.figures: list[dict[str, Any]] = []
         self.ratios: list[Ratio] = []
         self.skipped: list[dict[str, str]] = []
+        self.checks: list[dict[str, Any]] = []
         self.started = time.time()
 
     # ------------------------------------------------------------------ recording
-    def figure(self, workload: str, system: str, samples: list[Sample], unit: str, **extra: Any) -> dict[str, Any]:
+    def figure(self, workload: str, system: str, samples: list[Sample], unit: str,
+               **extra: Any) -> dict[str, Any]:
         rates = [s.rate for s in samples]
         fig: dict[str, Any] = {"workload": workload, "system": system, "unit": unit, **summary(rates),
                                "rounds": rates, **extra}
@@ -66,30 +68,41 @@ class Results:
         """Paired per-round ratios a/b (the rounds were interleaved, so round i of a and b ran
         side by side)."""
         ra, rb = a["rounds"], b["rounds"]
-        vals = [x / y for x, y in zip(ra, rb) if y > 0]
+        vals = [x / y for x, y in zip(ra, rb, strict=False) if y > 0]
         r = Ratio(name, a["system"], b["system"], vals, target, higher_is_better, a, b, note)
         self.ratios.append(r)
         return r
 
-    def skip(self, workload: str, reason: str) -> None:
-        self.skipped.append({"workload": workload, "reason": reason})
+    def check(self, name: str, text: str, value: float, target: float, higher_is_better: bool = True) -> None:
+        """A target on a single figure (no baseline), e.g. peak RSS relative to the payload."""
+        met = value >= target if higher_is_better else value <= target
+        self.checks.append({"name": name, "text": text, "value": value, "target": target,
+                            "direction": ">=" if higher_is_better else "<=", "met": met})
+
+    def skip(self, workload: str, reason: str, baseline: dict[str, Any] | None = None) -> None:
+        """A comparison that could not run; ``baseline`` (a figure) is still shown."""
+        b = f"{baseline['system']}: {_fmt_fig(baseline)}" if baseline else ""
+        self.skipped.append({"workload": workload, "reason": reason, "baseline": b})
         print(f"  skipped {workload}: {reason}", flush=True)
 
     # ------------------------------------------------------------------ output
     def table(self) -> str:
-        head = ("workload", "node-comm", "baseline", "ratio (min-max)", "target", "")
+        head = ("workload", "system", "baseline", "ratio (min-max)", "target", "")
         rows: list[tuple[str, ...]] = []
         for r in self.ratios:
             tgt = "" if r.target is None else (">= " if r.higher_is_better else "<= ") + f"{r.target:g}x"
             status = "" if r.met is None else ("ok" if r.met else "MISS")
             rng = f"{r.median:.2f}x ({min(r.values):.2f}-{max(r.values):.2f})" if r.values else "n/a"
             rows.append((r.name, _fmt_fig(r.a), f"{r.baseline}: {_fmt_fig(r.b)}", rng, tgt, status))
+        for c in self.checks:
+            rows.append((c["name"], c["text"], "", f"{c['value']:.2f}x", f"{c['direction']} {c['target']:g}x",
+                         "ok" if c["met"] else "MISS"))
         for s in self.skipped:
-            rows.append((s["workload"], "skipped", s["reason"], "", "", ""))
+            rows.append((s["workload"], "skipped: " + s["reason"], s["baseline"], "", "", ""))
         widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(head)]
         line = "  ".join("-" * w for w in widths)
-        out = ["  ".join(h.ljust(w) for h, w in zip(head, widths)), line]
-        out += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows]
+        out = ["  ".join(h.ljust(w) for h, w in zip(head, widths, strict=False)), line]
+        out += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) for row in rows]
         return "\n".join(out)
 
     def to_json(self) -> dict[str, Any]:
@@ -116,6 +129,7 @@ class Results:
                  "direction": ">=" if r.higher_is_better else "<=", "met": r.met, "note": r.note}
                 for r in self.ratios
             ],
+            "checks": self.checks,
             "figures": self.figures,
             "skipped": self.skipped,
         }
@@ -220,8 +234,9 @@ def draw_chart(res: Results, path: str) -> None:
     if fan:
         ns = [f["n"] for f in fan]
         ms = [f["median"] for f in fan]
-        ax.errorbar(ns, ms, yerr=[[m - f["min"] for m, f in zip(ms, fan)],
-                                  [f["max"] - m for m, f in zip(ms, fan)]], marker="o", capsize=3)
+        lo = [m - f["min"] for m, f in zip(ms, fan, strict=True)]
+        hi = [f["max"] - m for m, f in zip(ms, fan, strict=True)]
+        ax.errorbar(ns, ms, yerr=[lo, hi], marker="o", capsize=3)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("participants")
