@@ -26,7 +26,7 @@ demo: install
 	$(PY) examples/quickstart_grpc.py
 
 lint: install
-	$(PY) -m ruff check kernel plugins tests examples
+	$(PY) -m ruff check kernel plugins tests examples node_comm bench
 	$(PY) -m mypy kernel/src/node_comm
 
 bench: install

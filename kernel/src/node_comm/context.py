@@ -35,9 +35,9 @@ class CallContext:
     message_id: int = 0
     notify: bool = False
 
-    @property
     def time_remaining(self) -> float | None:
-        """Seconds left before the call's deadline (never negative), or ``None`` for no deadline."""
+        """Seconds left before the call's deadline (never negative), or ``None`` for no deadline
+        (a method, as in grpc's ``ServicerContext.time_remaining()``)."""
         if self.deadline is None:
             return None
         return max(0.0, self.deadline - time.monotonic())

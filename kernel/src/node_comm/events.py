@@ -59,7 +59,7 @@ class EventEmitter:
         if not task.cancelled() and task.exception() is not None:
             log.error("event handler failed", exc_info=task.exception())
 
-    async def drain(self) -> None:
-        """Wait for async handlers still running."""
+    async def drain(self, timeout: float | None = None) -> None:
+        """Wait (at most ``timeout`` seconds) for async handlers still running."""
         if self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+            await asyncio.wait(list(self._tasks), timeout=timeout)

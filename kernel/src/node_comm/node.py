@@ -180,6 +180,11 @@ class Node:
         """Ids of the nodes connected now."""
         return list(self._peers)
 
+    @property
+    def peers(self) -> list[str]:
+        """Alias of :attr:`connected_nodes`."""
+        return list(self._peers)
+
     def is_connected(self, node_id: str) -> bool:
         """Whether ``node_id`` is connected now."""
         return node_id in self._peers
@@ -272,7 +277,8 @@ class Node:
             self._heartbeat_task.cancel()
             self._heartbeat_task = None
         grace = self.config.shutdown_grace if grace is None else grace
-        inflight = [t for p in self._peers.values() for t in p.inbound.values()]
+        me = asyncio.current_task()  # a handler may stop its own node: never wait for or cancel it
+        inflight = [t for p in self._peers.values() for t in p.inbound.values() if t is not me]
         if inflight and grace > 0:
             await asyncio.wait(inflight, timeout=grace)
         for task in inflight:
@@ -287,8 +293,9 @@ class Node:
                 pend = self._pending.pop(call_id)
                 self._fail(pend, NodeNotStartedError(f"node {self._node_id!r} stopped"))
             for task in list(self._background):
-                task.cancel()
-            await self._events.drain()
+                if task is not me:
+                    task.cancel()
+            await self._events.drain(timeout=max(grace, 1.0))
 
     async def __aenter__(self) -> Node:
         await self.start()
@@ -470,13 +477,13 @@ class Node:
         """Call ``method`` on every connected node at once; returns ``{node_id: result or
         exception}``. One node's failure never fails the others."""
         self._check_running()
-        skip = set(exclude or ())
+        skip = {exclude} if isinstance(exclude, str) else set(exclude or ())
         targets = [p for p in self._peers if p not in skip]
         results = await asyncio.gather(
             *(self.call(t, method, payload, timeout=timeout, serializer=serializer) for t in targets),
             return_exceptions=True,
         )
-        return dict(zip(targets, results))
+        return dict(zip(targets, results, strict=True))
 
     # ------------------------------------------------------------------ TransportHost
     def peer_connected(self, peer_id: str, address: str | None) -> None:
@@ -498,8 +505,10 @@ class Node:
             if pend.target == peer_id:
                 del self._pending[call_id]
                 self._fail(pend, ConnectionLostError(peer_id, reason))
+        me = asyncio.current_task()
         for task in list(peer.inbound.values()):
-            task.cancel()
+            if task is not me:
+                task.cancel()
         self._events.emit("disconnect", peer_id, reason)
 
     def deliver(self, message: Message) -> None:
@@ -510,15 +519,10 @@ class Node:
             return
         mtype = message.type
         if mtype is _RESPONSE or mtype is _ERROR:
-            pend = self._pending.pop(message.id, None)
-            if pend is None:
-                return  # late reply to a call that timed out or was cancelled
-            if pend.target != message.source:
-                self._pending[message.id] = pend
-                return
-            if pend.timer is not None:
-                pend.timer.cancel()
-            if not pend.future.done():
+            # The caller (_send_request) removes the entry and its timer; a late reply to a call
+            # that timed out or was cancelled finds nothing.
+            pend = self._pending.get(message.id)
+            if pend is not None and pend.target == message.source and not pend.future.done():
                 pend.future.set_result(message)
         elif mtype is _REQUEST or mtype is _NOTIFY:
             self._start_inbound(peer, message)
@@ -551,22 +555,23 @@ class Node:
         loop = self._loop
         assert loop is not None
         deadline = None if msg.deadline is None else time.monotonic() + msg.deadline
-        task = loop.create_task(self._serve(msg, deadline))
+        task = loop.create_task(self._serve(peer, msg, deadline))
         if msg.type is _REQUEST:
+            # Removed again by _serve itself. No deadline timer here: the caller sends CANCEL when
+            # its deadline passes, and a lost link cancels every inbound task of that peer.
             peer.inbound[msg.id] = task
-            timer = loop.call_later(msg.deadline, task.cancel) if msg.deadline is not None else None
-            task.add_done_callback(functools.partial(self._inbound_done, peer, msg.id, timer))
         else:
             self._background.add(task)
             task.add_done_callback(self._background.discard)
 
-    @staticmethod
-    def _inbound_done(peer: _Peer, call_id: int, timer: asyncio.TimerHandle | None, _t: Any) -> None:
-        peer.inbound.pop(call_id, None)
-        if timer is not None:
-            timer.cancel()
+    async def _serve(self, peer: _Peer, msg: Message, deadline: float | None) -> None:
+        try:
+            await self._serve_call(msg, deadline)
+        finally:
+            if msg.type is _REQUEST:
+                peer.inbound.pop(msg.id, None)
 
-    async def _serve(self, msg: Message, deadline: float | None) -> None:
+    async def _serve_call(self, msg: Message, deadline: float | None) -> None:
         current_deadline.set(deadline)
         ctx = CallContext(self, msg.source, self._node_id, msg.method, "inbound", msg.metadata, deadline,
                           msg.id, msg.type is _NOTIFY)

@@ -37,7 +37,10 @@ class AuthInterceptor(Interceptor):
     ) -> Message | None:
         presented = message.metadata.pop(self._key, None)
         if presented is None:
-            raise CallRejectedError(ErrorCode.UNAUTHENTICATED, "missing auth token; configure the 'auth' interceptor with the shared token")
+            raise CallRejectedError(
+                ErrorCode.UNAUTHENTICATED,
+                "missing auth token; configure the 'auth' interceptor with the shared token",
+            )
         if not hmac.compare_digest(presented.encode(), self._token):
             raise CallRejectedError(ErrorCode.UNAUTHENTICATED, "invalid auth token")
         return await next_handler(message)

@@ -24,4 +24,4 @@ class PickleSerializer(Serializer):
         return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
 
     def deserialize(self, data: bytes) -> Any:
-        return pickle.loads(data)  # noqa: S301 - only for methods registered with pickle
+        return pickle.loads(data)

@@ -99,7 +99,8 @@ class MemoryTransport(Transport):
         other = self._links.get(message.target)
         if other is None:
             raise NodeNotConnectedError(message.target)
-        msg = message.copy()
+        # Nothing of a sent message is reused by the sender but its metadata dict: copy that only.
+        msg = message.copy() if message.metadata else message
         if self._frozen:
             self._held.append(msg)
             return
