@@ -1,5 +1,5 @@
-"""The ``grpc`` transport for node-comm."""
+"""The ``grpc`` transport for node-comm. Importing this package does not import grpc."""
 
-from .config import GrpcTransportConfig
+from .config import GrpcTransportConfig, ReconnectConfig, TlsConfig
 
-__all__ = ["GrpcTransportConfig"]
+__all__ = ["GrpcTransportConfig", "ReconnectConfig", "TlsConfig"]

@@ -1,0 +1,53 @@
+"""A node in its own process for the gRPC fault tests.
+
+``python peer.py NODE_ID PORT [--heartbeat INTERVAL TIMEOUT]`` starts a grpc node on 127.0.0.1:PORT
+(0 = any free port), serves ``echo``, ``sleep`` (sleeps ``payload`` seconds) and ``hang`` (never
+returns), prints ``READY host:port`` and runs until killed; SIGTERM stops it gracefully.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+
+from node_comm import GrpcTransportConfig, HeartbeatConfig, Node, NodeConfig, TransportConfig
+
+
+async def main() -> None:
+    node_id, port = sys.argv[1], int(sys.argv[2])
+    hb = HeartbeatConfig()
+    if "--heartbeat" in sys.argv:
+        i = sys.argv.index("--heartbeat")
+        hb = HeartbeatConfig(enabled=True, interval=float(sys.argv[i + 1]), timeout=float(sys.argv[i + 2]))
+    config = NodeConfig(
+        node_id=node_id,
+        transport=TransportConfig(mode="grpc", grpc=GrpcTransportConfig(host="127.0.0.1", port=port)),
+        heartbeat=hb,
+        shutdown_grace=2.0,
+    )
+    node = Node(node_id, config)
+
+    async def echo(payload: object, ctx: object) -> object:
+        return payload
+
+    async def sleep(payload: float, ctx: object) -> str:
+        await asyncio.sleep(payload)
+        return "slept"
+
+    async def hang(payload: object, ctx: object) -> None:
+        await asyncio.Event().wait()
+
+    node.register("echo", echo)
+    node.register("sleep", sleep)
+    node.register("hang", hang)
+    await node.start()
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    print(f"READY {node.address}", flush=True)
+    await stop.wait()
+    await node.stop()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,289 @@
+"""Calls over the grpc transport: both ways, dial-only peers, concurrency, large payloads, limits."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import grpc_config
+from node_comm import (
+    CallTimeoutError,
+    ConnectFailedError,
+    ErrorCode,
+    MethodOptions,
+    Node,
+    PayloadTooLargeError,
+    RemoteExecutionError,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+MiB = 1024 * 1024
+
+
+async def echo(payload: object, ctx: object) -> object:
+    return payload
+
+
+def test_seed_grpc_example_runs_as_written() -> None:
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "quickstart_grpc.py")],
+        capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "Result: {'echo': {'msg': 'hello'}}" in out.stdout
+
+
+async def test_calls_both_ways_after_one_connect(nodes) -> None:
+    a = await nodes("a")
+    b = await nodes("b")
+    seen: list[tuple[str, str | None]] = []
+    b.on("connect", lambda node_id, address: seen.append((node_id, address)))
+    a.register("echo", echo)
+    b.register("echo", echo)
+    await a.connect("b", b.address)
+    assert await a.call("b", "echo", {"x": 1}) == {"x": 1}
+    assert b.is_connected("a")
+    assert await b.call("a", "echo", [1, 2]) == [1, 2]
+    assert seen == [("a", a.address)]
+
+
+async def test_dial_only_node_is_a_full_peer(nodes) -> None:
+    server = await nodes("server")
+    participant = await nodes("participant", grpc_config("participant", port=None))
+    assert participant.address is None
+    participant.register("train", lambda payload, ctx: {"round": payload, "by": ctx.source})
+    await participant.connect("server", server.address)
+    assert server.connected_nodes == ["participant"]
+    assert await server.call("participant", "train", 3) == {"round": 3, "by": "server"}
+
+
+async def test_thousand_concurrent_calls(nodes) -> None:
+    a = await nodes("a")
+    b = await nodes("b")
+
+    async def double(payload: int, ctx: object) -> int:
+        await asyncio.sleep(0)
+        return payload * 2
+
+    b.register("double", double)
+    await a.connect("b", b.address)
+    results = await asyncio.gather(*(a.call("b", "double", i) for i in range(1000)))
+    assert results == [i * 2 for i in range(1000)]
+
+
+async def test_200mib_payload_while_small_calls_keep_flowing(nodes) -> None:
+    a = await nodes("a")
+    b = await nodes("b")
+    b.register("size", lambda payload, ctx: len(payload), MethodOptions(serializer="pickle"))
+    b.register("echo", echo)
+    await a.connect("b", b.address)
+    blob = os.urandom(1024) * (200 * 1024)
+    big = asyncio.ensure_future(a.call("b", "size", blob, serializer="pickle", timeout=60))
+    await asyncio.sleep(0.05)  # let the transfer start
+    t0 = time.monotonic()
+    small = [await a.call("b", "echo", i) for i in range(20)]
+    small_time = time.monotonic() - t0
+    assert small == list(range(20))
+    assert not big.done(), "small calls should not wait behind the big transfer"
+    assert small_time < 2.0
+    assert await big == len(blob)
+
+
+async def test_large_result_comes_back_whole(nodes) -> None:
+    a = await nodes("a")
+    b = await nodes("b")
+    b.register("make", lambda n, ctx: bytes(range(256)) * (n // 256), MethodOptions(serializer="pickle"))
+    await a.connect("b", b.address)
+    data = await a.call("b", "make", 20 * MiB, serializer="pickle")
+    assert data == bytes(range(256)) * (20 * MiB // 256)
+
+
+@pytest.mark.skipif(os.environ.get("RUN_HUGE") != "1", reason="1 GiB payload: set RUN_HUGE=1")
+async def test_1gib_payload(nodes) -> None:
+    a = await nodes("a")
+    b = await nodes("b")
+    b.register("size", lambda payload, ctx: len(payload), MethodOptions(serializer="pickle"))
+    await a.connect("b", b.address)
+    blob = b"\x01" * (1024 * MiB)
+    assert await a.call("b", "size", blob, serializer="pickle", timeout=120) == len(blob)
+
+
+async def test_max_payload_size_fails_that_call_only(nodes) -> None:
+    small = 1 * MiB
+    a = await nodes("a", grpc_config("a", chunk_size=64 * 1024, max_payload_size=small))
+    b = await nodes("b", grpc_config("b", chunk_size=64 * 1024, max_payload_size=small))
+    c = await nodes("c", grpc_config("c", chunk_size=64 * 1024))
+    for n in (a, b, c):
+        n.register("size", lambda payload, ctx: len(payload), MethodOptions(serializer="pickle"))
+        n.register("make", lambda size, ctx: b"x" * size, MethodOptions(serializer="pickle"))
+    await a.connect("b", b.address)
+    await c.connect("b", b.address)
+    # sender side: a refuses to send
+    with pytest.raises(PayloadTooLargeError) as info:
+        await a.call("b", "size", b"x" * (2 * small), serializer="pickle")
+    assert info.value.code is ErrorCode.RESOURCE_EXHAUSTED
+    # receiver side: b refuses what c sends, and drops the chunks
+    with pytest.raises(RemoteExecutionError) as rinfo:
+        await c.call("b", "size", b"x" * (2 * small), serializer="pickle")
+    assert rinfo.value.code is ErrorCode.RESOURCE_EXHAUSTED
+    # a result over b's limit: the caller gets RESOURCE_EXHAUSTED, not a timeout
+    with pytest.raises(RemoteExecutionError) as rinfo:
+        await c.call("b", "make", 2 * small, serializer="pickle", timeout=10)
+    assert rinfo.value.code is ErrorCode.RESOURCE_EXHAUSTED
+    # the connections keep working
+    assert await a.call("b", "size", b"y" * 1000, serializer="pickle") == 1000
+    assert await c.call("b", "size", b"y" * (small // 2), serializer="pickle") == small // 2
+    assert b.connected_nodes == ["a", "c"]
+
+
+async def test_caller_timeout_cancels_remote_handler(nodes) -> None:
+    a = await nodes("a")
+    b = await nodes("b")
+    started = asyncio.Event()
+    cancelled = asyncio.Event()
+
+    async def wait_forever(payload: object, ctx: object) -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    b.register("wait", wait_forever)
+    await a.connect("b", b.address)
+    with pytest.raises(CallTimeoutError):
+        await a.call("b", "wait", None, timeout=0.3)
+    assert started.is_set()
+    await asyncio.wait_for(cancelled.wait(), 5)
+
+
+class _Boom:
+    """Decoding this with pickle would record that the payload was decoded."""
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (_decoded.append, ("decoded",))
+
+
+_decoded: list[str] = []
+
+
+async def test_wrong_serializer_refused_before_decoding(nodes) -> None:
+    a = await nodes("a")
+    b = await nodes("b")
+    b.register("echo", echo)  # json only
+    await a.connect("b", b.address)
+    with pytest.raises(RemoteExecutionError) as info:
+        await a.call("b", "echo", _Boom(), serializer="pickle")
+    assert info.value.code is ErrorCode.SERIALIZER_MISMATCH
+    assert _decoded == []
+
+
+async def test_connect_to_closed_port_fails_fast(nodes) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    a = await nodes("a")
+    t0 = time.monotonic()
+    with pytest.raises(ConnectFailedError) as info:
+        await a.connect("b", f"127.0.0.1:{port}", timeout=3)
+    assert time.monotonic() - t0 < 3
+    assert f"127.0.0.1:{port}" in str(info.value)
+    assert not a.is_connected("b")
+
+
+async def test_connect_timeout_when_nothing_answers(nodes) -> None:
+    import socket
+
+    # A listening socket that never speaks HTTP/2: the handshake cannot complete.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        a = await nodes("a")
+        t0 = time.monotonic()
+        with pytest.raises(ConnectFailedError):
+            await a.connect("b", f"127.0.0.1:{s.getsockname()[1]}", timeout=0.5)
+        assert time.monotonic() - t0 < 2.0
+
+
+async def test_wrong_node_id_at_address(nodes) -> None:
+    a = await nodes("a")
+    b = await nodes("b")
+    with pytest.raises(ConnectFailedError, match="is node 'b', not 'c'"):
+        await a.connect("c", b.address)
+    assert a.connected_nodes == [] and b.connected_nodes == []
+    await a.connect("b", b.address)
+    assert b.connected_nodes == ["a"]
+
+
+async def test_same_node_id_reconnecting_replaces_old_link(nodes) -> None:
+    b = await nodes("b")
+    a1 = await nodes("a")
+    events: list[tuple[str, str]] = []
+    b.on("connect", lambda n, addr: events.append(("connect", n)))
+    b.on("disconnect", lambda n, reason: events.append(("disconnect", n)))
+    a1.register("who", lambda p, ctx: "first")
+    await a1.connect("b", b.address)
+    a2 = Node("a", grpc_config("a"))
+    await a2.start()
+    try:
+        a2.register("who", lambda p, ctx: "second")
+        await a2.connect("b", b.address)
+        assert await b.call("a", "who") == "second"
+        assert events == [("connect", "a"), ("disconnect", "a"), ("connect", "a")]
+    finally:
+        await a2.stop()
+
+
+async def test_graceful_stop_finishes_inflight_call_and_tells_peer(nodes) -> None:
+    a = await nodes("a")
+    b = await nodes("b", grpc_config("b", shutdown_grace=5.0))
+    started = asyncio.Event()
+
+    async def slow(payload: object, ctx: object) -> str:
+        started.set()
+        await asyncio.sleep(0.3)
+        return "done"
+
+    b.register("slow", slow)
+    reasons: list[str] = []
+    gone = asyncio.Event()
+    a.on("disconnect", lambda n, reason: (reasons.append(reason), gone.set()))
+    await a.connect("b", b.address)
+    call = asyncio.ensure_future(a.call("b", "slow"))
+    await started.wait()
+    await b.stop()
+    assert await call == "done"
+    await asyncio.wait_for(gone.wait(), 5)
+    assert reasons == ["node 'b' stopped"]
+
+
+async def test_notify_and_broadcast(nodes) -> None:
+    a = await nodes("a")
+    b = await nodes("b")
+    c = await nodes("c", grpc_config("c", port=None))
+    got = asyncio.Event()
+    b.register("poke", lambda p, ctx: got.set())
+    b.register("echo", echo)
+    c.register("echo", echo)
+    await a.connect("b", b.address)
+    await c.connect("a", a.address)
+    await a.notify("b", "poke", None)
+    await asyncio.wait_for(got.wait(), 5)
+    assert await a.broadcast("echo", 7) == {"b": 7, "c": 7}
+
+
+async def test_shared_pair_fixture(pair) -> None:
+    """The ``pair`` fixture the contract suite uses works for every transport, grpc included."""
+    a, b = pair
+    b.register("echo", echo)
+    a.register("echo", echo)
+    assert await a.call("b", "echo", "x") == "x"
+    assert await b.call("a", "echo", "y") == "y"

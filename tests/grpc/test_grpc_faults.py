@@ -1,0 +1,91 @@
+"""Faults with peers in other processes: kill -9, SIGSTOP, restart on the same port."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+
+import pytest
+from conftest import grpc_config
+from node_comm import ConnectionLostError, HeartbeatConfig, NodeNotConnectedError
+from node_comm_grpc.config import ReconnectConfig
+
+
+async def test_peer_killed_mid_call_fails_at_once(nodes, spawn) -> None:
+    peer = await spawn("b")
+    a = await nodes("a")
+    disconnects: list[str] = []
+    a.on("disconnect", lambda n, reason: disconnects.append(n))
+    await a.connect("b", peer.address)
+    assert await a.call("b", "echo", "hi") == "hi"
+    call = asyncio.ensure_future(a.call("b", "hang", None, timeout=30))
+    await asyncio.sleep(0.1)  # the call is in flight on the peer
+    t0 = time.monotonic()
+    await peer.kill()
+    with pytest.raises(ConnectionLostError):
+        await call
+    assert time.monotonic() - t0 < 3.0
+    # calls while it is down fail fast
+    t1 = time.monotonic()
+    with pytest.raises(NodeNotConnectedError):
+        await a.call("b", "echo", "again", timeout=30)
+    assert time.monotonic() - t1 < 0.5
+    await asyncio.sleep(0.3)  # any duplicate disconnect would show up here
+    assert disconnects == ["b"]
+
+
+async def test_frozen_peer_detected_by_heartbeats(nodes, spawn) -> None:
+    peer = await spawn("b")
+    interval, timeout = 0.2, 0.6
+    a = await nodes("a", grpc_config("a", heartbeat=HeartbeatConfig(True, interval, timeout)))
+    gone = asyncio.Event()
+    reasons: list[str] = []
+    a.on("disconnect", lambda n, reason: (reasons.append(reason), gone.set()))
+    await a.connect("b", peer.address)
+    assert await a.call("b", "echo", 1) == 1
+    pending = asyncio.ensure_future(a.call("b", "hang", None, timeout=30))
+    peer.signal(signal.SIGSTOP)
+    t0 = time.monotonic()
+    try:
+        await asyncio.wait_for(gone.wait(), 5)
+        elapsed = time.monotonic() - t0
+        assert elapsed < interval + timeout + 0.5, elapsed
+        assert "heartbeat" in reasons[0]
+        with pytest.raises(ConnectionLostError):
+            await pending
+    finally:
+        peer.signal(signal.SIGCONT)
+
+
+async def test_peer_restart_on_same_port_reconnects_by_itself(nodes, spawn) -> None:
+    peer = await spawn("b")
+    a = await nodes("a", grpc_config("a", reconnect=ReconnectConfig(initial_backoff=0.05, max_backoff=0.3)))
+    connected = asyncio.Event()
+    disconnected = asyncio.Event()
+    events: list[str] = []
+    a.on("connect", lambda n, addr: (events.append("connect"), connected.set()))
+    a.on("disconnect", lambda n, reason: (events.append("disconnect"), disconnected.set()))
+    await a.connect("b", peer.address)
+    assert await a.call("b", "echo", 1) == 1
+    connected.clear()
+    await peer.kill()
+    await asyncio.wait_for(disconnected.wait(), 5)
+    await spawn("b", peer.port)
+    await asyncio.wait_for(connected.wait(), 15)
+    assert await a.call("b", "echo", 2) == 2
+    assert events == ["connect", "disconnect", "connect"]
+
+
+async def test_peer_graceful_stop_tells_why_and_is_not_redialled(nodes, spawn) -> None:
+    peer = await spawn("b")
+    a = await nodes("a")
+    gone = asyncio.Event()
+    reasons: list[str] = []
+    a.on("disconnect", lambda n, reason: (reasons.append(reason), gone.set()))
+    await a.connect("b", peer.address)
+    peer.signal(signal.SIGTERM)
+    await asyncio.wait_for(gone.wait(), 10)
+    assert reasons == ["node 'b' stopped"]
+    assert await asyncio.wait_for(peer.proc.wait(), 10) == 0
+    assert a.transport._redials == {}  # type: ignore[attr-defined]

@@ -1,0 +1,125 @@
+"""TLS and mutual TLS from config; a plaintext dialler to a TLS node is refused clearly."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import time
+from pathlib import Path
+
+import pytest
+from conftest import grpc_config
+from node_comm import ConnectFailedError
+from node_comm_grpc.config import TlsConfig
+
+x509 = pytest.importorskip("cryptography.x509")
+from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
+from cryptography.x509.oid import NameOID  # noqa: E402
+
+
+def _write_pair(
+    dir: Path, name: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey
+) -> tuple[str, str]:
+    cert_path, key_path = dir / f"{name}.crt", dir / f"{name}.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ))
+    return str(cert_path), str(key_path)
+
+
+def _cert(
+    subject: str,
+    key: ec.EllipticCurvePrivateKey,
+    issuer: x509.Name,
+    issuer_key: ec.EllipticCurvePrivateKey,
+    *,
+    ca: bool = False,
+    server: bool = False,
+) -> x509.Certificate:
+    now = datetime.datetime.now(datetime.timezone.utc)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if server:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A throwaway CA, a server certificate for localhost/127.0.0.1 and a client certificate."""
+    d = tmp_path_factory.mktemp("pki")
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "node-comm test CA")])
+    ca_cert = _cert("node-comm test CA", ca_key, ca_name, ca_key, ca=True)
+    ca_file, _ = _write_pair(d, "ca", ca_cert, ca_key)
+    srv_key = ec.generate_private_key(ec.SECP256R1())
+    srv_cert = _cert("localhost", srv_key, ca_name, ca_key, server=True)
+    server_cert, server_key = _write_pair(d, "server", srv_cert, srv_key)
+    cli_key = ec.generate_private_key(ec.SECP256R1())
+    client_cert, client_key = _write_pair(d, "client", _cert("client", cli_key, ca_name, ca_key), cli_key)
+    return {"ca": ca_file, "server_cert": server_cert, "server_key": server_key,
+            "client_cert": client_cert, "client_key": client_key}
+
+
+def server_tls(pki: dict[str, str]) -> TlsConfig:
+    return TlsConfig(cert_file=pki["server_cert"], key_file=pki["server_key"])
+
+
+async def test_tls(nodes, pki) -> None:
+    b = await nodes("b", grpc_config("b", tls=server_tls(pki)))
+    a = await nodes("a", grpc_config("a", port=None, tls=TlsConfig(ca_file=pki["ca"])))
+    b.register("echo", lambda p, ctx: p)
+    a.register("echo", lambda p, ctx: p)
+    await a.connect("b", b.address)
+    assert await a.call("b", "echo", "secret") == "secret"
+    assert await b.call("a", "echo", "back") == "back"
+
+
+async def test_tls_with_server_name_override(nodes, pki) -> None:
+    b = await nodes("b", grpc_config("b", tls=server_tls(pki)))
+    tls = TlsConfig(ca_file=pki["ca"], server_name="localhost")
+    a = await nodes("a", grpc_config("a", port=None, tls=tls))
+    b.register("echo", lambda p, ctx: p)
+    await a.connect("b", b.address)
+    assert await a.call("b", "echo", 1) == 1
+
+
+async def test_mutual_tls(nodes, pki) -> None:
+    server_tls = TlsConfig(cert_file=pki["server_cert"], key_file=pki["server_key"], ca_file=pki["ca"],
+                           client_auth=True)
+    b = await nodes("b", grpc_config("b", tls=server_tls))
+    b.register("echo", lambda p, ctx: p)
+    a = await nodes("a", grpc_config("a", port=None, tls=TlsConfig(
+        ca_file=pki["ca"], cert_file=pki["client_cert"], key_file=pki["client_key"])))
+    await a.connect("b", b.address)
+    assert await a.call("b", "echo", "mtls") == "mtls"
+    # without a client certificate the server refuses
+    c = await nodes("c", grpc_config("c", port=None, tls=TlsConfig(ca_file=pki["ca"])))
+    with pytest.raises(ConnectFailedError):
+        await c.connect("b", b.address, timeout=5)
+    assert b.connected_nodes == ["a"]
+
+
+async def test_plaintext_dialler_to_tls_node_is_refused(nodes, pki) -> None:
+    b = await nodes("b", grpc_config("b", tls=server_tls(pki)))
+    a = await nodes("a")
+    t0 = time.monotonic()
+    with pytest.raises(ConnectFailedError, match="TLS"):
+        await a.connect("b", b.address, timeout=5)
+    assert time.monotonic() - t0 < 5
+    assert b.connected_nodes == []
