@@ -117,18 +117,18 @@ async def run(settings: Settings, res: Results) -> None:
                 async def n(i: int) -> Any:
                     return await call(SERVER_ID, "echo", small_payload(i))
 
-                seq_systems = {"node-comm grpc": lambda: seq_loop(n, secs), **seq_systems}
-                systems = {"node-comm grpc": lambda: conc_loop(n, secs, c), **systems}
+                seq_systems = {"node-comm": lambda: seq_loop(n, secs), **seq_systems}
+                systems = {"node-comm": lambda: conc_loop(n, secs, c), **systems}
             seq = await interleave(seq_systems, settings.rounds)
             sfigs = {k: res.figure("peers.seq", k, v, "calls/s") for k, v in seq.items()}
             sbest = max(("Pyro5", "RPyC"), key=lambda k: sfigs[k]["median"])
             if node is not None:
-                res.ratio("grpc seq vs best peer (1 thread)", sfigs["node-comm grpc"], sfigs[sbest], None)
+                res.ratio("grpc seq vs best peer (1 thread)", sfigs["node-comm"], sfigs[sbest], None)
             conc = await interleave(systems, settings.rounds)
             figs = {k: res.figure("peers.conc64", k, v, "calls/s") for k, v in conc.items()}
             best = max(("Pyro5", "RPyC"), key=lambda k: figs[k]["median"])
             if node is not None:
-                res.ratio(f"grpc {c}-conc vs best peer ({c} threads)", figs["node-comm grpc"], figs[best],
+                res.ratio(f"grpc {c}-conc vs best peer ({c} threads)", figs["node-comm"], figs[best],
                           2.0)
             else:
                 res.skip(f"grpc {c}-conc vs best peer ({c} threads)", why or "grpc transport not available",

@@ -165,11 +165,15 @@ def _fmt_num(v: float) -> str:
     return f"{v:.3g}"
 
 
+def _fmt_ms(ms: float) -> str:
+    return f"{ms * 1e3:.0f}us" if ms < 1 else f"{ms:.1f}ms"
+
+
 def _fmt_fig(f: dict[str, Any]) -> str:
     unit = f["unit"]
     s = f"{_fmt_num(f['median'])} {unit}"
-    if "p50_ms" in f and f["workload"].endswith("seq"):
-        s += f" p50 {f['p50_ms'] * 1e3:.0f}us p99 {f['p99_ms'] * 1e3:.0f}us"
+    if "p50_ms" in f and f["unit"] == "calls/s":
+        s += f" p50 {_fmt_ms(f['p50_ms'])} p99 {_fmt_ms(f['p99_ms'])}"
     if "peak_rss_client" in f:
         s += f" rss {f['peak_rss_client'] / 2**20:.0f}/{f['peak_rss_server'] / 2**20:.0f}MiB"
     return s
@@ -188,32 +192,33 @@ def draw_chart(res: Results, path: str) -> None:
     fig.suptitle(f"{title} - {time.strftime('%Y-%m-%d', time.gmtime(res.started))}, 2-core VM; "
                  "medians with min-max over interleaved rounds")
 
+    palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colors: dict[str, str] = {}
+
+    def color(system: str) -> str:
+        if system not in colors:
+            colors[system] = palette[len(colors) % len(palette)]
+        return colors[system]
+
     def bars(ax: Any, wanted: list[str], value: str, ylabel: str, log: bool = True) -> None:
-        groups = [w for w in wanted if any(f["workload"] == w for f in figs)]
-        systems: list[str] = []
-        for f in figs:
-            if f["workload"] in groups and f["system"] not in systems:
-                systems.append(f["system"])
+        groups = [w for w in wanted if any(f["workload"] == w and value in f for f in figs)]
         if not groups:
             ax.set_visible(False)
             return
-        width = 0.8 / max(1, len(systems))
-        for k, system in enumerate(systems):
-            xs, ys, lo, hi = [], [], [], []
-            for g, w in enumerate(groups):
-                f = next((f for f in figs if f["workload"] == w and f["system"] == system), None)
-                if f is None or value not in f:
-                    continue
-                xs.append(g + k * width - 0.4 + width / 2)
-                ys.append(f[value])
+        seen: set[str] = set()
+        for g, w in enumerate(groups):
+            present = [f for f in figs if f["workload"] == w and value in f]
+            width = 0.8 / len(present)
+            for k, f in enumerate(present):
+                x = g - 0.4 + width * (k + 0.5)
+                err = None
                 if value == "median":
-                    lo.append(f["median"] - f["min"])
-                    hi.append(f["max"] - f["median"])
-                else:
-                    lo.append(0.0)
-                    hi.append(0.0)
-            ax.bar(xs, ys, width, yerr=[lo, hi], label=system, capsize=2)
-        ax.set_xticks(range(len(groups)), groups, rotation=15, fontsize=8)
+                    err = [[f["median"] - f["min"]], [f["max"] - f["median"]]]
+                label = f["system"] if f["system"] not in seen else None
+                seen.add(f["system"])
+                ax.bar([x], [f[value]], width * 0.95, yerr=err, label=label, color=color(f["system"]),
+                       capsize=2)
+        ax.set_xticks(range(len(groups)), groups, rotation=10, fontsize=8)
         ax.set_ylabel(ylabel)
         if log:
             ax.set_yscale("log")
