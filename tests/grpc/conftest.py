@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from node_comm import GrpcTransportConfig, Node, NodeConfig, TransportConfig
 
 PEER = Path(__file__).with_name("peer.py")
@@ -18,7 +19,8 @@ PEER = Path(__file__).with_name("peer.py")
 
 def grpc_config(node_id: str, port: int | None = 0, **grpc: Any) -> NodeConfig:
     """A grpc node config on 127.0.0.1 (``port=None``: dial-only); ``grpc`` are transport options."""
-    node_opts = {k: grpc.pop(k) for k in ("heartbeat", "shutdown_grace", "default_timeout") if k in grpc}
+    node_keys = ("heartbeat", "shutdown_grace", "default_timeout", "interceptors")
+    node_opts = {k: grpc.pop(k) for k in node_keys if k in grpc}
     node_opts.setdefault("shutdown_grace", 0.5)
     return NodeConfig(
         node_id=node_id,
@@ -33,7 +35,7 @@ class PeerProcess:
     def __init__(self, proc: asyncio.subprocess.Process, address: str) -> None:
         self.proc = proc
         self.address = address
-        self.port = int(address.rsplit(":", 1)[1])
+        self.port = int(address.rsplit(":", 1)[1]) if address != "None" else 0
 
     def signal(self, sig: int) -> None:
         if self.proc.returncode is None:
@@ -44,7 +46,7 @@ class PeerProcess:
         await self.proc.wait()
 
 
-async def start_peer(node_id: str, port: int = 0, *extra: str) -> PeerProcess:
+async def start_peer(node_id: str, port: int | str = 0, *extra: str) -> PeerProcess:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, str(PEER), node_id, str(port), *extra,
         stdout=asyncio.subprocess.PIPE,
@@ -62,7 +64,7 @@ async def spawn() -> AsyncIterator[Callable[..., Any]]:
     """``await spawn(node_id, port=0, *extra)`` starts a peer process; all are killed at the end."""
     procs: list[PeerProcess] = []
 
-    async def _spawn(node_id: str, port: int = 0, *extra: str) -> PeerProcess:
+    async def _spawn(node_id: str, port: int | str = 0, *extra: str) -> PeerProcess:
         p = await start_peer(node_id, port, *extra)
         procs.append(p)
         return p

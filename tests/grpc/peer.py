@@ -1,8 +1,9 @@
 """A node in its own process for the gRPC fault tests.
 
-``python peer.py NODE_ID PORT [--heartbeat INTERVAL TIMEOUT]`` starts a grpc node on 127.0.0.1:PORT
-(0 = any free port), serves ``echo``, ``sleep`` (sleeps ``payload`` seconds) and ``hang`` (never
-returns), prints ``READY host:port`` and runs until killed; SIGTERM stops it gracefully.
+``python peer.py NODE_ID PORT [--heartbeat INTERVAL TIMEOUT] [--connect ID ADDRESS]`` starts a grpc
+node on 127.0.0.1:PORT (0 = any free port; ``none`` = dial-only), optionally dials node ID at
+ADDRESS, serves ``echo``, ``sleep`` (sleeps ``payload`` seconds) and ``hang`` (never returns),
+prints ``READY host:port`` and runs until killed; SIGTERM stops it gracefully.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from node_comm import GrpcTransportConfig, HeartbeatConfig, Node, NodeConfig, Tr
 
 
 async def main() -> None:
-    node_id, port = sys.argv[1], int(sys.argv[2])
+    node_id, port = sys.argv[1], (None if sys.argv[2] == "none" else int(sys.argv[2]))
     hb = HeartbeatConfig()
     if "--heartbeat" in sys.argv:
         i = sys.argv.index("--heartbeat")
@@ -42,6 +43,9 @@ async def main() -> None:
     node.register("sleep", sleep)
     node.register("hang", hang)
     await node.start()
+    if "--connect" in sys.argv:
+        i = sys.argv.index("--connect")
+        await node.connect(sys.argv[i + 1], sys.argv[i + 2])
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     print(f"READY {node.address}", flush=True)

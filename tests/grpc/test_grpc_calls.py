@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import grpc_config
+
 from node_comm import (
     CallTimeoutError,
     ConnectFailedError,
@@ -85,12 +86,9 @@ async def test_200mib_payload_while_small_calls_keep_flowing(nodes) -> None:
     blob = os.urandom(1024) * (200 * 1024)
     big = asyncio.ensure_future(a.call("b", "size", blob, serializer="pickle", timeout=60))
     await asyncio.sleep(0.05)  # let the transfer start
-    t0 = time.monotonic()
     small = [await a.call("b", "echo", i) for i in range(20)]
-    small_time = time.monotonic() - t0
     assert small == list(range(20))
     assert not big.done(), "small calls should not wait behind the big transfer"
-    assert small_time < 2.0
     assert await big == len(blob)
 
 
@@ -103,7 +101,25 @@ async def test_large_result_comes_back_whole(nodes) -> None:
     assert data == bytes(range(256)) * (20 * MiB // 256)
 
 
-@pytest.mark.skipif(os.environ.get("RUN_HUGE") != "1", reason="1 GiB payload: set RUN_HUGE=1")
+def _available_memory() -> int:
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+# Both nodes run in this process, so the 1 GiB call needs about 5.5 GiB at its peak (payload,
+# pickled copy, received chunks, joined payload, unpickled copy) and ~17 s on 2 cores.
+# RUN_HUGE=1 forces it, RUN_HUGE=0 skips it; by default it runs when 8 GiB are available.
+_huge = os.environ.get("RUN_HUGE", "")
+
+
+@pytest.mark.skipif(_huge == "0" or (_huge != "1" and _available_memory() < 8 * 1024 * MiB),
+                    reason="1 GiB payload needs ~5.5 GiB of memory (RUN_HUGE=1 forces it)")
 async def test_1gib_payload(nodes) -> None:
     a = await nodes("a")
     b = await nodes("b")
@@ -287,3 +303,49 @@ async def test_shared_pair_fixture(pair) -> None:
     a.register("echo", echo)
     assert await a.call("b", "echo", "x") == "x"
     assert await b.call("a", "echo", "y") == "y"
+
+
+async def test_concurrent_connects_to_one_node_make_one_link(nodes) -> None:
+    a = await nodes("a")
+    b = await nodes("b")
+    events: list[str] = []
+    b.on("connect", lambda n, addr: events.append("connect"))
+    b.on("disconnect", lambda n, reason: events.append("disconnect"))
+    await asyncio.gather(*(a.connect("b", b.address) for _ in range(5)))
+    assert a.transport.links == ["b"]  # type: ignore[attr-defined]
+    b.register("echo", echo)
+    assert await a.call("b", "echo", 1) == 1
+    assert events == ["connect"]
+
+
+async def test_server_may_call_the_dialler_from_its_connect_event(nodes) -> None:
+    b = await nodes("b")
+    a = await nodes("a", grpc_config("a", port=None))
+    a.register("echo", echo)
+    answers: asyncio.Queue[object] = asyncio.Queue()
+
+    async def greet(node_id: str, address: str | None) -> None:
+        await b.notify(node_id, "echo", "early notify")
+        await answers.put(await b.call(node_id, "echo", "early call"))
+
+    b.on("connect", greet)
+    await a.connect("b", b.address)
+    assert await asyncio.wait_for(answers.get(), 5) == "early call"
+
+
+async def test_receive_buffer_bounds_concurrent_large_payloads(nodes) -> None:
+    a = await nodes("a", grpc_config("a", chunk_size=64 * 1024))
+    b = await nodes("b", grpc_config("b", chunk_size=64 * 1024, max_receive_buffer=3 * MiB))
+    b.register("size", lambda payload, ctx: len(payload), MethodOptions(serializer="pickle"))
+    await a.connect("b", b.address)
+    blob = b"q" * (2 * MiB)
+    results = await asyncio.gather(
+        *(a.call("b", "size", blob, serializer="pickle", timeout=30) for _ in range(4)), return_exceptions=True
+    )
+    ok = [r for r in results if r == len(blob)]
+    refused = [r for r in results if isinstance(r, RemoteExecutionError)]
+    assert ok and refused, results
+    assert all(r.code is ErrorCode.RESOURCE_EXHAUSTED for r in refused)
+    assert len(ok) + len(refused) == 4
+    # once the transfers are done the buffer is free again
+    assert await a.call("b", "size", blob, serializer="pickle") == len(blob)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from conftest import grpc_config
+
 from node_comm import ConnectFailedError
 from node_comm_grpc.config import TlsConfig
 

@@ -12,6 +12,7 @@ import pytest
 from conftest import grpc_config
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
 from node_comm_grpc.proto import node_comm_pb2 as pb
 from node_comm_grpc.transport import METHOD, PROTOCOL_VERSION
 

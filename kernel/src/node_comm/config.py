@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from .exceptions import ConfigError
 from .plugins import PluginsConfig
+
+
+def _check_positive(path: str, value: float | None, *, allow_zero: bool = False, fix: str = "") -> None:
+    """Raise a :class:`ConfigError` naming ``path`` unless ``value`` is a finite number > 0 (>= 0)."""
+    if value is None:
+        return
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (value >= 0 if allow_zero else value > 0)
+    if not ok:
+        want = "a number >= 0" if allow_zero else "a number > 0"
+        raise ConfigError(f"{path}: expected {want}, got {value!r}{'; ' + fix if fix else ''}")
 
 
 @dataclass
@@ -17,6 +30,16 @@ class HeartbeatConfig:
     interval: float = 30.0
     timeout: float = 90.0
 
+    def __post_init__(self) -> None:
+        _check_positive("heartbeat.interval", self.interval)
+        _check_positive("heartbeat.timeout", self.timeout)
+        if self.timeout <= self.interval:
+            raise ConfigError(
+                f"heartbeat.timeout: must be greater than heartbeat.interval ({self.timeout:g} <= "
+                f"{self.interval:g}); a peer would be dropped between two pings. Use e.g. "
+                f"timeout: {self.interval * 3:g} (three intervals)"
+            )
+
 
 @dataclass
 class MemoryTransportConfig:
@@ -24,6 +47,9 @@ class MemoryTransportConfig:
 
     #: Seconds added to every message this node sends (simulated network latency).
     latency: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check_positive("transport.memory.latency", self.latency, allow_zero=True)
 
 
 @dataclass
@@ -62,6 +88,12 @@ class MethodOptions:
 
     serializer: str = "json"
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.serializer, str) or not self.serializer:
+            raise ConfigError(
+                f"MethodOptions.serializer: expected a serializer name, got {self.serializer!r}"
+            )
+
 
 @dataclass
 class NodeConfig:
@@ -79,3 +111,15 @@ class NodeConfig:
     heartbeat: HeartbeatConfig = field(default_factory=HeartbeatConfig)
     interceptors: list[InterceptorConfig] = field(default_factory=list)
     plugins: PluginsConfig = field(default_factory=PluginsConfig)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.node_id, str) or not self.node_id:
+            raise ConfigError(f"node_id: expected a non-empty string, got {self.node_id!r}")
+        _check_positive(
+            "default_timeout", self.default_timeout, fix="use null for no timeout, or a number of seconds"
+        )
+        _check_positive("connect_timeout", self.connect_timeout)
+        _check_positive("shutdown_grace", self.shutdown_grace, allow_zero=True)
+        n = self.max_concurrent_calls_per_peer
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ConfigError(f"max_concurrent_calls_per_peer: expected an integer >= 1, got {n!r}")

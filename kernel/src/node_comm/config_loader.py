@@ -1,41 +1,64 @@
-"""``load_config``: YAML -> :class:`NodeConfig`, with errors that name the key path and the fix."""
+"""``load_config``: YAML -> :class:`NodeConfig`, with errors that name the key path and the fix.
+
+Every mistake in a file is a :class:`ConfigError` whose message starts with the file and the key
+path (``config.yaml: transport.grpc.port: expected an integer, got 'abc'``): YAML syntax errors
+give the line and column, unknown keys a "did you mean", unknown transports and interceptors
+the list of installed ones, and bad values the range that is allowed.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import inspect
 import os
 import re
 import types
 import typing
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Union
 
 import yaml
 
+from .config import InterceptorConfig, NodeConfig, TransportConfig
 from .exceptions import ConfigError
+from .plugins import PluginsConfig, Registries, discover
 
-_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+# ``$${VAR}`` is a literal ``${VAR}``; ``${VAR}`` must be set; ``${VAR:-default}`` falls back.
+_ENV = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _TYPE_WORDS = {int: "an integer", float: "a number", bool: "a boolean (true/false)", str: "a string"}
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0"}
 
 
-def _did_you_mean(word: str, choices: typing.Iterable[str]) -> str:
+def _did_you_mean(word: str, choices: Iterable[str]) -> str:
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
+def _unknown(path: str, key: str, choices: Iterable[str], what: str = "key") -> ConfigError:
+    choices = sorted(choices)
+    hint = _did_you_mean(key, choices) or (f"; valid {what}s: {', '.join(choices)}" if choices else "")
+    return ConfigError(f"{_join(path, key)}: unknown {what}{hint}")
+
+
 def interpolate(value: Any, path: str) -> Any:
-    """Replace ``${VAR}`` / ``${VAR:-default}`` in every string of ``value`` from the environment."""
+    """Replace ``${VAR}`` / ``${VAR:-default}`` in every string of ``value`` from the environment
+    (``$${VAR}`` stays a literal ``${VAR}``). An unset variable without default is a ConfigError."""
     if isinstance(value, str):
 
         def sub(m: re.Match[str]) -> str:
-            name, default = m.group(1), m.group(2)
+            escaped, name, default = m.group(1), m.group(2), m.group(3)
+            if escaped:
+                return m.group(0)[1:]
             if name in os.environ:
                 return os.environ[name]
             if default is not None:
                 return default
             raise ConfigError(
-                f"{path}: environment variable {name!r} is not set; set it, or write ${{{name}:-default}}"
+                f"{path or 'config'}: environment variable {name!r} is not set; "
+                f"set it, or give a default with ${{{name}:-default}}"
             )
 
         return _ENV.sub(sub, value)
@@ -62,7 +85,11 @@ def _describe(tp: Any) -> str:
 
 
 def convert(tp: Any, value: Any, path: str) -> Any:
-    """Check ``value`` against type hint ``tp`` and convert mappings into dataclasses."""
+    """Check ``value`` against type hint ``tp`` and convert mappings into dataclasses.
+
+    Strings that spell a number or a boolean are accepted where one is expected, because
+    ``${ENV_VAR}`` interpolation always yields strings.
+    """
     if tp is Any:
         return value
     origin = typing.get_origin(tp)
@@ -83,7 +110,7 @@ def convert(tp: Any, value: Any, path: str) -> Any:
         words = " or ".join(_describe(a) for a in args if a is not type(None))
         raise ConfigError(f"{path}: expected {words}, got {value!r}")
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
-        if dataclasses.is_dataclass(value) and isinstance(value, tp):
+        if isinstance(value, tp):
             return value
         if not isinstance(value, dict):
             raise ConfigError(f"{path}: expected a mapping, got {value!r}")
@@ -101,12 +128,14 @@ def convert(tp: Any, value: Any, path: str) -> Any:
     if tp is bool:
         if isinstance(value, bool):
             return value
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
         raise ConfigError(f"{path}: expected a boolean (true/false), got {value!r}")
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-            return int(value)  # from ${ENV} interpolation
+        if isinstance(value, str) and re.fullmatch(r"\s*[-+]?\d+\s*", value):
+            return int(value)
         raise ConfigError(f"{path}: expected an integer, got {value!r}")
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -133,16 +162,17 @@ def build_dataclass(cls: type[Any], data: dict[str, Any], path: str = "") -> Any
     for key, value in data.items():
         key = str(key)
         if key not in fields:
-            raise ConfigError(f"{_join(path, key)}: unknown key{_did_you_mean(key, fields)}")
+            raise _unknown(path, key, fields)
         kwargs[key] = convert(hints[key], value, _join(path, key))
     for name, f in fields.items():
-        if name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if name not in kwargs and required:
             raise ConfigError(f"{_join(path, name)}: required key is missing")
     try:
         return cls(**kwargs)
+    except ConfigError:
+        raise
     except (TypeError, ValueError) as exc:
-        if isinstance(exc, ConfigError):
-            raise
         raise ConfigError(f"{path or cls.__name__}: {exc}") from exc
 
 
@@ -158,36 +188,109 @@ def options_for_transport(factory: Any, section: Any, path: str) -> Any:
         return section
     if isinstance(section, dict):
         return build_dataclass(options_class, section, path)
-    if dataclasses.is_dataclass(section):
-        return build_dataclass(options_class, dataclasses.asdict(section), path)  # type: ignore[arg-type]
+    if dataclasses.is_dataclass(section) and not isinstance(section, type):
+        return build_dataclass(options_class, dataclasses.asdict(section), path)
     raise ConfigError(f"{path}: expected a mapping or {options_class.__name__}, got {section!r}")
 
 
-def config_from_dict(data: dict[str, Any], source: str = "config") -> Any:
-    """Build a :class:`NodeConfig` from an already parsed mapping (see :func:`load_config`)."""
-    from .config import NodeConfig, TransportConfig
-    from .plugins import PluginsConfig, discover
+def build_interceptor(registries: Registries, spec: InterceptorConfig, index: int) -> Any:
+    """Build interceptor ``spec`` (entry ``index`` of ``interceptors:``) as ``factory(**options)``;
+    an unknown name, a missing, unknown or ill-typed option (checked against the factory's type
+    hints, which also turn ``${ENV}`` strings into numbers and booleans; ``spec.options`` is updated
+    with the converted values), or a value the factory refuses is a ConfigError naming
+    ``interceptors[index]``."""
+    path = f"interceptors[{index}]"
+    try:
+        factory = registries.interceptors.get(spec.name)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}.name: {exc.message}") from None
+    options = dict(spec.options or {})
+    try:
+        signature: inspect.Signature | None = inspect.signature(factory)
+    except (TypeError, ValueError):
+        signature = None
+    if signature is not None:
+        params = signature.parameters
+        takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+        named = [n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        if not takes_any:
+            for key in options:
+                if key not in named:
+                    raise _unknown(f"{path}.options", key, named, what=f"option of interceptor {spec.name!r}")
+        for name in named:
+            p = params[name]
+            if p.default is inspect.Parameter.empty and name not in options:
+                raise ConfigError(
+                    f"{path}.options.{name}: interceptor {spec.name!r} requires this option; "
+                    f"add it under {path}.options"
+                )
+    for key, hint in _option_hints(factory).items():
+        if key in options:
+            options[key] = convert(hint, options[key], f"{path}.options.{key}")
+    spec.options = options
+    try:
+        return factory(**options)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{path}.options ({spec.name}): {exc}") from exc
 
+
+def _option_hints(factory: Any) -> dict[str, Any]:
+    """The type hints of ``factory``'s parameters (its ``__init__`` for a class); ``{}`` when they
+    cannot be resolved, in which case options are passed through unchecked."""
+    target = getattr(factory, "__init__") if isinstance(factory, type) else factory  # noqa: B009
+    try:
+        hints = typing.get_type_hints(target)
+    except Exception:
+        return {}
+    hints.pop("return", None)
+    return hints
+
+
+def config_from_dict(
+    data: dict[str, Any], source: str = "config", *, plugins: Iterable[object] = ()
+) -> NodeConfig:
+    """Build a :class:`NodeConfig` from an already parsed mapping (see :func:`load_config`).
+
+    Transport, serializer and interceptor names are checked against the installed plugins (as
+    limited by the mapping's ``plugins:`` section), plus ``plugins`` given in code.
+    """
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
-    data = interpolate(data, "")
-    transport = data.pop("transport", None) or {}
+    data = interpolate(dict(data), "")
+    transport = data.pop("transport", None)
+    if transport is None:
+        transport = {}
     if not isinstance(transport, dict):
         raise ConfigError(f"transport: expected a mapping, got {transport!r}")
-    plugins = convert(PluginsConfig, data.get("plugins") or {}, "plugins")
-    config = build_dataclass(NodeConfig, data)
-    config.transport = _transport_from_dict(dict(transport), discover(plugins), TransportConfig)
+    interceptors = data.get("interceptors")
+    if isinstance(interceptors, list):
+        # ``options:`` left empty in YAML is null; treat it as no options.
+        data["interceptors"] = [
+            {**i, "options": {}} if isinstance(i, dict) and i.get("options", {}) is None else i
+            for i in interceptors
+        ]
+    plugins_section = data.get("plugins")
+    plugins_config = convert(PluginsConfig, {} if plugins_section is None else plugins_section, "plugins")
+    data["plugins"] = plugins_config
+    config: NodeConfig = build_dataclass(NodeConfig, data)
+    registries = discover(plugins_config, plugins)
+    config.transport = _transport_from_dict(dict(transport), registries)
+    for index, spec in enumerate(config.interceptors):
+        build_interceptor(registries, spec, index)  # fail now, not at Node()
     return config
 
 
-def _transport_from_dict(section: dict[str, Any], registries: Any, transport_cls: type[Any]) -> Any:
+def _transport_from_dict(section: dict[str, Any], registries: Registries) -> TransportConfig:
     mode = section.pop("mode", "memory")
-    if not isinstance(mode, str):
-        raise ConfigError(f"transport.mode: expected a string, got {mode!r}")
+    if not isinstance(mode, str) or not mode:
+        raise ConfigError(f"transport.mode: expected a transport name, got {mode!r}")
     installed = registries.transports.names()
     if mode not in installed:
-        registries.transports.get(mode)  # raises: not installed; available: ...
-    tc = transport_cls(mode=mode)
+        try:
+            registries.transports.get(mode)
+        except ConfigError as exc:
+            raise ConfigError(f"transport.mode: {exc.message}") from None
+    tc = TransportConfig(mode=mode)
     for name, options in section.items():
         name = str(name)
         path = f"transport.{name}"
@@ -195,6 +298,8 @@ def _transport_from_dict(section: dict[str, Any], registries: Any, transport_cls
             hint = _did_you_mean(name, [*installed, "mode"])
             if hint:
                 raise ConfigError(f"{path}: unknown transport section{hint}")
+            if options is not None and not isinstance(options, dict):
+                raise ConfigError(f"{path}: expected a mapping of options, got {options!r}")
             tc.options[name] = options  # a transport not installed here: kept as written
             continue
         built = options_for_transport(registries.transports.get(name), options, path)
@@ -205,23 +310,62 @@ def _transport_from_dict(section: dict[str, Any], registries: Any, transport_cls
     return tc
 
 
-def load_config(path: str | os.PathLike[str]) -> Any:
-    """Read a YAML file into a :class:`NodeConfig`. ``${ENV_VAR}`` in values is replaced from the
-    environment. Every error is a :class:`ConfigError` naming the file, key path and fix."""
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A SafeLoader that refuses a key given twice in one mapping (YAML silently keeps the last)."""
+
+
+def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if isinstance(key, typing.Hashable) and key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key {key!r} appears twice in one mapping; keep one", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _yaml_error(path: Path, exc: yaml.YAMLError) -> ConfigError:
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    context = getattr(exc, "context", None)
+    where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+    detail = f"{context}, {problem}" if context and "appears twice" not in problem else problem
+    line = f" at line {mark.line + 1}" if mark is not None else ""
+    return ConfigError(f"{where}: invalid YAML{line}: {detail}")
+
+
+def load_config(path: str | os.PathLike[str], *, plugins: Iterable[object] = ()) -> NodeConfig:
+    """Read a YAML file into a :class:`NodeConfig`.
+
+    ``${ENV_VAR}`` and ``${ENV_VAR:-default}`` in values are replaced from the environment. Names of
+    transports and interceptors are checked against the installed plugins (and ``plugins`` given in
+    code, for configs with ``plugins: {autoload: false}``). Every error is a :class:`ConfigError`
+    naming the file, key path and fix.
+    """
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"config file {str(p)!r} does not exist") from None
-    except OSError as exc:
+        raise ConfigError(f"config file {str(p)!r} does not exist (looked in {os.getcwd()})") from None
+    except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read config file {str(p)!r}: {exc}") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: invalid YAML: {exc}") from None
+        raise _yaml_error(p, exc) from None
     if data is None:
         raise ConfigError(f"{p}: the file is empty; it needs at least `node_id: NAME`")
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{p}: expected a mapping of keys (node_id: ..., transport: ...) at the top level, "
+            f"got a {type(data).__name__}"
+        )
     try:
-        return config_from_dict(data, str(p))
+        return config_from_dict(data, str(p), plugins=plugins)
     except ConfigError as exc:
         raise ConfigError(f"{p}: {exc.message}") from None

@@ -16,7 +16,7 @@ from typing import Any
 
 from ._timers import DeadlineTimers, Entry
 from .config import InterceptorConfig, MethodOptions, NodeConfig
-from .config_loader import options_for_transport
+from .config_loader import build_interceptor, options_for_transport
 from .context import CallContext, current_deadline
 from .events import EventEmitter, EventHandler
 from .exceptions import (
@@ -141,13 +141,7 @@ class Node:
         return transport
 
     def _build_interceptor(self, spec: InterceptorConfig, index: int) -> Interceptor:
-        factory = self._registries.interceptors.get(spec.name)
-        try:
-            interceptor = factory(**(spec.options or {}))
-        except TypeError as exc:
-            raise ConfigError(f"interceptors[{index}] ({spec.name}): bad options: {exc}") from exc
-        except ValueError as exc:
-            raise ConfigError(f"interceptors[{index}] ({spec.name}): {exc}") from exc
+        interceptor = build_interceptor(self._registries, spec, index)
         if not isinstance(interceptor, Interceptor):
             raise ConfigError(
                 f"interceptor {spec.name!r} factory returned {type(interceptor).__name__}, "

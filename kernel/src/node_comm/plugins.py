@@ -6,6 +6,8 @@ entry points of group ``node_comm`` (minus blocked ones), then check every hooki
 
 from __future__ import annotations
 
+import difflib
+import functools
 import importlib.metadata
 import os
 from collections.abc import Callable, Iterable
@@ -70,7 +72,8 @@ class Registry:
         if old is not None and old.plugin != plugin:
             raise ConfigError(
                 f"{self.kind} {name!r} is registered by both plugin {old.plugin!r} and {plugin!r}; "
-                f"block one of them (plugins.block in YAML, or {ENV_BLOCK})"
+                f"uninstall or block one of them (e.g. plugins: {{block: [{plugin}]}} in YAML, "
+                f"or {ENV_BLOCK}={plugin})"
             )
         self._items[name] = Provided(name, obj, plugin)
 
@@ -80,9 +83,11 @@ class Registry:
             return self._items[name].obj
         except KeyError:
             available = ", ".join(self.names()) or "none"
+            close = difflib.get_close_matches(str(name), self.names(), n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]!r}? " if close else ""
             raise ConfigError(
-                f"{self.kind} {name!r} is not installed; available: {available}"
-                f" (a plugin providing it may not be installed, or is blocked)"
+                f"{self.kind} {name!r} is not installed; {hint}available: {available}"
+                f" (install the plugin that provides it, or check plugins.block/only and {ENV_BLOCK})"
             ) from None
 
     def provider(self, name: str) -> str:
@@ -106,94 +111,145 @@ class Registries:
     serializers: Registry = field(default_factory=lambda: Registry("serializer"))
     interceptors: Registry = field(default_factory=lambda: Registry("interceptor"))
     plugins: dict[str, PluginInfo] = field(default_factory=dict)
+    #: Entry points found but not loaded, and why ("blocked", "not in plugins.only", ...).
+    skipped: dict[str, str] = field(default_factory=dict)
 
 
 def _env_blocked() -> set[str]:
     return {n.strip() for n in os.environ.get(ENV_BLOCK, "").split(",") if n.strip()}
 
 
+def _env_no_autoload() -> bool:
+    return os.environ.get(ENV_NO_AUTOLOAD, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+class NodeCommPluginManager(pluggy.PluginManager):
+    """A pluggy manager that also remembers each entry point's distribution, and which entry
+    points were not loaded (blocked, not in ``only``, autoload off) and why."""
+
+    def __init__(self) -> None:
+        super().__init__(hookspecs.PROJECT)
+        self.dist_info: dict[str, tuple[str | None, str | None]] = {}
+        self.skipped: dict[str, str] = {}
+
+
+def _code_plugin_name(pm: pluggy.PluginManager, plugin: object) -> str:
+    """A readable, unique name for a plugin passed in code: its module or class name."""
+    base = getattr(plugin, "__name__", None) or type(plugin).__qualname__
+    name, n = str(base), 2
+    while pm.get_plugin(name) is not None or pm.is_blocked(name):
+        if pm.is_blocked(base):
+            return str(base)  # let pluggy refuse it as blocked
+        name, n = f"{base}-{n}", n + 1
+    return name
+
+
 def make_plugin_manager(
     config: PluginsConfig | None = None, plugins: Iterable[object] = ()
-) -> pluggy.PluginManager:
-    """A fresh plugin manager: hook specs, ``plugins`` given in code, then the allowed entry points."""
+) -> NodeCommPluginManager:
+    """A fresh plugin manager: hook specs, ``plugins`` given in code, then the allowed entry points.
+
+    ``config.block`` and ``$NODE_COMM_BLOCK_PLUGINS`` (comma-separated) name plugins that never load;
+    ``config.only`` limits entry points to the names listed; ``config.autoload: false`` or
+    ``$NODE_COMM_DISABLE_PLUGIN_AUTOLOAD=1`` loads no entry point (only ``plugins`` given in code).
+    """
     config = config or PluginsConfig()
-    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm = NodeCommPluginManager()
     pm.add_hookspecs(hookspecs)
-    for plugin in plugins:
-        pm.register(plugin)
     blocked = set(config.block) | _env_blocked()
     for name in blocked:
         pm.set_blocked(name)
-    autoload = config.autoload and os.environ.get(ENV_NO_AUTOLOAD, "") not in ("1", "true", "yes")
-    if autoload:
-        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-            if pm.is_blocked(ep.name) or pm.get_plugin(ep.name) is not None:
-                continue
-            if config.only is not None and ep.name not in config.only:
-                continue
-            try:
-                module = ep.load()
-            except Exception as exc:
-                raise ConfigError(
-                    f"plugin {ep.name!r} (entry point {ep.value!r}) failed to import: {exc!r}; "
-                    f"fix or uninstall it, or block it with {ENV_BLOCK}={ep.name}"
-                ) from exc
-            pm.register(module, name=ep.name)
-            dist = getattr(ep, "dist", None)
-            pm._nc_dist_info = getattr(pm, "_nc_dist_info", {})  # type: ignore[attr-defined]
-            pm._nc_dist_info[ep.name] = (  # type: ignore[attr-defined]
-                (dist.name, dist.version) if dist is not None else (None, None)
-            )
-    pm.check_pending()
+    for plugin in plugins:
+        if not pm.is_registered(plugin):
+            pm.register(plugin, name=_code_plugin_name(pm, plugin))
+    autoload = config.autoload and not _env_no_autoload()
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if pm.get_plugin(ep.name) is not None or ep.name in pm.dist_info:
+            continue  # the same distribution seen twice on sys.path, or also given in code
+        if pm.is_blocked(ep.name):
+            pm.skipped[ep.name] = "blocked"
+            continue
+        if not autoload:
+            pm.skipped[ep.name] = "autoload disabled"
+            continue
+        if config.only is not None and ep.name not in config.only:
+            pm.skipped[ep.name] = "not in plugins.only"
+            continue
+        try:
+            module = ep.load()
+        except Exception as exc:
+            raise ConfigError(
+                f"plugin {ep.name!r} (entry point {ep.value!r}) failed to import: {exc!r}; "
+                f"fix or uninstall it, or block it with {ENV_BLOCK}={ep.name} "
+                f"(or plugins: {{block: [{ep.name}]}} in YAML)"
+            ) from exc
+        dist = getattr(ep, "dist", None)
+        pm.dist_info[ep.name] = (dist.name, dist.version) if dist is not None else (None, None)
+        if pm.is_registered(module):
+            continue  # already given in code
+        pm.register(module, name=ep.name)
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        raise ConfigError(
+            f"plugin {exc.plugin!r} implements an unknown hook: {exc}; "
+            f"upgrade node-comm or the plugin, or block it with {ENV_BLOCK}"
+        ) from exc
     return pm
 
 
 def collect(pm: pluggy.PluginManager) -> Registries:
-    """Call the registration hooks of every plugin in ``pm`` and gather what they register."""
-    regs = Registries()
-    dist_info: dict[str, tuple[str | None, str | None]] = getattr(pm, "_nc_dist_info", {})
-    for plugin in pm.get_plugins():
-        name = pm.get_name(plugin) or repr(plugin)
+    """Call the registration hooks of every plugin in ``pm`` and gather what they register,
+    remembering which plugin provided each name (two plugins providing one name is an error)."""
+    regs = Registries(skipped=dict(getattr(pm, "skipped", {})))
+    dist_info: dict[str, tuple[str | None, str | None]] = getattr(pm, "dist_info", {})
+    for name in sorted(n for n, p in pm.list_name_plugin() if p is not None):  # None: blocked
         dist, version = dist_info.get(name, (None, None))
-        info = PluginInfo(name, dist, version)
-        regs.plugins[name] = info
+        regs.plugins[name] = PluginInfo(name, dist, version)
 
-        def add_transport(tname: str, factory: Callable[..., Any], _p: str = name, _i: PluginInfo = info) -> None:
-            if not callable(factory):
-                raise ConfigError(f"plugin {_p!r} registered transport {tname!r} with a non-callable factory")
-            regs.transports.add(tname, factory, _p)
-            _i.transports.append(tname)
+    def add_transport(plugin: str, tname: str, factory: Callable[..., Any]) -> None:
+        if not callable(factory):
+            raise ConfigError(f"plugin {plugin!r} registered transport {tname!r} with a non-callable factory")
+        regs.transports.add(tname, factory, plugin)
+        regs.plugins[plugin].transports.append(tname)
 
-        def add_serializer(serializer: Any, _p: str = name, _i: PluginInfo = info) -> None:
-            if not isinstance(serializer, Serializer):
+    def add_serializer(plugin: str, serializer: Any) -> None:
+        if not isinstance(serializer, Serializer):
+            raise ConfigError(
+                f"plugin {plugin!r} registered {serializer!r}, which is not a node_comm.Serializer"
+            )
+        regs.serializers.add(serializer.name, serializer, plugin)
+        regs.plugins[plugin].serializers.append(serializer.name)
+
+    def add_interceptor(plugin: str, iname: str, factory: Callable[..., Any]) -> None:
+        if not callable(factory):
+            raise ConfigError(
+                f"plugin {plugin!r} registered interceptor {iname!r} with a non-callable factory"
+            )
+        regs.interceptors.add(iname, factory, plugin)
+        regs.plugins[plugin].interceptors.append(iname)
+
+    adders: list[tuple[str, Callable[..., None]]] = [
+        ("node_comm_register_transports", add_transport),
+        ("node_comm_register_serializers", add_serializer),
+        ("node_comm_register_interceptors", add_interceptor),
+    ]
+    for hook, add in adders:
+        # Each implementation is called on its own, in registration order (code plugins, then
+        # entry points), so every name keeps the plugin that registered it.
+        for impl in getattr(pm.hook, hook).get_hookimpls():
+            plugin = impl.plugin_name
+            if plugin not in regs.plugins:
+                regs.plugins[plugin] = PluginInfo(plugin)
+            try:
+                impl.function(register=functools.partial(add, plugin))
+            except ConfigError:
+                raise
+            except Exception as exc:
                 raise ConfigError(
-                    f"plugin {_p!r} registered {serializer!r}, which is not a node_comm.Serializer"
-                )
-            regs.serializers.add(serializer.name, serializer, _p)
-            _i.serializers.append(serializer.name)
-
-        def add_interceptor(iname: str, factory: Callable[..., Any], _p: str = name, _i: PluginInfo = info) -> None:
-            if not callable(factory):
-                raise ConfigError(f"plugin {_p!r} registered interceptor {iname!r} with a non-callable factory")
-            regs.interceptors.add(iname, factory, _p)
-            _i.interceptors.append(iname)
-
-        for hook, register in (
-            ("node_comm_register_transports", add_transport),
-            ("node_comm_register_serializers", add_serializer),
-            ("node_comm_register_interceptors", add_interceptor),
-        ):
-            impl = getattr(plugin, hook, None)
-            if impl is not None and callable(impl):
-                try:
-                    impl(register=register)
-                except ConfigError:
-                    raise
-                except Exception as exc:
-                    raise ConfigError(
-                        f"plugin {name!r} failed in {hook}: {exc!r}; fix or uninstall it, "
-                        f"or block it with {ENV_BLOCK}={name}"
-                    ) from exc
+                    f"plugin {plugin!r} failed in {hook}: {exc!r}; fix or uninstall it, "
+                    f"or block it with {ENV_BLOCK}={plugin}"
+                ) from exc
     if "json" not in regs.serializers:
         regs.serializers.add("json", StdlibJsonSerializer(), "node_comm (stdlib fallback)")
     return regs

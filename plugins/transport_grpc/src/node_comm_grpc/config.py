@@ -59,6 +59,9 @@ class GrpcTransportConfig:
     chunk_size: int = 1 * MiB
     #: Largest payload sent or accepted; larger ones fail that call with RESOURCE_EXHAUSTED.
     max_payload_size: int = 2048 * MiB
+    #: Bytes of large payloads one connection may be receiving at once (``None``: twice
+    #: ``max_payload_size``); a transfer past it fails that call with RESOURCE_EXHAUSTED.
+    max_receive_buffer: int | None = None
     #: Frames queued on a connection are coalesced into one gRPC message of up to this size.
     max_batch_bytes: int = 4 * MiB
     #: Bytes queued per connection before ``send`` waits (back-pressure).

@@ -21,6 +21,7 @@ import grpc
 from google.protobuf.message import DecodeError
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
 from node_comm import (
     ConfigError,
     ConnectFailedError,
@@ -73,12 +74,14 @@ def _item(env_bytes: bytes) -> tuple[bytes, bytes]:
 
 
 def _batch_bytes(*envs: Any) -> bytes:
-    return _Batch(frames=list(envs)).SerializeToString()
+    data: bytes = _Batch(frames=list(envs)).SerializeToString()
+    return data
 
 
 def _encode(msg: Message, payload: bytes, transfer: int = 0, total: int = 0) -> bytes:
     """The encoded envelope of ``msg`` (hot path: set only what is present)."""
-    env = _Envelope(type=int(msg.type), id=msg.id, method=msg.method, payload=payload,
+    mtype: Any = int(msg.type)  # MessageType values are FrameType numbers 1..7
+    env = _Envelope(type=mtype, id=msg.id, method=msg.method, payload=payload,
                     serializer=msg.serializer, transfer=transfer, total_size=total)
     if msg.metadata:
         env.metadata.update(msg.metadata)
@@ -91,7 +94,8 @@ def _encode(msg: Message, payload: bytes, transfer: int = 0, total: int = 0) -> 
         e.message = err.message
         if err.traceback is not None:
             e.traceback = err.traceback
-    return env.SerializeToString()
+    data: bytes = env.SerializeToString()
+    return data
 
 
 def _chunk_header(transfer: int, size: int) -> tuple[bytes, int]:
@@ -154,6 +158,7 @@ class _Link:
         self._final = False
         self._transfers = itertools.count(1)
         self._partials: dict[int, _Partial] = {}
+        self._buffered = 0  # announced bytes of the chunked payloads being received
         self._dropped: dict[int, int] = {}  # transfer id -> bytes still to skip
         self.closed = False
         self.close_reason = ""
@@ -161,6 +166,7 @@ class _Link:
         self.finished: asyncio.Future[None] = self._loop.create_future()
         self._writer: asyncio.Task[None] | None = None
         self._reader: asyncio.Task[None] | None = None
+        self.early: list[Any] = []
 
     def start(self) -> None:
         self._writer = self._loop.create_task(self._write_loop())
@@ -321,7 +327,7 @@ class _Link:
         else:
             log.warning("%s: frame of unknown type %d from %r", self.t.node_id, ftype, self.peer_id)
             self._put_nowait(_Envelope(
-                type=int(_ERROR), id=env.id,
+                type=pb.ERROR, id=env.id,
                 error=pb.ErrorInfo(code=ErrorCode.INVALID_ARGUMENT.value,
                                    message=f"unknown frame type {ftype}"),
             ).SerializeToString())
@@ -342,21 +348,27 @@ class _Link:
     def _begin_transfer(self, env: Any, mtype: MessageType) -> None:
         total = env.total_size
         limit = self.t.cfg.max_payload_size
-        if total <= limit:
+        if total <= limit and self._buffered + total <= self.t.receive_buffer:
             self._partials[env.transfer] = _Partial(env, total)
+            self._buffered += total
             if total == 0:
                 self._finish(env.transfer)
             return
         self._dropped[env.transfer] = total
-        text = (f"payload of {env.method or mtype.name} from {self.peer_id!r} is {total} bytes, over "
-                f"max_payload_size={limit} of node {self.t.node_id!r}")
+        if total > limit:
+            text = (f"payload of {env.method or mtype.name} from {self.peer_id!r} is {total} bytes, over "
+                    f"max_payload_size={limit} of node {self.t.node_id!r}")
+        else:
+            text = (f"node {self.t.node_id!r} is already receiving {self._buffered} bytes of large payloads "
+                    f"from {self.peer_id!r}; {total} more would pass max_receive_buffer="
+                    f"{self.t.receive_buffer}")
         if mtype is _REQUEST:
             self._put_nowait(_Envelope(
-                type=int(_ERROR), id=env.id, method=env.method,
+                type=pb.ERROR, id=env.id, method=env.method,
                 error=pb.ErrorInfo(code=ErrorCode.RESOURCE_EXHAUSTED.value, message=text),
             ).SerializeToString())
         elif mtype is _RESPONSE or mtype is _ERROR:
-            fake = _Envelope(type=int(_ERROR), id=env.id, method=env.method,
+            fake = _Envelope(type=pb.ERROR, id=env.id, method=env.method,
                              error=pb.ErrorInfo(code=ErrorCode.RESOURCE_EXHAUSTED.value, message=text))
             self._deliver(fake, _ERROR, b"")
         else:
@@ -376,6 +388,7 @@ class _Link:
             return
         if env.reason:  # the sender aborted this transfer
             del self._partials[transfer]
+            self._buffered -= part.total
             return
         data = env.payload
         part.parts.append(data)
@@ -385,6 +398,7 @@ class _Link:
 
     def _finish(self, transfer: int) -> None:
         part = self._partials.pop(transfer)
+        self._buffered -= part.total
         if part.got != part.total:
             log.warning("%s: chunked payload from %r has %d bytes, announced %d; dropped",
                         self.t.node_id, self.peer_id, part.got, part.total)
@@ -462,6 +476,7 @@ class GrpcTransport(Transport):
         self._links: dict[str, _Link] = {}
         self._dials: dict[str, tuple[str, float]] = {}  # peer -> (address, timeout) to redial
         self._redials: dict[str, asyncio.Task[None]] = {}
+        self._connecting: dict[str, asyncio.Future[None]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._server: aio.Server | None = None
         self._health: Any = None
@@ -473,6 +488,10 @@ class GrpcTransport(Transport):
         frame = cfg.chunk_size + _FRAME_OVERHEAD
         self._max_send = cfg.max_batch_bytes + frame + 65536
         self._max_recv = max(64 * 1024 * 1024, 2 * self._max_send)
+        #: Bytes of chunked payloads one connection may be receiving at once.
+        self.receive_buffer = (
+            cfg.max_receive_buffer if cfg.max_receive_buffer is not None else 2 * cfg.max_payload_size
+        )
 
     @property
     def address(self) -> str | None:
@@ -552,7 +571,8 @@ class GrpcTransport(Transport):
         ),))
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
-        bind = f"{cfg.host}:{cfg.port}"
+        bind_host = f"[{cfg.host}]" if ":" in cfg.host and not cfg.host.startswith("[") else cfg.host
+        bind = f"{bind_host}:{cfg.port}"
         try:
             if tls is not None:
                 port = server.add_secure_port(bind, self._server_credentials(tls))
@@ -564,8 +584,8 @@ class GrpcTransport(Transport):
             raise ConfigError(f"transport.grpc: cannot listen on {bind} (port in use?)")
         await server.start()
         self._server = server
-        host_part = cfg.host
-        if host_part in ("0.0.0.0", "", "::", "[::]"):
+        host_part = bind_host
+        if cfg.host in ("0.0.0.0", "", "::", "[::]"):
             host_part = "127.0.0.1"
         self._address = f"{host_part}:{port}"
         await self._health.set("", health_pb2.HealthCheckResponse.SERVING)
@@ -580,11 +600,11 @@ class GrpcTransport(Transport):
         self._dials.clear()
         if self._health is not None:
             await self._health.enter_graceful_shutdown()
-        teardowns = []
+        teardowns: list[asyncio.Task[None]] = []
         for link in list(self._links.values()):
-            task = self._drop(link, reason, goodbye=True)
-            if task is not None:
-                teardowns.append(task)
+            closing = self._drop(link, reason, goodbye=True)
+            if closing is not None:
+                teardowns.append(closing)
         if teardowns:
             await asyncio.wait(teardowns, timeout=self.cfg.stop_grace * 3)
         if self._server is not None:
@@ -606,6 +626,11 @@ class GrpcTransport(Transport):
         self._links[link.peer_id] = link
         link.start()
         self.host.peer_connected(link.peer_id, link.address)
+        early, link.early = link.early, []
+        for env in early:  # frames that arrived in the same batch as the handshake ack
+            if link.closed:
+                break
+            link._on_frame(env)
 
     def _drop(self, link: _Link, reason: str, *, goodbye: bool) -> asyncio.Task[None] | None:
         """Close ``link`` and tell the node (once)."""
@@ -637,8 +662,12 @@ class GrpcTransport(Transport):
             return
         task = asyncio.get_running_loop().create_task(self._redial(peer_id, *target))
         self._redials[peer_id] = task
-        task.add_done_callback(lambda t, p=peer_id: self._redials.pop(p, None) if self._redials.get(p) is t
-                               else None)
+
+        def forget(t: asyncio.Task[None], p: str = peer_id) -> None:
+            if self._redials.get(p) is t:
+                del self._redials[p]
+
+        task.add_done_callback(forget)
 
     async def _redial(self, peer_id: str, address: str, timeout: float) -> None:
         rc = self.cfg.reconnect
@@ -673,9 +702,30 @@ class GrpcTransport(Transport):
         link = self._links.get(node_id)
         if link is not None and not link.closed:
             return
+        inflight = self._connecting.get(node_id)
+        if inflight is not None:  # a concurrent connect() to the same node: share its outcome
+            await asyncio.shield(inflight)
+            return
         pending = self._redials.pop(node_id, None)
         if pending is not None:
             pending.cancel()
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._connecting[node_id] = fut
+        try:
+            await self._connect(node_id, address, timeout)
+        except BaseException as exc:
+            if isinstance(exc, Exception):
+                fut.set_exception(exc)
+                fut.exception()  # retrieved here; waiters get it through the shield
+            else:
+                fut.cancel()
+            raise
+        else:
+            fut.set_result(None)
+        finally:
+            del self._connecting[node_id]
+
+    async def _connect(self, node_id: str, address: str, timeout: float) -> None:
         link = await self._dial(node_id, address, timeout)
         if node_id in self._links:  # accepted a connection from it meanwhile
             link.close("duplicate connection", goodbye=False)
@@ -691,7 +741,7 @@ class GrpcTransport(Transport):
         call = None
         try:
             call = channel.stream_stream(METHOD)(wait_for_ready=False)
-            await asyncio.wait_for(self._handshake(call, node_id, address), timeout)
+            early = await asyncio.wait_for(self._handshake(call, node_id, address), timeout)
         except BaseException as exc:
             if call is not None:
                 call.cancel()
@@ -716,9 +766,12 @@ class GrpcTransport(Transport):
                     address,
                 ) from None
             raise
-        return _Link(self, node_id, address, call.read, call.write, dialled=True, call=call, channel=channel)
+        link = _Link(self, node_id, address, call.read, call.write, dialled=True, call=call, channel=channel)
+        link.early = early
+        return link
 
-    async def _handshake(self, call: Any, node_id: str, address: str) -> None:
+    async def _handshake(self, call: Any, node_id: str, address: str) -> list[Any]:
+        """Send the handshake and check the ack; returns frames that came in the ack's batch."""
         hello = _Envelope(type=_F_HANDSHAKE, handshake=pb.Handshake(
             node_id=self.node_id, protocol_version=PROTOCOL_VERSION, expected_node_id=node_id,
             token=self.cfg.token or "", address=self._address or "",
@@ -742,6 +795,7 @@ class GrpcTransport(Transport):
             )
         if ack.refused:
             raise ConnectFailedError(node_id, f"node {node_id!r} refused the connection: {ack.refused}")
+        return list(frames[1:])
 
     # ------------------------------------------------------------------ serving
     async def _serve(self, request_iterator: Any, context: aio.ServicerContext[Any, Any]) -> None:
@@ -796,20 +850,19 @@ class GrpcTransport(Transport):
             node_id=self.node_id, protocol_version=PROTOCOL_VERSION, address=self._address or "",
             refused=refused,
         ))
-        await context.write(_batch_bytes(ack))
         if refused:
+            await context.write(_batch_bytes(ack))
             context.set_code(grpc.StatusCode.FAILED_PRECONDITION)
             context.set_details(refused)
             return None
         link = _Link(self, hs.node_id, hs.address or None, context.read, context.write, dialled=False)
+        # The ack is the link's first outbound frame, queued before the node learns of the peer:
+        # when the dialler's connect() returns, this side already lists it as connected.
+        link._put_nowait(ack.SerializeToString())
+        link.early = list(frames[1:])
         self._install(link)
-        if self._stopping:  # stop() began while the ack was being written: say goodbye at once
+        if self._stopping:  # stop() began during the handshake: say goodbye at once
             self._drop(link, self._stop_reason, goodbye=True)
-            return link
-        for env in frames[1:]:
-            if link.closed:
-                break
-            link._on_frame(env)
         return link
 
     # ------------------------------------------------------------------ Transport API
