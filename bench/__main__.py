@@ -22,7 +22,13 @@ async def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=RESULTS,
                     help="where latest.json and chart.png go")
     ap.add_argument("--no-write", action="store_true", help="print the table only")
+    ap.add_argument("--chart-only", action="store_true", help="redraw chart.png from latest.json")
     args = ap.parse_args(argv)
+    if args.chart_only:
+        from .report import draw_chart
+
+        draw_chart(Results.from_json(os.path.join(args.out, "latest.json")), os.path.join(args.out, "chart.png"))
+        return 0
     settings = Settings.make(args.quick)
     res = Results(args.quick)
     wanted = [w.strip() for w in args.only.split(",") if w.strip()]

@@ -134,6 +134,16 @@ class Results:
             "skipped": self.skipped,
         }
 
+    @classmethod
+    def from_json(cls, path: str) -> Results:
+        """Results holding the figures of a written ``latest.json`` (to redraw its chart)."""
+        with open(path) as f:
+            data = json.load(f)
+        res = cls(bool(data["meta"]["quick"]))
+        res.figures = data["figures"]
+        res.started = time.mktime(time.strptime(data["meta"]["date"], "%Y-%m-%dT%H:%M:%SZ"))
+        return res
+
     def write(self, directory: str) -> tuple[str, str | None]:
         os.makedirs(directory, exist_ok=True)
         path = os.path.join(directory, "latest.json")
@@ -222,7 +232,9 @@ def draw_chart(res: Results, path: str) -> None:
         ax.set_ylabel(ylabel)
         if log:
             ax.set_yscale("log")
-        ax.legend(fontsize=7)
+            lo, hi = ax.get_ylim()
+            ax.set_ylim(lo, hi * 4)  # headroom for the legend
+        ax.legend(fontsize=7, ncol=4, loc="upper center")
         ax.grid(axis="y", alpha=0.3)
 
     small = ["memory.seq", "memory.conc64", "grpc.seq", "grpc.conc64", "peers.seq", "peers.conc64"]
