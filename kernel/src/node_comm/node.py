@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._timers import DeadlineTimers, Entry
 from .config import InterceptorConfig, MethodOptions, NodeConfig
 from .config_loader import build_interceptor, options_for_transport
 from .context import CallContext, current_deadline
@@ -63,7 +64,7 @@ class _Pending:
     target: str
     method: str
     timeout: float | None
-    timer: asyncio.TimerHandle | None = None
+    timer: Entry | None = None
 
 
 @dataclass(slots=True)
@@ -130,6 +131,7 @@ class Node:
         self._started = False
         self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._timers: DeadlineTimers | None = None
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._register_framework_methods()
@@ -262,6 +264,7 @@ class Node:
         if self._started:
             return
         self._loop = asyncio.get_running_loop()
+        self._timers = DeadlineTimers(self._loop)
         self._stopping = False
         await self.transport.start(self)
         self._started = True
@@ -294,6 +297,8 @@ class Node:
             for call_id in list(self._pending):
                 pend = self._pending.pop(call_id)
                 self._fail(pend, NodeNotStartedError(f"node {self._node_id!r} stopped"))
+            if self._timers is not None:
+                self._timers.close()
             for task in list(self._background):
                 if task is not me:
                     task.cancel()
@@ -414,12 +419,13 @@ class Node:
         if msg.target not in self._peers:
             raise NodeNotConnectedError(msg.target)
         loop = self._loop
-        assert loop is not None
+        timers = self._timers
+        assert loop is not None and timers is not None
         fut: asyncio.Future[Message] = loop.create_future()
         pend = _Pending(fut, msg.target, msg.method, msg.deadline)
         call_id = msg.id
         if msg.deadline is not None:
-            pend.timer = loop.call_later(msg.deadline, self._expire, call_id)
+            pend.timer = timers.call_at(loop.time() + msg.deadline, self._expire, call_id)
         self._pending[call_id] = pend
         try:
             await self.transport.send(msg)
@@ -431,7 +437,7 @@ class Node:
         finally:
             done = self._pending.pop(call_id, None)
             if done is not None and done.timer is not None:
-                done.timer.cancel()
+                timers.cancel(done.timer)
 
     def _expire(self, call_id: int) -> None:
         pend = self._pending.pop(call_id, None)
@@ -441,10 +447,9 @@ class Node:
         if pend.target in self._peers:
             self._send_cancel(pend.target, call_id)
 
-    @staticmethod
-    def _fail(pend: _Pending, exc: BaseException) -> None:
-        if pend.timer is not None:
-            pend.timer.cancel()
+    def _fail(self, pend: _Pending, exc: BaseException) -> None:
+        if pend.timer is not None and self._timers is not None:
+            self._timers.cancel(pend.timer)
         if not pend.future.done():
             pend.future.set_exception(exc)
 

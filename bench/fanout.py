@@ -1,0 +1,86 @@
+"""Fan-out: one coordinator (listening) broadcasts to N dial-only participants that live in several
+participant processes; time per broadcast for each N, and how it grows with N."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from .common import Sample, ServerProcess, Settings, interleave, log, small_payload
+from .report import Results
+from .server import start_node_server
+
+COORD = "bench-coord"
+
+
+async def _round(node: Any, exclude: frozenset[str], n: int, seconds: float) -> Sample:
+    """Broadcasts back to back for ``seconds`` (at least 3): mean ms per broadcast."""
+    count = 0
+    start = time.perf_counter()
+    lat = []
+    while True:
+        t0 = time.perf_counter()
+        out = await node.broadcast("ping", small_payload(count), exclude=exclude)
+        t1 = time.perf_counter()
+        lat.append(t1 - t0)
+        count += 1
+        if len(out) != n:
+            raise RuntimeError(f"broadcast reached {len(out)} nodes, expected {n}")
+        bad = [v for v in out.values() if isinstance(v, BaseException)]
+        if bad:
+            raise RuntimeError(f"{len(bad)} of {n} participants failed, e.g. {bad[0]!r}")
+        if count >= 3 and t1 - start >= seconds:
+            break
+    return Sample((time.perf_counter() - start) / count * 1e3, lat)
+
+
+async def run(settings: Settings, res: Results) -> None:
+    log("fan-out over gRPC ...")
+    node, address, why = await start_node_server(COORD)
+    if node is None:
+        res.skip("fan-out broadcast 1000 vs 1", why or "grpc transport not available")
+        return
+    total = max(settings.fanout_sizes)
+    procs: list[ServerProcess] = []
+    try:
+        per = -(-total // settings.fanout_procs)
+        left = total
+        for p in range(settings.fanout_procs):
+            cnt = min(per, left)
+            left -= cnt
+            if cnt > 0:
+                procs.append(ServerProcess("bench.fanout_participant", COORD, address, f"fan{p}", str(cnt)))
+        t0 = time.perf_counter()
+        await asyncio.gather(*(p.ready(timeout=300) for p in procs))
+        for _ in range(600):
+            if len(node.connected_nodes) >= total:
+                break
+            await asyncio.sleep(0.1)
+        log(f"  {len(node.connected_nodes)} participants connected in {time.perf_counter() - t0:.1f}s")
+        peers = sorted(node.connected_nodes)
+        if len(peers) < total:
+            res.skip("fan-out", f"only {len(peers)} of {total} participants connected")
+            return
+        # Spread each N over the processes (round-robin by process), so N=1..1000 all cross processes.
+        by_proc: dict[str, list[str]] = {}
+        for pid in peers:
+            by_proc.setdefault(pid.split("-")[0], []).append(pid)
+        order = [pid for i in range(per) for lst in by_proc.values() if i < len(lst) for pid in [lst[i]]]
+        secs = settings.seconds
+        systems = {}
+        for n in settings.fanout_sizes:
+            excl = frozenset(order[n:])
+            systems[f"N={n}"] = lambda e=excl, n=n: _round(node, e, n, secs)
+        out = await interleave(systems, settings.rounds)
+        figs = {}
+        for n in settings.fanout_sizes:
+            figs[n] = res.figure(f"fanout.{n}", f"broadcast to {n}", out[f"N={n}"], "ms", n=n)
+        one = figs[1]
+        for n in settings.fanout_sizes[1:]:
+            res.ratio(f"fan-out: broadcast to {n} vs to 1 (time)", figs[n], one,
+                      20.0 if n == 1000 else None, higher_is_better=False)
+    finally:
+        for p in procs:
+            p.close()
+        await node.stop(grace=0)
