@@ -370,6 +370,18 @@ class Node:
         if target not in self._peers:
             raise NodeNotConnectedError(target)
         ser, data = self._encode(serializer, payload, target, method)
+        return await self._call_encoded(target, method, ser, data, timeout, metadata)
+
+    async def _call_encoded(
+        self,
+        target: str,
+        method: str,
+        ser: Serializer,
+        data: bytes,
+        timeout: float | None,
+        metadata: dict[str, str] | None,
+    ) -> Any:
+        """``call()`` once the payload is encoded (``broadcast`` encodes once for every target)."""
         budget = self.config.default_timeout if timeout is None else timeout
         inherited = current_deadline.get()
         remaining: float | None = budget
@@ -493,12 +505,16 @@ class Node:
         serializer: str | None = None,
     ) -> dict[str, Any]:
         """Call ``method`` on every connected node at once; returns ``{node_id: result or
-        exception}``. One node's failure never fails the others."""
+        exception}``. One node's failure never fails the others. The payload is encoded once; one
+        the serializer cannot encode raises :class:`SerializationError` and nothing is sent."""
         self._check_running()
         skip = {exclude} if isinstance(exclude, str) else set(exclude or ())
         targets = [p for p in self._peers if p not in skip]
+        if not targets:
+            return {}
+        ser, data = self._encode(serializer, payload, "<broadcast>", method)  # once, not per target
         results = await asyncio.gather(
-            *(self.call(t, method, payload, timeout=timeout, serializer=serializer) for t in targets),
+            *(self._call_encoded(t, method, ser, data, timeout, None) for t in targets),
             return_exceptions=True,
         )
         return dict(zip(targets, results, strict=True))
