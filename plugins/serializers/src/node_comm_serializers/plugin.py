@@ -9,6 +9,7 @@ from node_comm import Serializer, hookimpl
 from .json_serializer import JsonSerializer
 from .msgpack_serializer import MsgpackSerializer
 from .pickle_serializer import PickleSerializer
+from .raw_serializer import RawSerializer
 
 
 @hookimpl
@@ -16,3 +17,4 @@ def node_comm_register_serializers(register: Callable[[Serializer], None]) -> No
     register(JsonSerializer())
     register(PickleSerializer())
     register(MsgpackSerializer())
+    register(RawSerializer())
