@@ -28,7 +28,6 @@ from node_comm import (
     PayloadTooLargeError,
 )
 
-from .proto import node_comm_pb2 as pb
 from .wire import (
     F_CHUNK,
     F_GOODBYE,
@@ -38,6 +37,7 @@ from .wire import (
     Envelope,
     chunk_header,
     encode,
+    error_frame,
     item,
     varint,
 )
@@ -108,6 +108,14 @@ class Link:
     def start(self) -> None:
         self._writer = self._loop.create_task(self._write_loop())
         self._reader = self._loop.create_task(self._read_loop())
+
+    def deliver_early(self) -> None:
+        """Handle the frames that came in the handshake's batch, once the node knows of the peer."""
+        early, self.early = self.early, []
+        for env in early:
+            if self.closed:
+                break
+            self._on_frame(env)
 
     # ------------------------------------------------------------------ outbound
     async def _put(self, parts: tuple[bytes | memoryview, ...], size: int) -> None:
@@ -263,10 +271,8 @@ class Link:
             self.t._goodbye(self, env.reason or f"node {self.peer_id!r} said goodbye")
         else:
             log.warning("%s: frame of unknown type %d from %r", self.t.node_id, ftype, self.peer_id)
-            self._put_nowait(Envelope(
-                type=pb.ERROR, id=env.id,
-                error=pb.ErrorInfo(code=ErrorCode.INVALID_ARGUMENT.value,
-                                   message=f"unknown frame type {ftype}"),
+            self._put_nowait(error_frame(
+                env.id, ErrorCode.INVALID_ARGUMENT.value, f"unknown frame type {ftype}"
             ).SerializeToString())
 
     def _deliver(self, env: Any, mtype: MessageType, payload: bytes) -> None:
@@ -300,13 +306,11 @@ class Link:
                     f"from {self.peer_id!r}; {total} more would pass max_receive_buffer="
                     f"{self.t.receive_buffer}")
         if mtype is _REQUEST:
-            self._put_nowait(Envelope(
-                type=pb.ERROR, id=env.id, method=env.method,
-                error=pb.ErrorInfo(code=ErrorCode.RESOURCE_EXHAUSTED.value, message=text),
+            self._put_nowait(error_frame(
+                env.id, ErrorCode.RESOURCE_EXHAUSTED.value, text, env.method
             ).SerializeToString())
         elif mtype is _RESPONSE or mtype is _ERROR:
-            fake = Envelope(type=pb.ERROR, id=env.id, method=env.method,
-                             error=pb.ErrorInfo(code=ErrorCode.RESOURCE_EXHAUSTED.value, message=text))
+            fake = error_frame(env.id, ErrorCode.RESOURCE_EXHAUSTED.value, text, env.method)
             self._deliver(fake, _ERROR, b"")
         else:
             log.warning("%s: dropped %s", self.t.node_id, text)

@@ -31,12 +31,12 @@ from node_comm.transport import HEARTBEAT_TIMEOUT_REASON
 
 from .config import GrpcTransportConfig
 from .link import Link, describe
+from .options import channel_options, message_limits, server_options
 from .proto import node_comm_pb2 as pb
 from .security import channel_credentials, server_credentials
 from .wire import (
     F_HANDSHAKE,
     F_HANDSHAKE_ACK,
-    FRAME_OVERHEAD,
     METHOD,
     PROTOCOL_VERSION,
     SERVICE,
@@ -72,9 +72,7 @@ class GrpcTransport(Transport):
         self._stop_reason = "node stopped"
         self._client_creds: grpc.ChannelCredentials | None = None
         cfg = self.cfg
-        frame = cfg.chunk_size + FRAME_OVERHEAD
-        self._max_send = cfg.max_batch_bytes + frame + 65536
-        self._max_recv = max(64 * 1024 * 1024, 2 * self._max_send)
+        self._max_send, self._max_recv = message_limits(cfg)
         #: Bytes of chunked payloads one connection may be receiving at once.
         self.receive_buffer = (
             cfg.max_receive_buffer if cfg.max_receive_buffer is not None else 2 * cfg.max_payload_size
@@ -89,39 +87,6 @@ class GrpcTransport(Transport):
         """Peers with an open stream now."""
         return list(self._links)
 
-    # ------------------------------------------------------------------ options
-    def _channel_options(self) -> list[tuple[str, Any]]:
-        cfg = self.cfg
-        opts: list[tuple[str, Any]] = [
-            ("grpc.max_send_message_length", self._max_send),
-            ("grpc.max_receive_message_length", self._max_recv),
-            ("grpc.keepalive_time_ms", int(cfg.keepalive_time * 1000)),
-            ("grpc.keepalive_timeout_ms", int(cfg.keepalive_timeout * 1000)),
-            ("grpc.keepalive_permit_without_calls", 1),
-            ("grpc.http2.max_pings_without_data", 0),
-            ("grpc.enable_retries", 0),
-            ("grpc.use_local_subchannel_pool", 1),
-        ]
-        if cfg.tls is not None and cfg.tls.server_name:
-            opts.append(("grpc.ssl_target_name_override", cfg.tls.server_name))
-        return opts
-
-    def _server_options(self) -> list[tuple[str, Any]]:
-        cfg = self.cfg
-        return [
-            ("grpc.max_send_message_length", self._max_send),
-            ("grpc.max_receive_message_length", self._max_recv),
-            ("grpc.keepalive_time_ms", int(cfg.keepalive_time * 1000)),
-            ("grpc.keepalive_timeout_ms", int(cfg.keepalive_timeout * 1000)),
-            # Accept client pings as often as once a second, with or without calls, and never
-            # answer them with a "too_many_pings" GOAWAY.
-            ("grpc.keepalive_permit_without_calls", 1),
-            ("grpc.http2.min_recv_ping_interval_without_data_ms", 1000),
-            ("grpc.http2.min_ping_interval_without_data_ms", 1000),
-            ("grpc.http2.max_ping_strikes", 0),
-            ("grpc.so_reuseport", 0),
-        ]
-
     # ------------------------------------------------------------------ lifecycle
     async def start(self, host: TransportHost) -> None:
         await super().start(host)
@@ -134,7 +99,7 @@ class GrpcTransport(Transport):
         if cfg.port is None:
             self._address = None
             return
-        server = aio.server(options=self._server_options())
+        server = aio.server(options=server_options(self.cfg, self._max_send, self._max_recv))
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
             SERVICE, {"Connect": grpc.stream_stream_rpc_method_handler(self._serve)}
         ),))
@@ -195,11 +160,7 @@ class GrpcTransport(Transport):
         self._links[link.peer_id] = link
         link.start()
         self.host.peer_connected(link.peer_id, link.address)
-        early, link.early = link.early, []
-        for env in early:  # frames that arrived in the same batch as the handshake ack
-            if link.closed:
-                break
-            link._on_frame(env)
+        link.deliver_early()
 
     def _drop(self, link: Link, reason: str, *, goodbye: bool) -> asyncio.Task[None] | None:
         """Close ``link`` and tell the node (once)."""
@@ -303,10 +264,11 @@ class GrpcTransport(Transport):
         self._install(link)
 
     async def _dial(self, node_id: str, address: str, timeout: float) -> Link:
+        options = channel_options(self.cfg, self._max_send, self._max_recv)
         if self._client_creds is not None:
-            channel = aio.secure_channel(address, self._client_creds, options=self._channel_options())
+            channel = aio.secure_channel(address, self._client_creds, options=options)
         else:
-            channel = aio.insecure_channel(address, options=self._channel_options())
+            channel = aio.insecure_channel(address, options=options)
         call = None
         try:
             call = channel.stream_stream(METHOD)(wait_for_ready=False)

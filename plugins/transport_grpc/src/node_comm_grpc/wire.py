@@ -69,6 +69,11 @@ def encode(msg: Message, payload: bytes, transfer: int = 0, total: int = 0) -> b
     return data
 
 
+def error_frame(msg_id: int, code: str, message: str, method: str = "") -> Any:
+    """An ``ERROR`` envelope answering message ``msg_id`` (bad or too large input)."""
+    return Envelope(type=pb.ERROR, id=msg_id, method=method, error=pb.ErrorInfo(code=code, message=message))
+
+
 def chunk_header(transfer: int, size: int) -> tuple[bytes, int]:
     """Batch entry prefix of a CHUNK frame whose payload (``size`` bytes) follows verbatim."""
     env_head = b"\x08\x0a\x48" + varint(transfer) + b"\x22" + varint(size)
