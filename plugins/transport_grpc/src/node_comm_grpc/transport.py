@@ -4,6 +4,9 @@ Every connection is one ``node_comm.v1.NodeComm/Connect`` stream. Each gRPC mess
 ``Batch`` of ``Envelope`` frames: a writer task per connection drains an outbound queue and sends
 everything queued as one message. Payloads larger than ``chunk_size`` travel as a head frame plus
 ``CHUNK`` frames, interleaved with other traffic. See ``proto/node_comm.proto`` for the wire.
+
+This module holds the transport itself (server, handshake, dialling and redialling); ``wire`` the
+framing, ``link`` one connection, ``security`` the TLS credentials, ``options`` the gRPC arguments.
 """
 
 from __future__ import annotations
