@@ -1,0 +1,406 @@
+"""One connection to one peer: its outbound queue and writer task, its reader task, chunk reassembly.
+
+A writer task drains the queue and sends everything queued as one ``Batch``; payloads larger than
+``chunk_size`` go as a head frame plus ``CHUNK`` frames, interleaved with other traffic. The reader
+hands each frame to the transport's host, reassembling chunked payloads first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import grpc
+from google.protobuf.message import DecodeError
+from grpc import aio
+
+from node_comm import (
+    ErrorCode,
+    ErrorInfo,
+    Message,
+    MessageType,
+    NodeNotConnectedError,
+    PayloadTooLargeError,
+)
+
+from .wire import (
+    F_CHUNK,
+    F_GOODBYE,
+    FRAME_OVERHEAD,
+    MESSAGE_TYPES,
+    Batch,
+    Envelope,
+    chunk_header,
+    encode,
+    error_frame,
+    item,
+    varint,
+)
+
+if TYPE_CHECKING:
+    from .transport import GrpcTransport
+
+log = logging.getLogger("node_comm.grpc")
+
+_REQUEST = MessageType.REQUEST
+_RESPONSE = MessageType.RESPONSE
+_ERROR = MessageType.ERROR
+
+
+class _Partial:
+    """A chunked payload being reassembled."""
+
+    __slots__ = ("env", "got", "parts", "total")
+
+    def __init__(self, env: Any, total: int) -> None:
+        self.env = env
+        self.total = total
+        self.got = 0
+        self.parts: list[bytes] = []
+
+
+class Link:
+    """One connection to one peer: the stream, its outbound queue and writer, its reader."""
+
+    def __init__(
+        self,
+        transport: GrpcTransport,
+        peer_id: str,
+        address: str | None,
+        read: Callable[[], Awaitable[Any]],
+        write: Callable[[bytes], Awaitable[None]],
+        *,
+        dialled: bool,
+        call: Any = None,
+        channel: aio.Channel | None = None,
+    ) -> None:
+        self.t = transport
+        self.peer_id = peer_id
+        self.address = address
+        self._read = read
+        self._write = write
+        self.dialled = dialled
+        self._call = call
+        self._channel = channel
+        self._loop = asyncio.get_running_loop()
+        self._queue: deque[tuple[tuple[bytes | memoryview, ...], int]] = deque()
+        self._queued = 0
+        self._wakeup = asyncio.Event()
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._final = False
+        self._transfers = itertools.count(1)
+        self._partials: dict[int, _Partial] = {}
+        self._buffered = 0  # announced bytes of the chunked payloads being received
+        self._dropped: dict[int, int] = {}  # transfer id -> bytes still to skip
+        self.closed = False
+        self.close_reason = ""
+        self.status: tuple[grpc.StatusCode, str] | None = None
+        self.finished: asyncio.Future[None] = self._loop.create_future()
+        self._writer: asyncio.Task[None] | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self.early: list[Any] = []
+
+    def start(self) -> None:
+        self._writer = self._loop.create_task(self._write_loop())
+        self._reader = self._loop.create_task(self._read_loop())
+
+    def deliver_early(self) -> None:
+        """Handle the frames that came in the handshake's batch, once the node knows of the peer."""
+        early, self.early = self.early, []
+        for env in early:
+            if self.closed:
+                break
+            self._on_frame(env)
+
+    # ------------------------------------------------------------------ outbound
+    async def _put(self, parts: tuple[bytes | memoryview, ...], size: int) -> None:
+        while self._queued >= self.t.cfg.send_queue_bytes and not self.closed:
+            fut: asyncio.Future[None] = self._loop.create_future()
+            self._waiters.append(fut)
+            await fut
+        if self.closed:
+            raise NodeNotConnectedError(self.peer_id, f"connection to node {self.peer_id!r} is closed: "
+                                        f"{self.close_reason}")
+        self._queue.append((parts, size))
+        self._queued += size
+        if not self._wakeup.is_set():
+            self._wakeup.set()
+
+    def _put_nowait(self, env_bytes: bytes) -> None:
+        """Queue a small control frame ignoring the byte limit (replies to bad input, aborts)."""
+        if self.closed:
+            return
+        parts = item(env_bytes)
+        size = len(parts[0]) + len(parts[1])
+        self._queue.append((parts, size))
+        self._queued += size
+        self._wakeup.set()
+
+    async def send(self, msg: Message) -> None:
+        cfg = self.t.cfg
+        payload = msg.payload
+        n = len(payload)
+        if n > cfg.max_payload_size:
+            text = (f"payload of {msg.method or msg.type.name} to {msg.target!r} is {n} bytes, over "
+                    f"max_payload_size={cfg.max_payload_size}")
+            if msg.type is _RESPONSE:  # tell the caller instead of leaving it waiting
+                msg = Message(msg.id, _ERROR, msg.source, msg.target, msg.method,
+                              error=ErrorInfo(ErrorCode.RESOURCE_EXHAUSTED.value, text))
+                payload, n = b"", 0
+            else:
+                raise PayloadTooLargeError(text)
+        if n <= cfg.chunk_size:
+            env = encode(msg, payload)
+            if len(env) > cfg.chunk_size + FRAME_OVERHEAD:
+                raise PayloadTooLargeError(
+                    f"frame of {msg.method or msg.type.name} to {msg.target!r} is {len(env)} bytes "
+                    "(metadata too large)"
+                )
+            if self._queued < cfg.send_queue_bytes and not self.closed:  # fast path
+                prefix = b"\x0a" + varint(len(env))
+                size = len(prefix) + len(env)
+                self._queue.append(((prefix, env), size))
+                self._queued += size
+                if not self._wakeup.is_set():
+                    self._wakeup.set()
+                return
+            parts = item(env)
+            await self._put(parts, len(parts[0]) + len(parts[1]))
+            return
+        await self._send_chunked(msg, payload, n)
+
+    async def _send_chunked(self, msg: Message, payload: bytes, n: int) -> None:
+        transfer = next(self._transfers)
+        head = item(encode(msg, b"", transfer, n))
+        await self._put(head, len(head[0]) + len(head[1]))
+        view = memoryview(payload)
+        step = self.t.cfg.chunk_size
+        try:
+            for off in range(0, n, step):
+                part = view[off : off + step]
+                prefix, size = chunk_header(transfer, len(part))
+                await self._put((prefix, part), size)
+                await asyncio.sleep(0)  # let other senders' frames in between the chunks
+        except BaseException:
+            # Tell the receiver to drop what it has of this transfer.
+            abort = Envelope(type=F_CHUNK, transfer=transfer, reason="aborted")
+            self._put_nowait(abort.SerializeToString())
+            raise
+
+    async def _write_loop(self) -> None:
+        limit = self.t.cfg.max_batch_bytes
+        queue = self._queue
+        try:
+            while True:
+                while not queue:
+                    if self._final:
+                        return
+                    self._wakeup.clear()
+                    await self._wakeup.wait()
+                chunks: list[bytes | memoryview] = []
+                size = 0
+                while queue and (size < limit):
+                    parts, n = queue.popleft()
+                    chunks.extend(parts)
+                    size += n
+                self._queued -= size
+                if self._waiters and self._queued < self.t.cfg.send_queue_bytes:
+                    self._wake_waiters()
+                data = b"".join(chunks)
+                del chunks
+                await self._write(data)
+        except asyncio.CancelledError:
+            if self.closed:
+                raise
+            self.t._lost(self, f"node {self.peer_id!r} cancelled the stream")
+        except Exception as exc:
+            if not self.closed:
+                self.t._lost(self, f"stream to node {self.peer_id!r} broke while sending: {describe(exc)}")
+
+    def _wake_waiters(self) -> None:
+        waiters, self._waiters = self._waiters, deque()
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
+
+    # ------------------------------------------------------------------ inbound
+    async def _read_loop(self) -> None:
+        reason = f"node {self.peer_id!r} closed the stream"
+        try:
+            while True:
+                data = await self._read()
+                if data is aio.EOF or data is None:
+                    break
+                try:
+                    batch = Batch.FromString(data)
+                except DecodeError:
+                    reason = f"node {self.peer_id!r} sent a malformed frame"
+                    self.status = (grpc.StatusCode.INVALID_ARGUMENT,
+                                   "malformed frame (not a node_comm Batch)")
+                    break
+                for env in batch.frames:
+                    if self.closed:
+                        return
+                    self._on_frame(env)
+        except asyncio.CancelledError:
+            if self.closed:
+                raise
+            # grpc.aio raises CancelledError from read() when the peer cancelled the RPC.
+            reason = f"node {self.peer_id!r} cancelled the stream"
+        except Exception as exc:
+            reason = f"stream to node {self.peer_id!r} broke: {describe(exc)}"
+        if not self.closed:
+            self.t._lost(self, reason)
+
+    def _on_frame(self, env: Any) -> None:
+        ftype = env.type
+        mtype = MESSAGE_TYPES.get(ftype)
+        if mtype is not None:
+            if env.transfer:
+                self._begin_transfer(env, mtype)
+            else:
+                self._deliver(env, mtype, env.payload)
+        elif ftype == F_CHUNK:
+            self._on_chunk(env)
+        elif ftype == F_GOODBYE:
+            self.t._goodbye(self, env.reason or f"node {self.peer_id!r} said goodbye")
+        else:
+            log.warning("%s: frame of unknown type %d from %r", self.t.node_id, ftype, self.peer_id)
+            self._put_nowait(error_frame(
+                env.id, ErrorCode.INVALID_ARGUMENT.value, f"unknown frame type {ftype}"
+            ).SerializeToString())
+
+    def _deliver(self, env: Any, mtype: MessageType, payload: bytes) -> None:
+        err = None
+        if env.HasField("error"):
+            e = env.error
+            err = ErrorInfo(e.code, e.message, e.traceback if e.HasField("traceback") else None)
+        msg = Message(env.id, mtype, self.peer_id, self.t.node_id, env.method, payload, env.serializer,
+                      dict(env.metadata) if env.metadata else {}, err,
+                      env.deadline if env.HasField("deadline") else None)
+        try:
+            self.t.host.deliver(msg)
+        except Exception:
+            log.exception("%s: deliver failed for a message from %r", self.t.node_id, self.peer_id)
+
+    def _begin_transfer(self, env: Any, mtype: MessageType) -> None:
+        total = env.total_size
+        limit = self.t.cfg.max_payload_size
+        if total <= limit and self._buffered + total <= self.t.receive_buffer:
+            self._partials[env.transfer] = _Partial(env, total)
+            self._buffered += total
+            if total == 0:
+                self._finish(env.transfer)
+            return
+        self._dropped[env.transfer] = total
+        if total > limit:
+            text = (f"payload of {env.method or mtype.name} from {self.peer_id!r} is {total} bytes, over "
+                    f"max_payload_size={limit} of node {self.t.node_id!r}")
+        else:
+            text = (f"node {self.t.node_id!r} is already receiving {self._buffered} bytes of large payloads "
+                    f"from {self.peer_id!r}; {total} more would pass max_receive_buffer="
+                    f"{self.t.receive_buffer}")
+        if mtype is _REQUEST:
+            self._put_nowait(error_frame(
+                env.id, ErrorCode.RESOURCE_EXHAUSTED.value, text, env.method
+            ).SerializeToString())
+        elif mtype is _RESPONSE or mtype is _ERROR:
+            fake = error_frame(env.id, ErrorCode.RESOURCE_EXHAUSTED.value, text, env.method)
+            self._deliver(fake, _ERROR, b"")
+        else:
+            log.warning("%s: dropped %s", self.t.node_id, text)
+
+    def _on_chunk(self, env: Any) -> None:
+        transfer = env.transfer
+        part = self._partials.get(transfer)
+        if part is None:
+            left = self._dropped.get(transfer)
+            if left is not None:
+                left -= len(env.payload)
+                if left <= 0 or env.reason:
+                    del self._dropped[transfer]
+                else:
+                    self._dropped[transfer] = left
+            return
+        if env.reason:  # the sender aborted this transfer
+            del self._partials[transfer]
+            self._buffered -= part.total
+            return
+        data = env.payload
+        part.parts.append(data)
+        part.got += len(data)
+        if part.got >= part.total:
+            self._finish(transfer)
+
+    def _finish(self, transfer: int) -> None:
+        part = self._partials.pop(transfer)
+        self._buffered -= part.total
+        if part.got != part.total:
+            log.warning("%s: chunked payload from %r has %d bytes, announced %d; dropped",
+                        self.t.node_id, self.peer_id, part.got, part.total)
+            return
+        parts, part.parts = part.parts, []
+        payload = parts[0] if len(parts) == 1 else b"".join(parts)
+        del parts
+        env = part.env
+        self._deliver(env, MESSAGE_TYPES[env.type], payload)
+
+    # ------------------------------------------------------------------ closing
+    def close(self, reason: str, *, goodbye: bool) -> asyncio.Task[None] | None:
+        """Mark closed and tear the stream down in the background (after a goodbye frame when
+        ``goodbye``). Returns the teardown task, or ``None`` when already closed."""
+        if self.closed:
+            return None
+        self.closed = True
+        self.close_reason = reason
+        self._partials.clear()
+        self._dropped.clear()
+        self._wake_waiters()
+        task = self._loop.create_task(self._teardown(reason if goodbye else None))
+        self.t._tasks.add(task)
+        task.add_done_callback(self.t._tasks.discard)
+        return task
+
+    async def _teardown(self, goodbye: str | None) -> None:
+        grace = self.t.cfg.stop_grace
+        writer = self._writer
+        try:
+            if goodbye is not None and writer is not None and not writer.done():
+                self._queue.clear()
+                self._queued = 0
+                parts = item(Envelope(type=F_GOODBYE, reason=goodbye).SerializeToString())
+                self._queue.append((parts, len(parts[0]) + len(parts[1])))
+                self._final = True
+                self._wakeup.set()
+                with contextlib.suppress(BaseException):
+                    await asyncio.wait_for(asyncio.shield(writer), grace)
+                if self._call is not None:
+                    with contextlib.suppress(BaseException):
+                        await asyncio.wait_for(self._call.done_writing(), grace)
+                    if self._reader is not None and self._reader is not asyncio.current_task():
+                        with contextlib.suppress(BaseException):
+                            await asyncio.wait_for(asyncio.shield(self._reader), grace)
+        finally:
+            current = asyncio.current_task()
+            for task in (self._writer, self._reader):
+                if task is not None and task is not current and not task.done():
+                    task.cancel()
+            if self._call is not None:
+                self._call.cancel()
+            if not self.finished.done():
+                self.finished.set_result(None)
+            if self._channel is not None:
+                with contextlib.suppress(Exception):
+                    await self._channel.close(grace=None)
+
+
+def describe(exc: BaseException) -> str:
+    """A short text of why a stream or call failed (the gRPC status for gRPC errors)."""
+    if isinstance(exc, aio.AioRpcError):
+        return f"{exc.code().name}: {exc.details()}"
+    return f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,81 @@
+"""The wire format: protocol constants, ``Batch`` framing, and ``Message`` -> ``Envelope`` encoding.
+
+Every gRPC message on a ``Connect`` stream is a ``Batch`` of ``Envelope`` frames. A batch is built by
+concatenating ready-made ``Batch.frames`` entries (tag, length, encoded envelope), so a large payload
+chunk can be sent verbatim without copying it into a protobuf object. See ``proto/node_comm.proto``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from node_comm import Message, MessageType
+
+from .proto import node_comm_pb2 as pb
+
+PROTOCOL_VERSION = 1
+SERVICE = "node_comm.v1.NodeComm"
+METHOD = f"/{SERVICE}/Connect"
+
+Envelope = pb.Envelope
+Batch = pb.Batch
+#: Frame type number -> message type (MessageType values are FrameType numbers 1..7).
+MESSAGE_TYPES = {int(t): t for t in MessageType}
+F_HANDSHAKE = pb.HANDSHAKE
+F_HANDSHAKE_ACK = pb.HANDSHAKE_ACK
+F_CHUNK = pb.CHUNK
+F_GOODBYE = pb.GOODBYE
+FRAME_OVERHEAD = 256 * 1024  # room for method, metadata, error text beside a payload in one frame
+
+
+def varint(n: int) -> bytes:
+    """``n`` as a protobuf base-128 varint."""
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def item(env_bytes: bytes) -> tuple[bytes, bytes]:
+    """One ``Batch.frames`` entry: field tag, length, the encoded envelope."""
+    return b"\x0a" + varint(len(env_bytes)), env_bytes
+
+
+def batch_bytes(*envs: Any) -> bytes:
+    """A whole encoded ``Batch`` of ``envs`` (handshake frames, sent before a link exists)."""
+    data: bytes = Batch(frames=list(envs)).SerializeToString()
+    return data
+
+
+def encode(msg: Message, payload: bytes, transfer: int = 0, total: int = 0) -> bytes:
+    """The encoded envelope of ``msg`` (hot path: set only what is present)."""
+    mtype: Any = int(msg.type)  # MessageType values are FrameType numbers 1..7
+    env = Envelope(type=mtype, id=msg.id, method=msg.method, payload=payload,
+                   serializer=msg.serializer, transfer=transfer, total_size=total)
+    if msg.metadata:
+        env.metadata.update(msg.metadata)
+    if msg.deadline is not None:
+        env.deadline = msg.deadline
+    err = msg.error
+    if err is not None:
+        e = env.error
+        e.code = err.code
+        e.message = err.message
+        if err.traceback is not None:
+            e.traceback = err.traceback
+    data: bytes = env.SerializeToString()
+    return data
+
+
+def error_frame(msg_id: int, code: str, message: str, method: str = "") -> Any:
+    """An ``ERROR`` envelope answering message ``msg_id`` (bad or too large input)."""
+    return Envelope(type=pb.ERROR, id=msg_id, method=method, error=pb.ErrorInfo(code=code, message=message))
+
+
+def chunk_header(transfer: int, size: int) -> tuple[bytes, int]:
+    """Batch entry prefix of a CHUNK frame whose payload (``size`` bytes) follows verbatim."""
+    env_head = b"\x08\x0a\x48" + varint(transfer) + b"\x22" + varint(size)
+    prefix = b"\x0a" + varint(len(env_head) + size) + env_head
+    return prefix, len(prefix) + size
