@@ -33,8 +33,9 @@ class Message:
     """A request, response, error, notify, cancel or heartbeat between two nodes.
 
     ``payload`` is always bytes produced by the serializer named in ``serializer``, in memory mode
-    too. ``deadline`` is the time budget in seconds left when the message was sent (relative, so
-    clocks of two machines never need to agree), or ``None`` for no deadline.
+    too (a transport may hand over a ``bytearray`` it reassembled a large payload in; serializers
+    must accept any bytes-like buffer). ``deadline`` is the time budget in seconds left when the
+    message was sent (relative, so clocks of two machines never need to agree), or ``None``.
     """
 
     id: int

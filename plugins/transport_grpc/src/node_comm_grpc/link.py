@@ -53,15 +53,16 @@ _ERROR = MessageType.ERROR
 
 
 class _Partial:
-    """A chunked payload being reassembled."""
+    """A chunked payload being reassembled, in place: each chunk is copied into one buffer of the
+    announced size as it arrives and then freed, so a payload of N bytes never needs 2N."""
 
-    __slots__ = ("env", "got", "parts", "total")
+    __slots__ = ("buf", "env", "got", "total")
 
     def __init__(self, env: Any, total: int) -> None:
         self.env = env
         self.total = total
         self.got = 0
-        self.parts: list[bytes] = []
+        self.buf: bytearray | bytes | None = None  # allocated by the first chunk
 
 
 class Link:
@@ -275,12 +276,13 @@ class Link:
                 env.id, ErrorCode.INVALID_ARGUMENT.value, f"unknown frame type {ftype}"
             ).SerializeToString())
 
-    def _deliver(self, env: Any, mtype: MessageType, payload: bytes) -> None:
+    def _deliver(self, env: Any, mtype: MessageType, payload: bytes | bytearray) -> None:
         err = None
         if env.HasField("error"):
             e = env.error
             err = ErrorInfo(e.code, e.message, e.traceback if e.HasField("traceback") else None)
-        msg = Message(env.id, mtype, self.peer_id, self.t.node_id, env.method, payload, env.serializer,
+        # A reassembled payload is the bytearray it was copied into: serializers take any buffer.
+        msg = Message(env.id, mtype, self.peer_id, self.t.node_id, env.method, payload, env.serializer,  # type: ignore[arg-type]
                       dict(env.metadata) if env.metadata else {}, err,
                       env.deadline if env.HasField("deadline") else None)
         try:
@@ -332,9 +334,24 @@ class Link:
             self._buffered -= part.total
             return
         data = env.payload
-        part.parts.append(data)
-        part.got += len(data)
-        if part.got >= part.total:
+        got = part.got
+        end = got + len(data)
+        if end > part.total:  # more than announced: refuse it whole
+            part.got = end
+            self._finish(transfer)
+            return
+        if part.buf is None:
+            if end == part.total:  # a single chunk: no copy at all
+                part.buf = data
+                part.got = end
+                self._finish(transfer)
+                return
+            part.buf = bytearray(part.total)
+        buf = part.buf
+        assert isinstance(buf, bytearray)
+        buf[got:end] = data
+        part.got = end
+        if end >= part.total:
             self._finish(transfer)
 
     def _finish(self, transfer: int) -> None:
@@ -344,9 +361,8 @@ class Link:
             log.warning("%s: chunked payload from %r has %d bytes, announced %d; dropped",
                         self.t.node_id, self.peer_id, part.got, part.total)
             return
-        parts, part.parts = part.parts, []
-        payload = parts[0] if len(parts) == 1 else b"".join(parts)
-        del parts
+        payload = part.buf if part.buf is not None else b""
+        part.buf = None
         env = part.env
         self._deliver(env, MESSAGE_TYPES[env.type], payload)
 
