@@ -27,13 +27,18 @@ def test_raw_refuses_what_is_not_bytes(bad: Any) -> None:
         RawSerializer().serialize(bad)
 
 
-async def test_raw_round_trip_of_a_chunked_payload(transport: str) -> None:
-    # 3 MiB + 7: several chunks on gRPC (1 MiB chunks), one message in memory.
-    payload = bytes(range(256)) * (3 * 4096) + b"tail123"
+@pytest.mark.parametrize("size", [100, 100 * 1024, 3 * 1024 * 1024 + 7], ids=["small", "inline", "chunked"])
+async def test_raw_round_trip(transport: str, size: int) -> None:
+    # On gRPC: a protobuf-encoded frame, a payload appended verbatim to its frame (>= 16 KiB), and
+    # several 1 MiB chunks; metadata and the deadline must survive each.
+    payload = (bytes(range(256)) * (size // 256 + 1))[:size]
     seen: list[int] = []
 
     async def checksum(data: Any, ctx: CallContext) -> bytes:
         seen.append(len(data))
+        assert ctx.metadata == {"round": "7"}
+        remaining = ctx.time_remaining()
+        assert remaining is not None and 0 < remaining <= 20
         return bytes(data[::-1])
 
     a = Node("a", make_config(transport, "a"))
@@ -41,7 +46,7 @@ async def test_raw_round_trip_of_a_chunked_payload(transport: str) -> None:
     b.register("reverse", checksum, MethodOptions(serializer="raw"))
     async with a, b:
         await a.connect("b", b.address)
-        result = await a.call("b", "reverse", payload, serializer="raw")
+        result = await a.call("b", "reverse", payload, serializer="raw", timeout=20, metadata={"round": "7"})
         assert bytes(result) == payload[::-1]
         assert seen == [len(payload)]
         with pytest.raises(SerializationError):

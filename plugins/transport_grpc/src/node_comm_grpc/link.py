@@ -32,12 +32,14 @@ from .wire import (
     F_CHUNK,
     F_GOODBYE,
     FRAME_OVERHEAD,
+    INLINE_PAYLOAD_MIN,
     MESSAGE_TYPES,
     Batch,
     Envelope,
     chunk_header,
     encode,
     error_frame,
+    inline_payload_item,
     item,
     varint,
 )
@@ -155,6 +157,16 @@ class Link:
                 payload, n = b"", 0
             else:
                 raise PayloadTooLargeError(text)
+        if INLINE_PAYLOAD_MIN <= n <= cfg.chunk_size:
+            head = encode(msg, b"")
+            if len(head) > FRAME_OVERHEAD:
+                raise PayloadTooLargeError(
+                    f"frame of {msg.method or msg.type.name} to {msg.target!r} is {len(head) + n} bytes "
+                    "(metadata too large)"
+                )
+            big, size = inline_payload_item(head, payload)
+            await self._put(big, size)
+            return
         if n <= cfg.chunk_size:
             env = encode(msg, payload)
             if len(env) > cfg.chunk_size + FRAME_OVERHEAD:

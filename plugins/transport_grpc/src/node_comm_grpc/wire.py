@@ -74,6 +74,20 @@ def error_frame(msg_id: int, code: str, message: str, method: str = "") -> Any:
     return Envelope(type=pb.ERROR, id=msg_id, method=method, error=pb.ErrorInfo(code=code, message=message))
 
 
+#: Payloads from this size on are appended to their encoded envelope as a raw ``payload`` field
+#: instead of going through protobuf, which would copy them twice (into the message, then out).
+INLINE_PAYLOAD_MIN = 16 * 1024
+
+
+def inline_payload_item(head: bytes, payload: bytes) -> tuple[tuple[bytes, bytes, bytes, bytes], int]:
+    """Batch entry of an envelope encoded without its payload (``head``) plus the payload as field 4,
+    verbatim; returns the parts (joined once by the writer) and their total size."""
+    field = b"\x22" + varint(len(payload))
+    body = len(head) + len(field) + len(payload)
+    prefix = b"\x0a" + varint(body)
+    return (prefix, head, field, payload), len(prefix) + body
+
+
 def chunk_header(transfer: int, size: int) -> tuple[bytes, int]:
     """Batch entry prefix of a CHUNK frame whose payload (``size`` bytes) follows verbatim."""
     env_head = b"\x08\x0a\x48" + varint(transfer) + b"\x22" + varint(size)
