@@ -1,4 +1,4 @@
-"""Large payloads over gRPC: echo MB/s and peak RSS of both processes, node-comm (msgpack, bytes)
+"""Large payloads over gRPC: echo MB/s and peak RSS of both processes, node-comm (raw serializer: bytes sent untouched)
 vs raw grpc.aio unary with the message size limits lifted."""
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ async def run(settings: Settings, res: Results) -> None:
                     return await unary.echo_bytes(d)
 
                 async def node_echo(d: bytes) -> bytes:
-                    out: bytes = await node.call(SERVER_ID, "echo_bin", d, serializer="msgpack", timeout=600)
+                    out: bytes = await node.call(SERVER_ID, "echo_bin", d, serializer="raw", timeout=600)
                     return out
 
                 assert (await raw_echo(data))[:16] == first
@@ -97,7 +97,7 @@ async def _huge(node: Any, srv: ServerProcess, res: Results) -> None:
     data = b"\xa5" * size
 
     async def node_echo(d: bytes) -> bytes:
-        out: bytes = await node.call(SERVER_ID, "echo_bin", d, serializer="msgpack", timeout=600)
+        out: bytes = await node.call(SERVER_ID, "echo_bin", d, serializer="raw", timeout=600)
         return out
 
     try:

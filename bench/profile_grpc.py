@@ -27,7 +27,7 @@ async def main(mode: str, seconds: float) -> None:
         data = b"\xa5" * (64 << 20)
 
         async def big(i: int) -> Any:
-            return await node.call(SERVER_ID, "echo_bin", data, serializer="msgpack", timeout=600)
+            return await node.call(SERVER_ID, "echo_bin", data, serializer="raw", timeout=600)
 
         if mode == "seq":
             s = await seq_loop(n, seconds)

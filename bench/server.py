@@ -1,5 +1,5 @@
 """Server process of the gRPC workloads: a raw grpc.aio echo server and a node-comm grpc node
-(``echo`` in json, ``echo_bin`` in msgpack). Prints their addresses as one JSON line."""
+(``echo`` in json, ``echo_bin`` in raw bytes). Prints their addresses as one JSON line."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ async def start_node_server(node_id: str) -> tuple[Any, str | None, str | None]:
     try:
         node = Node(node_id, grpc_node_config(node_id, 0))
         node.register("echo", echo)
-        node.register("echo_bin", echo, MethodOptions(serializer="msgpack"))
+        node.register("echo_bin", echo, MethodOptions(serializer="raw"))
         await node.start()
     except NotImplementedError as exc:
         return None, None, f"grpc transport not available ({exc})"
