@@ -34,6 +34,7 @@ from .wire import (
     FRAME_OVERHEAD,
     INLINE_PAYLOAD_MIN,
     MESSAGE_TYPES,
+    SCAN_BATCH_MIN,
     Batch,
     Envelope,
     chunk_header,
@@ -41,6 +42,7 @@ from .wire import (
     error_frame,
     inline_payload_item,
     item,
+    scan_batch,
     varint,
 )
 
@@ -250,16 +252,20 @@ class Link:
                 if data is aio.EOF or data is None:
                     break
                 try:
-                    batch = Batch.FromString(data)
+                    frames = scan_batch(data) if len(data) >= SCAN_BATCH_MIN else Batch.FromString(data).frames
                 except DecodeError:
                     reason = f"node {self.peer_id!r} sent a malformed frame"
                     self.status = (grpc.StatusCode.INVALID_ARGUMENT,
                                    "malformed frame (not a node_comm Batch)")
                     break
-                for env in batch.frames:
+                del data
+                for env in frames:
                     if self.closed:
                         return
-                    self._on_frame(env)
+                    if type(env) is tuple:  # a chunk, straight from the batch's bytes
+                        self._on_chunk_data(env[0], env[1], False)
+                    else:
+                        self._on_frame(env)
         except asyncio.CancelledError:
             if self.closed:
                 raise
@@ -330,22 +336,23 @@ class Link:
             log.warning("%s: dropped %s", self.t.node_id, text)
 
     def _on_chunk(self, env: Any) -> None:
-        transfer = env.transfer
+        self._on_chunk_data(env.transfer, env.payload, bool(env.reason))
+
+    def _on_chunk_data(self, transfer: int, data: bytes | memoryview, aborted: bool) -> None:
         part = self._partials.get(transfer)
         if part is None:
             left = self._dropped.get(transfer)
             if left is not None:
-                left -= len(env.payload)
-                if left <= 0 or env.reason:
+                left -= len(data)
+                if left <= 0 or aborted:
                     del self._dropped[transfer]
                 else:
                     self._dropped[transfer] = left
             return
-        if env.reason:  # the sender aborted this transfer
+        if aborted:  # the sender aborted this transfer
             del self._partials[transfer]
             self._buffered -= part.total
             return
-        data = env.payload
         got = part.got
         end = got + len(data)
         if end > part.total:  # more than announced: refuse it whole
@@ -353,8 +360,8 @@ class Link:
             self._finish(transfer)
             return
         if part.buf is None:
-            if end == part.total:  # a single chunk: no copy at all
-                part.buf = data
+            if end == part.total:  # a single chunk: no copy of bytes, one of a batch's view
+                part.buf = data if isinstance(data, bytes) else data.tobytes()
                 part.got = end
                 self._finish(transfer)
                 return

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from google.protobuf.message import DecodeError
+
 from node_comm import Message, MessageType
 
 from .proto import node_comm_pb2 as pb
@@ -93,3 +95,50 @@ def chunk_header(transfer: int, size: int) -> tuple[bytes, int]:
     env_head = b"\x08\x0a\x48" + varint(transfer) + b"\x22" + varint(size)
     prefix = b"\x0a" + varint(len(env_head) + size) + env_head
     return prefix, len(prefix) + size
+
+
+#: Batches from this size on are split by :func:`scan_batch` (they carry chunks); smaller ones are
+#: parsed whole by protobuf, which is faster for many small frames.
+SCAN_BATCH_MIN = 256 * 1024
+_CHUNK_HEAD = b"\x08\x0a\x48"  # type = CHUNK, then field 9 (transfer)
+
+
+def _read_varint(data: memoryview, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        if pos >= len(data) or shift > 63:
+            raise DecodeError("truncated varint")
+        b = data[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if b < 0x80:
+            return result, pos
+        shift += 7
+
+
+def scan_batch(data: bytes) -> list[Any]:
+    """The frames of an encoded ``Batch``: a CHUNK frame as written by :func:`chunk_header` comes
+    back as ``(transfer, memoryview of its bytes)`` (no copy), any other frame as an ``Envelope``.
+    Raises ``DecodeError`` for bytes that are not a Batch."""
+    view = memoryview(data)
+    end = len(view)
+    pos = 0
+    out: list[Any] = []
+    while pos < end:
+        if view[pos] != 0x0A:
+            raise DecodeError("not a node_comm Batch")
+        size, pos = _read_varint(view, pos + 1)
+        stop = pos + size
+        if stop > end:
+            raise DecodeError("truncated frame")
+        if view[pos : pos + 3] == _CHUNK_HEAD:
+            transfer, p = _read_varint(view, pos + 3)
+            if p < stop and view[p] == 0x22:
+                n, p = _read_varint(view, p + 1)
+                if p + n == stop:
+                    out.append((transfer, view[p:stop]))
+                    pos = stop
+                    continue
+        out.append(Envelope.FromString(view[pos:stop].tobytes()))
+        pos = stop
+    return out
