@@ -53,7 +53,6 @@ __all__ = ["METHOD", "PROTOCOL_VERSION", "SERVICE", "GrpcTransport"]
 log = logging.getLogger("node_comm.grpc")
 
 
-
 class GrpcTransport(Transport):
     """``mode: grpc``. Options: :class:`~node_comm_grpc.config.GrpcTransportConfig`."""
 
