@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import pathlib
 import pickle
 from collections.abc import AsyncIterator
@@ -452,3 +453,25 @@ async def test_caller_never_unpickles_a_reply_it_did_not_ask_pickle_for(
     assert counter.runs == 1  # the handler did run; only its reply was poisoned
     server.interceptors.remove(evil)
     await still_serving(client)
+
+
+async def test_failed_notify_is_logged_on_the_serving_node(caplog: pytest.LogCaptureFixture) -> None:
+    """A notify has no caller to answer: its failure must at least reach the serving node's log."""
+    a = Node("a", NodeConfig(node_id="a"))
+    b = Node("b", NodeConfig(node_id="b"))
+
+    async def boom(payload: Any, ctx: CallContext) -> None:
+        raise RuntimeError("disk full")
+
+    b.register("boom", boom)
+    b.register("ping", lambda p, ctx: "pong")
+    async with a, b:
+        await a.connect("b")
+        with caplog.at_level(logging.WARNING, logger="node_comm.node"):
+            await a.notify("b", "boom", {})
+            await a.notify("b", "no_such_method", {})
+            # Served in order, each notify fails in its first step: done once a later call is answered.
+            assert await a.call("b", "ping", None) == "pong"
+    text = caplog.text
+    assert "notify boom from a failed [HANDLER_ERROR]" in text and "disk full" in text
+    assert "notify no_such_method from a failed [METHOD_NOT_FOUND]" in text

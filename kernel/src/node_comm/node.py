@@ -625,8 +625,13 @@ class Node:
             log.exception("%s: interceptor failed on %s", self._node_id, msg.method)
             reply = self._error_message(msg, ErrorCode.INTERNAL, f"interceptor failed: {exc!r}",
                                         traceback.format_exc())
-        if msg.type is _REQUEST and reply is not None:
+        if reply is None:
+            return
+        if msg.type is _REQUEST:
             await self._send_quiet(reply)
+        elif reply.error is not None:  # a notify has nobody to tell but the log
+            log.warning("%s: notify %s from %s failed [%s]: %s", self._node_id, msg.method, msg.source,
+                        reply.error.code, reply.error.message)
 
     async def _dispatch(self, ctx: CallContext, msg: Message) -> Message | None:
         """Terminal of the inbound chain: check, decode, run the handler, encode its result."""
