@@ -70,7 +70,7 @@ def test_plugins_text_lists_each_plugin_with_distribution_version_and_names() ->
         assert f"{name}  [{dist} 0.1.0]" in out
         for kind, names in provides.items():
             assert f"  {kind + ':':<14}{', '.join(names)}" in out
-    assert "transports:   grpc, memory" in out
+    assert "transports:   memory, grpc" in out
     assert "not loaded" not in out
 
 

@@ -366,12 +366,12 @@ def test_value_checks_apply_to_configs_built_in_code() -> None:
 # ---------------------------------------------------------------------------------------- plugin names
 def test_unknown_transport_lists_installed(write: Write) -> None:
     msg = error_of(write("node_id: n\ntransport: {mode: zmq}\n"))
-    assert "transport.mode: transport 'zmq' is not installed; available: grpc, memory" in msg
+    assert "transport.mode: transport 'zmq' is not installed; available: memory, grpc" in msg
 
 
 def test_unknown_transport_did_you_mean(write: Write) -> None:
     msg = error_of(write("node_id: n\ntransport: {mode: memroy}\n"))
-    assert "transport 'memroy' is not installed; did you mean 'memory'? available: grpc, memory" in msg
+    assert "transport 'memroy' is not installed; did you mean 'memory'? available: memory, grpc" in msg
 
 
 def test_unknown_interceptor_caught_at_load_time(write: Write) -> None:

@@ -283,7 +283,7 @@ async def test_autoload_off_with_plugins_passed_in_code(inproc_plugin: InProcess
 
     config = NodeConfig(node_id="code-a", plugins=PluginsConfig(autoload=False))
     regs = discover(config.plugins, [memory_plugin, inproc_plugin])
-    assert regs.transports.names() == ["inproc", "memory"]
+    assert regs.transports.names() == ["memory", "inproc"]  # the default first
     assert regs.serializers.names() == ["json", "upper"]
     assert regs.plugins["InProcessPlugin"].transports == ["inproc"]
     assert regs.plugins["InProcessPlugin"].distribution is None
@@ -351,7 +351,7 @@ def test_same_plugin_in_code_and_as_entry_point_loads_once() -> None:
     import node_comm_memory.plugin as memory_plugin
 
     regs = discover(plugins=[memory_plugin])
-    assert regs.transports.names() == ["grpc", "memory"]
+    assert regs.transports.names() == ["memory", "grpc"]  # the default first
 
 
 def test_two_instances_of_one_plugin_class_clash_by_name() -> None:

@@ -102,7 +102,7 @@ def test_unknown_name_lists_the_plugins_names(installed: Path, tmp_path: Path) -
     )
     assert proc.returncode != 0
     assert "transport.mode: transport 'lopback' is not installed; did you mean 'loopback'?" in proc.stderr
-    assert "available: grpc, loopback, memory" in proc.stderr
+    assert "available: memory, grpc, loopback" in proc.stderr
 
 
 def test_node_comm_plugins_lists_it_with_distribution_and_version(installed: Path) -> None:

@@ -61,8 +61,10 @@ class PluginInfo:
 class Registry:
     """Named things of one kind (transport, serializer, interceptor), with provenance."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, default: str | None = None) -> None:
         self.kind = kind
+        #: Listed first wherever names are shown (``available: memory, grpc``), the rest sorted.
+        self.default = default
         self._items: dict[str, Provided] = {}
 
     def add(self, name: str, obj: Any, plugin: str) -> None:
@@ -94,7 +96,9 @@ class Registry:
         return self._items[name].plugin
 
     def names(self) -> list[str]:
-        return sorted(self._items)
+        """Registered names: the default first, then the others sorted."""
+        first = [self.default] if self.default in self._items else []
+        return first + sorted(n for n in self._items if n != self.default)
 
     def items(self) -> list[Provided]:
         return [self._items[n] for n in self.names()]
@@ -107,8 +111,8 @@ class Registry:
 class Registries:
     """What the installed plugins provide, and the plugins themselves."""
 
-    transports: Registry = field(default_factory=lambda: Registry("transport"))
-    serializers: Registry = field(default_factory=lambda: Registry("serializer"))
+    transports: Registry = field(default_factory=lambda: Registry("transport", default="memory"))
+    serializers: Registry = field(default_factory=lambda: Registry("serializer", default="json"))
     interceptors: Registry = field(default_factory=lambda: Registry("interceptor"))
     plugins: dict[str, PluginInfo] = field(default_factory=dict)
     #: Entry points found but not loaded, and why ("blocked", "not in plugins.only", ...).
