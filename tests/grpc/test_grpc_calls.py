@@ -77,6 +77,26 @@ async def test_thousand_concurrent_calls(nodes) -> None:
     assert results == [i * 2 for i in range(1000)]
 
 
+async def test_callers_cancelled_while_their_frames_are_written_leave_the_link_intact(nodes) -> None:
+    # An idle link starts a write in the sender's own step: cancelling that sender (and those
+    # whose frames queued behind it) must neither cancel the gRPC stream nor lose later frames.
+    a = await nodes("a")
+    b = await nodes("b")
+    b.register("echo", echo)
+    await a.connect("b", b.address)
+    lost: list[str] = []
+    a.on("disconnect", lambda node_id, reason: lost.append(reason))
+    for round_ in range(20):
+        callers = [asyncio.ensure_future(a.call("b", "echo", i)) for i in range(1 + round_ % 5)]
+        await asyncio.sleep(0)  # each caller has queued or started writing its request
+        for c in callers:
+            c.cancel()
+        await asyncio.gather(*callers, return_exceptions=True)
+        assert await a.call("b", "echo", round_) == round_
+    assert lost == []
+    assert a.is_connected("b") and b.is_connected("a")
+
+
 async def test_200mib_payload_while_small_calls_keep_flowing(nodes) -> None:
     a = await nodes("a")
     b = await nodes("b")

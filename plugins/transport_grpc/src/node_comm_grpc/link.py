@@ -1,8 +1,10 @@
 """One connection to one peer: its outbound queue and writer task, its reader task, chunk reassembly.
 
-A writer task drains the queue and sends everything queued as one ``Batch``; payloads larger than
-``chunk_size`` go as a head frame plus ``CHUNK`` frames, interleaved with other traffic. The reader
-hands each frame to the transport's host, reassembling chunked payloads first.
+A writer task drains the queue and sends everything queued as one ``Batch`` (on an idle link
+carrying one small frame at a time, the sender starts the write itself: see ``Link._kick``).
+Payloads larger than ``chunk_size`` go as a head frame plus ``CHUNK`` frames, interleaved with
+other traffic. The reader hands each frame to the transport's host, reassembling chunked payloads
+first.
 """
 
 from __future__ import annotations
@@ -96,6 +98,9 @@ class Link:
         self._queue: deque[tuple[tuple[bytes | memoryview, ...], int]] = deque()
         self._queued = 0
         self._wakeup = asyncio.Event()
+        self._writing = False  # the writer task is draining the queue, or a direct write is in flight
+        self._direct = False  # a write started by a sender (see _kick) is in flight
+        self._defer = False  # frames queued behind a write: leave idle writes to the writer task
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._final = False
         self._transfers = itertools.count(1)
@@ -133,8 +138,7 @@ class Link:
                                         f"{self.close_reason}")
         self._queue.append((parts, size))
         self._queued += size
-        if not self._wakeup.is_set():
-            self._wakeup.set()
+        self._kick()
 
     def _put_nowait(self, env_bytes: bytes) -> None:
         """Queue a small control frame ignoring the byte limit (replies to bad input, aborts)."""
@@ -181,8 +185,7 @@ class Link:
                 size = len(prefix) + len(env)
                 self._queue.append(((prefix, env), size))
                 self._queued += size
-                if not self._wakeup.is_set():
-                    self._wakeup.set()
+                self._kick()
                 return
             parts = item(env)
             await self._put(parts, len(parts[0]) + len(parts[1]))
@@ -207,18 +210,67 @@ class Link:
             self._put_nowait(abort.SerializeToString())
             raise
 
+    def _kick(self) -> None:
+        """A frame was queued: on an idle link whose traffic is one small frame at a time, start
+        writing it here, in the sender's step (one event-loop hop less than waking the writer
+        task); otherwise wake the writer task, which coalesces what is queued into one batch."""
+        if self._writing or self._defer or self._queued >= INLINE_PAYLOAD_MIN or self.closed \
+                or self._writer is None or len(self._queue) != 1:
+            if not self._wakeup.is_set():
+                self._wakeup.set()
+            return
+        parts, size = self._queue.popleft()
+        self._queued -= size
+        self._writing = self._direct = True
+        self._drive(self._write(b"".join(parts)))
+
+    def _drive(self, coro: Any) -> None:
+        """Run a direct write without a task: no task awaits it, so cancelling the sender cannot
+        cancel a write half-done (grpc.aio would cancel the whole stream). Resumed from the
+        callback of the future it waits on."""
+        try:
+            fut = coro.send(None)
+        except StopIteration:
+            self._direct_done(None)
+            return
+        except BaseException as exc:  # a broken stream: reported as such
+            self._direct_done(exc)
+            return
+        if fut is None:  # a bare yield: resume on the next loop iteration
+            self._loop.call_soon(self._drive, coro)
+        else:
+            fut._asyncio_future_blocking = False
+            fut.add_done_callback(lambda _f: self._drive(coro))
+
+    def _direct_done(self, exc: BaseException | None) -> None:
+        self._direct = False
+        # What was queued meanwhile is the writer task's; it also notices a final goodbye.
+        self._writing = bool(self._queue)
+        self._wakeup.set()
+        if exc is not None and not self.closed:
+            if isinstance(exc, asyncio.CancelledError):
+                self.t._lost(self, f"node {self.peer_id!r} cancelled the stream")
+            else:
+                self.t._lost(self, f"stream to node {self.peer_id!r} broke while sending: {describe(exc)}")
+
     async def _write_loop(self) -> None:
         limit = self.t.cfg.max_batch_bytes
         queue = self._queue
         try:
             while True:
-                while not queue:
-                    if self._final:
+                while not queue or self._direct:
+                    if self._final and not queue and not self._direct:
                         return
+                    self._writing = self._direct
                     self._wakeup.clear()
                     await self._wakeup.wait()
+                self._writing = True
                 chunks: list[bytes | memoryview] = []
-                size = 0
+                parts, size = queue.popleft()
+                chunks.extend(parts)
+                # Frames queued behind a write mean concurrent senders: until a batch of one frame
+                # again, senders leave writing to this task, which coalesces them.
+                self._defer = bool(queue)
                 while queue and (size < limit):
                     parts, n = queue.popleft()
                     chunks.extend(parts)
