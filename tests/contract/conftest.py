@@ -3,12 +3,13 @@ way every transport supports (``await a.connect(b.node_id, b.address)``)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
 
-from node_comm import Node
+from node_comm import CallContext, Node
 from tests.conftest import make_config
 
 NodeFactory = Callable[..., Awaitable[Node]]
@@ -45,3 +46,17 @@ WAIT = 5.0
 def payload_for(serializer: str) -> Any:
     """A payload every serializer round-trips to an equal value."""
     return {"n": 7, "f": 0.5, "s": "héllo ✓", "l": [1, 2, 3], "nested": {"ok": True, "none": None}}
+
+
+def blocking_handler(started: asyncio.Event, cancelled: asyncio.Event) -> Any:
+    """A handler that sets ``started``, then waits until cancelled and sets ``cancelled``."""
+
+    async def handler(payload: Any, ctx: CallContext) -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()  # never set: only cancellation ends this
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    return handler

@@ -11,19 +11,7 @@ import pytest
 
 from node_comm import CallContext, CallTimeoutError, NodeCommError
 
-from .conftest import WAIT, NodeFactory, link
-
-
-def blocking_handler(started: asyncio.Event, cancelled: asyncio.Event) -> Any:
-    async def handler(payload: Any, ctx: CallContext) -> None:
-        started.set()
-        try:
-            await asyncio.Event().wait()  # never set: only cancellation ends this
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
-
-    return handler
+from .conftest import WAIT, NodeFactory, blocking_handler, link
 
 
 async def test_timeout_raises_and_cancels_remote_handler(pair: Any) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from node_comm import CallContext, CallTimeoutError, NodeCommError, NodeNotConnectedError
 
-from .conftest import WAIT, NodeFactory, link
+from .conftest import WAIT, NodeFactory, blocking_handler, link
 
 
 async def _setup(make_node: NodeFactory) -> tuple[Any, Any, asyncio.Event, list[tuple[str, str]]]:
@@ -91,16 +91,7 @@ async def test_remote_handler_cancelled_when_caller_goes_away(make_node: NodeFac
     a = await make_node("a")
     b = await make_node("b")
     started, cancelled = asyncio.Event(), asyncio.Event()
-
-    async def hang(payload: Any, ctx: CallContext) -> None:
-        started.set()
-        try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
-
-    b.register("hang", hang)
+    b.register("hang", blocking_handler(started, cancelled))
     await link(a, b)
     task = asyncio.create_task(a.call("b", "hang", {}, timeout=30))
     await asyncio.wait_for(started.wait(), WAIT)
