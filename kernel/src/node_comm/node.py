@@ -82,6 +82,12 @@ def _task_is_cancelled() -> bool:
     return cancelling is None or cancelling() > 0
 
 
+def _forget_inbound(table: dict[int, asyncio.Task[None]], call_id: int, task: asyncio.Task[None]) -> None:
+    """Done callback of an inbound call's task: free its slot (unless the id was reused since)."""
+    if table.get(call_id) is task:
+        del table[call_id]
+
+
 def _is_async_callable(handler: Callable[..., Any]) -> bool:
     if inspect.iscoroutinefunction(handler):
         return True
@@ -589,21 +595,19 @@ class Node:
         loop = self._loop
         assert loop is not None
         deadline = None if msg.deadline is None else time.monotonic() + msg.deadline
-        task = loop.create_task(self._serve(peer, msg, deadline))
+        task = loop.create_task(self._serve_call(msg, deadline))
         if msg.type is _REQUEST:
-            # Removed again by _serve itself. No deadline timer here: the caller sends CANCEL when
-            # its deadline passes, and a lost link cancels every inbound task of that peer.
-            peer.inbound[msg.id] = task
+            # No deadline timer here: the caller sends CANCEL when its deadline passes, and a lost
+            # link cancels every inbound task of that peer. The entry leaves the table when the task
+            # is done, by a done callback and not by the coroutine itself: a CANCEL that arrives
+            # before the task first runs cancels a coroutine that never starts, whose own cleanup
+            # would never run (the slot would be held for good).
+            inbound = peer.inbound
+            inbound[msg.id] = task
+            task.add_done_callback(functools.partial(_forget_inbound, inbound, msg.id))
         else:
             self._background.add(task)
             task.add_done_callback(self._background.discard)
-
-    async def _serve(self, peer: _Peer, msg: Message, deadline: float | None) -> None:
-        try:
-            await self._serve_call(msg, deadline)
-        finally:
-            if msg.type is _REQUEST:
-                peer.inbound.pop(msg.id, None)
 
     async def _serve_call(self, msg: Message, deadline: float | None) -> None:
         current_deadline.set(deadline)
