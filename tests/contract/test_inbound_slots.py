@@ -23,22 +23,38 @@ async def test_cancel_before_the_handler_starts_frees_its_slot(make_node: NodeFa
     b.register("echo", echo)
     await link(a, b)
     host = b.transport.host
-    # What the transport hands the node when a REQUEST and its CANCEL come in one read: both are
-    # delivered before the handler's task gets its first step.
-    for i in range(10):
-        call_id = 1_000_000 + i
+    call_id = 1_000_000
+    for _ in range(5):
+        # What the transport hands the node when REQUESTs and their CANCELs come in one read: all
+        # are delivered before the handlers' tasks get their first step.
+        for _ in range(2):
+            call_id += 1
+            host.deliver(Message(call_id, MessageType.REQUEST, "a", "b", "echo", b"0", "json"))
+            host.deliver(Message(call_id, MessageType.CANCEL, "a", "b"))
+        # Every slot is free again at once: two concurrent calls (the limit) both succeed.
+        results = await asyncio.wait_for(asyncio.gather(a.call("b", "echo", 1), a.call("b", "echo", 2)), WAIT)
+        assert results == [1, 2]
+    assert ran == [1, 2] * 5  # the cancelled requests never ran
+
+
+async def test_request_cancel_floods_are_bounded(make_node: NodeFactory) -> None:
+    """Cancelled calls still finishing count too: a peer cannot grow tasks with REQUEST+CANCEL."""
+    a = await make_node("a")
+    b = await make_node("b", max_concurrent_calls_per_peer=4)
+    b.register("echo", lambda payload, ctx: payload)
+    await link(a, b)
+    host = b.transport.host
+    for call_id in range(1_000_000, 1_001_000):
         host.deliver(Message(call_id, MessageType.REQUEST, "a", "b", "echo", b"0", "json"))
         host.deliver(Message(call_id, MessageType.CANCEL, "a", "b"))
-    # A cancelled task is done after its next step and its slot freed by its done callback: give
-    # the loop those two turns (no wall-clock wait), then every slot is free again: two concurrent
-    # calls (the limit) both succeed.
+    # At most 4 + 1 handler tasks were started; the rest were refused (RESOURCE_EXHAUSTED).
+    started = [t for t in asyncio.all_tasks() if "_serve_call" in repr(t.get_coro())]
+    assert len(started) <= 5
+    # Once the loop has run the cancelled tasks to their end (two turns: no wall-clock wait),
+    # the peer is served again.
     for _ in range(2):
         await asyncio.sleep(0)
-    results = await asyncio.wait_for(
-        asyncio.gather(a.call("b", "echo", 1), a.call("b", "echo", 2)), WAIT
-    )
-    assert results == [1, 2]
-    assert ran == [1, 2]  # the cancelled requests never ran
+    assert await asyncio.wait_for(a.call("b", "echo", "ok"), WAIT) == "ok"
 
 
 async def test_a_burst_of_short_timeouts_leaves_no_slot_behind(make_node: NodeFactory) -> None:

@@ -15,6 +15,8 @@ import pytest
 from node_comm import GrpcTransportConfig, Node, NodeConfig, TransportConfig
 
 PEER = Path(__file__).with_name("peer.py")
+#: Shared secret of tests whose peers must be authenticated (pickle methods accept only those).
+SECRET = "grpc-tests-secret"
 
 
 def grpc_config(node_id: str, port: int | None = 0, **grpc: Any) -> NodeConfig:
