@@ -18,9 +18,9 @@ MAX_WATCHERS = 64
 class BoundedHealthServicer(health.aio.HealthServicer):  # type: ignore[misc]
     """grpc's asyncio health servicer, refusing ``Watch`` streams past :data:`MAX_WATCHERS`."""
 
-    def __init__(self, max_watchers: int = MAX_WATCHERS) -> None:
+    def __init__(self, max_watchers: int | None = None) -> None:
         super().__init__()
-        self.max_watchers = max_watchers
+        self.max_watchers = MAX_WATCHERS if max_watchers is None else max_watchers
         self.watchers = 0
 
     async def Watch(self, request: health_pb2.HealthCheckRequest, context: Any) -> None:

@@ -486,15 +486,20 @@ class Link:
         grace = self.t.cfg.stop_grace
         writer = self._writer
         try:
-            if goodbye is not None and writer is not None and not writer.done():
+            if writer is not None and not writer.done():
+                # Let the writer finish the write in flight (with a goodbye after it, if any) and
+                # end, rather than cancelling it mid-write: a server stream whose handler returns
+                # with a write pending can never finish its call (grpc: TOO_MANY_OPERATIONS).
                 self._queue.clear()
                 self._queued = 0
-                parts = item(Envelope(type=F_GOODBYE, reason=goodbye).SerializeToString())
-                self._queue.append((parts, len(parts[0]) + len(parts[1])))
+                if goodbye is not None:
+                    parts = item(Envelope(type=F_GOODBYE, reason=goodbye).SerializeToString())
+                    self._queue.append((parts, len(parts[0]) + len(parts[1])))
                 self._final = True
                 self._wakeup.set()
                 with contextlib.suppress(BaseException):
                     await asyncio.wait_for(asyncio.shield(writer), grace)
+            if goodbye is not None and writer is not None:
                 if self._call is not None:
                     with contextlib.suppress(BaseException):
                         await asyncio.wait_for(self._call.done_writing(), grace)
