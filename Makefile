@@ -12,10 +12,10 @@ PYPROJECTS := pyproject.toml $(addsuffix /pyproject.toml,$(PKGS))
 
 install: $(STAMP)
 
-$(STAMP): $(PYPROJECTS)
+$(STAMP): $(PYPROJECTS) constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet $(addprefix -e ./,$(PKGS)) -e '.[dev]'
+	$(PIP) install --quiet -c constraints.txt $(addprefix -e ./,$(PKGS)) -e '.[dev]'
 	touch $(STAMP)
 
 test: install
