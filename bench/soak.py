@@ -114,7 +114,7 @@ async def soak(calls: int, reconnects: int, n_peers: int, concurrency: int) -> i
             await one_call(node, peers, n, tally)
 
     for n in range(calls):
-        if n and n % every == 0 and forced < reconnects:
+        if (n + 1) % every == 0 and forced < reconnects:
             pid = random.choice(peers)
             i = peers.index(pid)
             if forced % 10 == 9:  # every tenth: the peer process is killed and started again
