@@ -324,8 +324,8 @@ async def test_auth_requires_a_token() -> None:
 
 async def test_unknown_interceptor_lists_installed() -> None:
     with pytest.raises(ConfigError) as info:
-        Node("n", mem("n", InterceptorConfig("metrics")))
-    assert "metrics" in str(info.value)
+        Node("n", mem("n", InterceptorConfig("zipkin")))
+    assert "zipkin" in str(info.value)
     assert "auth" in str(info.value) and "logging" in str(info.value)
 
 

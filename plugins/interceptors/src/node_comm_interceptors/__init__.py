@@ -1,6 +1,7 @@
-"""Interceptors for node-comm: ``logging`` and ``auth``."""
+"""Interceptors for node-comm: ``logging``, ``auth`` (signed calls) and ``acl``."""
 
+from .acl import AclInterceptor
 from .auth import AuthInterceptor
 from .logging import LoggingInterceptor
 
-__all__ = ["AuthInterceptor", "LoggingInterceptor"]
+__all__ = ["AclInterceptor", "AuthInterceptor", "LoggingInterceptor"]

@@ -7,6 +7,7 @@ from typing import Any
 
 from node_comm import hookimpl
 
+from .acl import AclInterceptor
 from .auth import AuthInterceptor
 from .logging import LoggingInterceptor
 
@@ -15,3 +16,4 @@ from .logging import LoggingInterceptor
 def node_comm_register_interceptors(register: Callable[[str, Callable[..., Any]], None]) -> None:
     register("logging", LoggingInterceptor)
     register("auth", AuthInterceptor)
+    register("acl", AclInterceptor)
