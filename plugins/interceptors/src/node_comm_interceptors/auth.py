@@ -50,16 +50,17 @@ class ReplayCache:
     """Nonces of accepted signatures, kept while their issue time is inside the freshness window.
 
     Bounded in time (an entry leaves once its signature would be refused as stale anyway) and in
-    size: when full, the entry issued earliest is dropped and the cache's ``floor`` rises to its
-    issue time; signatures issued at or before the floor are refused from then on. So a flood of
-    fresh nonces narrows the window instead of growing memory, and no nonce it dropped can be
-    replayed.
+    size: when full, the entry issued earliest is dropped and the cache's ``floor`` rises to it;
+    signatures ordered at or before the floor (by issue time, then nonce) are refused from then on.
+    So a flood of fresh nonces narrows the window instead of growing memory, and no nonce it dropped
+    can be replayed. Only signatures that verified are recorded: a peer without the token cannot
+    fill it.
     """
 
     def __init__(self, max_entries: int, window: float, clock: Callable[[], float] = time.time) -> None:
         self.max_entries = max_entries
         self.window = window
-        self.floor = float("-inf")
+        self.floor: tuple[float, str] = (float("-inf"), "")
         self._clock = clock
         self._heap: list[tuple[float, str]] = []
         self._seen: set[str] = set()
@@ -68,26 +69,28 @@ class ReplayCache:
         return len(self._seen)
 
     def _evict_one(self) -> None:
-        issued, nonce = heapq.heappop(self._heap)
-        self._seen.discard(nonce)
-        if issued > self.floor:
-            self.floor = issued
+        entry = heapq.heappop(self._heap)
+        self._seen.discard(entry[1])
+        if entry > self.floor:
+            self.floor = entry
 
     def check_and_add(self, nonce: str, issued: float) -> str | None:
-        """Record ``nonce``; returns why it is refused (replayed, behind the floor) or ``None``."""
+        """Record ``nonce``; returns why it is refused (``"replay"``, or ``"floor"``: behind the
+        window the cache still covers) or ``None``."""
         horizon = self._clock() - self.window
         heap = self._heap
         while heap and heap[0][0] < horizon:
             self._evict_one()
-        if issued <= self.floor:
+        entry = (issued, nonce)
+        if entry <= self.floor:
             return "floor"
         if nonce in self._seen:
             return "replay"
         while len(heap) >= self.max_entries:
             self._evict_one()
-            if issued <= self.floor:
+            if entry <= self.floor:
                 return "floor"
-        heapq.heappush(heap, (issued, nonce))
+        heapq.heappush(heap, entry)
         self._seen.add(nonce)
         return None
 
@@ -315,7 +318,7 @@ class AuthInterceptor(Interceptor):
             raise CallRejectedError(
                 ErrorCode.UNAUTHENTICATED,
                 f"{where} was signed before the replay window of node {message.target!r} "
-                f"({time.time() - self.replays.floor:.1f} s, narrowed because its replay cache of "
+                f"({time.time() - self.replays.floor[0]:.1f} s, narrowed because its replay cache of "
                 f"{self.replays.max_entries} nonces is full); raise replay_cache_size there, or retry",
             )
         return nonce, flag
