@@ -31,19 +31,29 @@ _KEY_LABEL = b"node-comm auth interceptor v1: call signing key"
 _MAX_VALUE = 160  # longer metadata values are refused before any parsing
 _REQUEST_RE = re.compile(r"nc1\.(\d{1,16})\.([0-9a-f]{32})\.([p-])\.([0-9a-f]{64})")
 _RESPONSE_RE = re.compile(r"nc1\.r\.([p-])\.([0-9a-f]{64})")
-_KINDS = {MessageType.REQUEST: b"REQUEST", MessageType.NOTIFY: b"NOTIFY"}
-_NO_DIGEST = b""
+_KINDS = {MessageType.REQUEST: "REQUEST", MessageType.NOTIFY: "NOTIFY"}
+_NO_DIGEST = ""
 
 
-def _signed_bytes(kind: bytes, *fields: str | bytes) -> bytes:
-    """The exact bytes an HMAC covers: a fixed label, then each field length-prefixed (so no two
-    different messages share an encoding, whatever their ids or method names contain)."""
-    parts = [b"node-comm/auth/", VERSION.encode(), b"/", kind]
-    for f in fields:
-        data = f.encode("utf-8", "surrogatepass") if isinstance(f, str) else f
-        parts.append(len(data).to_bytes(4, "big"))
-        parts.append(data)
-    return b"".join(parts)
+def _signed_bytes(
+    kind: str,
+    source: str,
+    target: str,
+    call_id: int,
+    method: str,
+    serializer: str,
+    stamp: str,
+    nonce: str,
+    digest: str,
+) -> bytes:
+    """The exact bytes an HMAC covers: a fixed label and the kind of message, then each field as
+    ``length:text`` (so no two different messages share an encoding, whatever their ids or method
+    names contain)."""
+    return (
+        f"node-comm/auth/{VERSION}/{kind}/{len(source)}:{source}{len(target)}:{target}{call_id}:"
+        f"{len(method)}:{method}{len(serializer)}:{serializer}{len(stamp)}:{stamp}{len(nonce)}:{nonce}"
+        f"{len(digest)}:{digest}"
+    ).encode("utf-8", "surrogatepass")
 
 
 class ReplayCache:
@@ -146,7 +156,17 @@ class AuthInterceptor(Interceptor):
             f"sign_payload={self.sign_payload}>"
         )
 
-    def _mac(self, data: bytes) -> str:
+    def _request_sig(self, kind: str, msg: Message, stamp: str, nonce: str, flag: str) -> str:
+        digest = hashlib.sha256(msg.payload).hexdigest() if flag == "p" else _NO_DIGEST
+        data = _signed_bytes(kind, msg.source, msg.target, msg.id, msg.method, msg.serializer, stamp, nonce, digest)
+        return hmac.digest(self._key, data, "sha256").hex()
+
+    def _response_sig(self, reply: Message, method: str, nonce: str, flag: str) -> str:
+        """A reply's signature: bound to the call's nonce, so it answers that call only."""
+        digest = hashlib.sha256(reply.payload).hexdigest() if flag == "p" else _NO_DIGEST
+        data = _signed_bytes(
+            "RESPONSE", reply.source, reply.target, reply.id, method, reply.serializer, "", nonce, digest
+        )
         return hmac.digest(self._key, data, "sha256").hex()
 
     # ------------------------------------------------------------------ outbound
@@ -159,20 +179,7 @@ class AuthInterceptor(Interceptor):
         issued_ms = str(int(time.time() * 1000))
         nonce = os.urandom(16).hex()
         flag = "p" if self.sign_payload else "-"
-        digest = hashlib.sha256(message.payload).digest() if self.sign_payload else _NO_DIGEST
-        sig = self._mac(
-            _signed_bytes(
-                kind,
-                message.source,
-                message.target,
-                str(message.id),
-                message.method,
-                message.serializer,
-                issued_ms,
-                nonce,
-                digest,
-            )
-        )
+        sig = self._request_sig(kind, message, issued_ms, nonce, flag)
         message.metadata[self.metadata_key] = f"{VERSION}.{issued_ms}.{nonce}.{flag}.{sig}"
         reply = await next_handler(message)
         if reply is not None and reply.type is MessageType.RESPONSE and self.sign_responses:
@@ -193,19 +200,7 @@ class AuthInterceptor(Interceptor):
         if m is None:
             raise CallRejectedError(ErrorCode.UNAUTHENTICATED, f"{where} carries a malformed signature")
         flag, sig = m.groups()
-        digest = hashlib.sha256(reply.payload).digest() if flag == "p" else _NO_DIGEST
-        expected = self._mac(
-            _signed_bytes(
-                b"RESPONSE",
-                reply.source,
-                reply.target,
-                str(reply.id),
-                request.method,
-                reply.serializer,
-                nonce,
-                digest,
-            )
-        )
+        expected = self._response_sig(reply, request.method, nonce, flag)
         if not hmac.compare_digest(sig, expected):
             raise CallRejectedError(
                 ErrorCode.UNAUTHENTICATED,
@@ -231,26 +226,14 @@ class AuthInterceptor(Interceptor):
         reply = await next_handler(message)
         if reply is not None and reply.type is MessageType.RESPONSE and self.sign_responses:
             flag = "p" if self.sign_payload or flag == "p" else "-"
-            digest = hashlib.sha256(reply.payload).digest() if flag == "p" else _NO_DIGEST
-            sig = self._mac(
-                _signed_bytes(
-                    b"RESPONSE",
-                    reply.source,
-                    reply.target,
-                    str(reply.id),
-                    message.method,
-                    reply.serializer,
-                    nonce,
-                    digest,
-                )
-            )
+            sig = self._response_sig(reply, message.method, nonce, flag)
             reply.metadata[self.metadata_key] = f"{VERSION}.r.{flag}.{sig}"
         return reply
 
-    def _verify_inbound(self, kind: bytes, message: Message) -> tuple[str, str]:
+    def _verify_inbound(self, kind: str, message: Message) -> tuple[str, str]:
         """Check ``message``'s signature; returns its nonce and payload flag, or raises
         ``UNAUTHENTICATED`` saying what is wrong. The metadata entry is removed (handlers never see it)."""
-        what = "notify" if kind == b"NOTIFY" else "call"
+        what = "notify" if kind == "NOTIFY" else "call"
         where = f"{what} of {message.method!r} from {message.source!r}"
         value = message.metadata.pop(self.metadata_key, None)
         if value is None:
@@ -268,20 +251,7 @@ class AuthInterceptor(Interceptor):
                 f"node-comm's 'auth' interceptor (signature version {VERSION})",
             )
         issued_ms, nonce, flag, sig = m.groups()
-        digest = hashlib.sha256(message.payload).digest() if flag == "p" else _NO_DIGEST
-        expected = self._mac(
-            _signed_bytes(
-                kind,
-                message.source,
-                message.target,
-                str(message.id),
-                message.method,
-                message.serializer,
-                issued_ms,
-                nonce,
-                digest,
-            )
-        )
+        expected = self._request_sig(kind, message, issued_ms, nonce, flag)
         if not hmac.compare_digest(sig, expected):
             raise CallRejectedError(
                 ErrorCode.UNAUTHENTICATED,
