@@ -19,7 +19,7 @@ BUILTIN = {
     "grpc": ("node-comm-grpc", {"transports": ["grpc"]}),
     "memory": ("node-comm-memory", {"transports": ["memory"]}),
     "serializers": ("node-comm-serializers", {"serializers": ["json", "msgpack", "pickle", "raw"]}),
-    "interceptors": ("node-comm-interceptors", {"interceptors": ["acl", "auth", "logging"]}),
+    "interceptors": ("node-comm-interceptors", {"interceptors": ["acl", "auth", "logging", "metrics", "tracing"]}),
 }
 
 
@@ -87,7 +87,7 @@ def test_plugins_json() -> None:
             assert entry[kind] == provides.get(kind, [])
     assert report["transports"] == {"grpc": "grpc", "memory": "memory"}
     assert report["serializers"]["pickle"] == "serializers"
-    assert report["interceptors"] == {"acl": "interceptors", "auth": "interceptors", "logging": "interceptors"}
+    assert report["interceptors"] == dict.fromkeys(("acl", "auth", "logging", "metrics", "tracing"), "interceptors")
     assert report["not_loaded"] == []
     assert report["entry_point_group"] == "node_comm"
 
