@@ -9,7 +9,9 @@ replayed signature is ``UNAUTHENTICATED``. Replies to signed calls are signed to
 call's nonce), so a node that does not hold the token cannot pass off a result.
 
 What it does not protect: other metadata entries and the deadline are not signed, and without
-``sign_payload`` neither are the payload bytes; it does not hide anything (use TLS for that).
+``sign_payload`` neither are the payload bytes; error replies are not signed (the kernel and the
+transports make some of them, e.g. RESOURCE_EXHAUSTED), so a node without the token can still make
+a call fail, never succeed; it does not hide anything (use TLS for that).
 """
 
 from __future__ import annotations
@@ -196,7 +198,7 @@ class AuthInterceptor(Interceptor):
                 "(configure it there with the same token), or is not the node it claims to be; "
                 "set sign_responses: false here to accept unsigned replies",
             )
-        m = _RESPONSE_RE.fullmatch(value) if len(value) <= _MAX_VALUE else None
+        m = _RESPONSE_RE.fullmatch(value) if isinstance(value, str) and len(value) <= _MAX_VALUE else None
         if m is None:
             raise CallRejectedError(ErrorCode.UNAUTHENTICATED, f"{where} carries a malformed signature")
         flag, sig = m.groups()
@@ -234,7 +236,7 @@ class AuthInterceptor(Interceptor):
         """Check ``message``'s signature; returns its nonce and payload flag, or raises
         ``UNAUTHENTICATED`` saying what is wrong. The metadata entry is removed (handlers never see it)."""
         what = "notify" if kind == "NOTIFY" else "call"
-        where = f"{what} of {message.method!r} from {message.source!r}"
+        where = f"{what} of {message.method[:100]!r} from {message.source!r}"  # names a peer chose: repr, cut
         value = message.metadata.pop(self.metadata_key, None)
         if value is None:
             raise CallRejectedError(
@@ -243,7 +245,7 @@ class AuthInterceptor(Interceptor):
                 f"requires signed calls; configure the 'auth' interceptor on {message.source!r} with the "
                 "same token as this node",
             )
-        m = _REQUEST_RE.fullmatch(value) if len(value) <= _MAX_VALUE else None
+        m = _REQUEST_RE.fullmatch(value) if isinstance(value, str) and len(value) <= _MAX_VALUE else None
         if m is None:
             raise CallRejectedError(
                 ErrorCode.UNAUTHENTICATED,
