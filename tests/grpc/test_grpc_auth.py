@@ -4,6 +4,7 @@ resent on the same link is refused."""
 from __future__ import annotations
 
 import asyncio
+import hmac
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from node_comm import (
     NodeCommError,
     RemoteExecutionError,
 )
+from node_comm_interceptors.auth import _KEY_LABEL
 
 TOKEN = "grpc-tok-5b2d-must-never-be-sent"
 
@@ -107,3 +109,64 @@ async def test_wrong_token_over_grpc_is_refused_and_named(nodes) -> None:
     with pytest.raises(RemoteExecutionError) as info:
         await bad.call("server", "echo", 1)
     assert info.value.code is ErrorCode.UNAUTHENTICATED and "another token" in str(info.value)
+
+
+class RecordingProxy:
+    """A TCP proxy on 127.0.0.1 that forwards to ``upstream`` and keeps every byte, both ways."""
+
+    def __init__(self, upstream: str) -> None:
+        host, port = upstream.rsplit(":", 1)
+        self.upstream = (host, int(port))
+        self.seen = bytearray()
+        self.server: asyncio.base_events.Server | None = None
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> str:
+        self.server = await asyncio.start_server(self._client, "127.0.0.1", 0)
+        return f"127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                self.seen += data
+                writer.write(data)
+                await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self.upstream)
+        for pipe in (self._pipe(reader, up_writer), self._pipe(up_reader, writer)):
+            task = asyncio.ensure_future(pipe)
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+    async def close(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        for task in list(self.tasks):
+            task.cancel()
+
+
+async def test_token_bytes_never_cross_the_socket(nodes) -> None:
+    auth = InterceptorConfig("auth", {"token": TOKEN, "sign_payload": True})
+    server = await nodes("server", grpc_config("server", interceptors=[auth]))
+    client = await nodes("client", grpc_config("client", port=None, interceptors=[auth]))
+    server.register("echo", lambda p, ctx: p)
+    proxy = RecordingProxy(server.address)
+    try:
+        await client.connect("server", await proxy.start())
+        marker = "payload-marker-31337"
+        assert await client.call("server", "echo", marker) == marker
+        await client.notify("server", "echo", marker)
+        assert await client.call("server", "echo", marker) == marker
+        assert marker.encode() in proxy.seen  # control: the proxy sees the plaintext stream
+        assert b"nc1." in proxy.seen  # and the signatures in it
+        assert TOKEN.encode() not in proxy.seen
+        derived = hmac.digest(TOKEN.encode(), _KEY_LABEL, "sha256")
+        assert derived not in proxy.seen and derived.hex().encode() not in proxy.seen
+    finally:
+        await client.stop()
+        await proxy.close()
