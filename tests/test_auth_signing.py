@@ -169,6 +169,29 @@ async def refused(w: World, msg: Message) -> str:
     return text
 
 
+async def signed_by_client(
+    w: World, mtype: MessageType = MessageType.REQUEST, clock_offset: float = 0.0, msg_id: int = 99
+) -> Message:
+    """A message signed by the client's own auth interceptor (optionally with its clock off by
+    ``clock_offset`` seconds), as it would go on the wire, without sending it."""
+    client_auth = next(i for i in w.client.interceptors if isinstance(i, AuthInterceptor))
+    real = auth_module.time
+    signed: list[Message] = []
+
+    async def keep(m: Message) -> None:
+        signed.append(m.copy())
+
+    ctx = CallContext(w.client, "client", "server", "secret", "outbound", {}, None, msg_id, False)
+    msg = Message(msg_id, mtype, "client", "server", "secret", b'{"x": 1}', "counting")
+    skewed = type("SkewedClock", (), {"time": staticmethod(lambda: real.time() + clock_offset)})
+    auth_module.time = skewed  # type: ignore[assignment]
+    try:
+        await client_auth.intercept_outbound(msg, ctx, keep)  # type: ignore[arg-type]
+    finally:
+        auth_module.time = real
+    return signed[0]
+
+
 async def test_signed_call_carries_no_token_and_works(world: World) -> None:
     w = world
     assert await w.client.call("server", "secret", {"x": 1}, serializer="counting") == "welcome client"
@@ -234,15 +257,7 @@ async def test_signature_is_bound_to_the_kind_of_message(world: World) -> None:
 )
 async def test_tampered_fields_are_refused(world: World, tamper: Callable[[Message], None]) -> None:
     w = world
-    w.capture._send, real = (lambda m: asyncio.sleep(0)), w.capture._send  # capture only, send nothing
-    await asyncio.wait_for(
-        asyncio.gather(
-            w.client.call("server", "secret", {"x": 1}, serializer="counting", timeout=0.2), return_exceptions=True
-        ),
-        WAIT,
-    )
-    w.capture._send = real
-    msg = w.capture.of(MessageType.REQUEST, "secret")
+    msg = await signed_by_client(w)
     tamper(msg)
     assert "does not verify" in await refused(w, msg)
     assert w.runs == []
@@ -274,44 +289,18 @@ async def test_relay_to_another_target_or_from_another_caller_is_refused(world: 
 
 
 @pytest.mark.parametrize(("offset", "word"), [(-45.0, "ago"), (45.0, "in the future")])
-async def test_stale_and_future_signatures_are_refused(
-    world: World, monkeypatch: pytest.MonkeyPatch, offset: float, word: str
-) -> None:
-    w = world
-    real_time = auth_module.time.time
-    skewed = type("SkewedTime", (), {"time": staticmethod(lambda: real_time() + offset)})
-    client_auth = next(i for i in w.client.interceptors if isinstance(i, AuthInterceptor))
-    # Only the client's clock is off: sign through a module whose clock is skewed.
-    monkeypatch.setattr(auth_module, "time", skewed)
-    msgs: list[Message] = []
-
-    async def keep(m: Message) -> None:
-        msgs.append(m.copy())
-
-    ctx = CallContext(w.client, "client", "server", "secret", "outbound", {}, None, 99, False)
-    req = Message(99, MessageType.REQUEST, "client", "server", "secret", b'{"x": 1}', "counting")
-    await client_auth.intercept_outbound(req, ctx, keep)  # type: ignore[arg-type]
-    monkeypatch.setattr(auth_module, "time", __import__("time"))
-    text = await refused(w, msgs[0])
+async def test_stale_and_future_signatures_are_refused(world: World, offset: float, word: str) -> None:
+    msg = await signed_by_client(world, clock_offset=offset)  # only the client's clock is off
+    text = await refused(world, msg)
     assert word in text and "45." in text and "max_skew=30" in text and "clock" in text
 
 
-async def test_skew_within_max_skew_is_accepted(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_skew_within_max_skew_is_accepted(world: World) -> None:
     w = world
-    real_time = auth_module.time.time
-    monkeypatch.setattr(auth_module, "time", type("T", (), {"time": staticmethod(lambda: real_time() - 20)}))
-    client_auth = next(i for i in w.client.interceptors if isinstance(i, AuthInterceptor))
-    msgs: list[Message] = []
-
-    async def keep(m: Message) -> None:
-        msgs.append(m.copy())
-
-    ctx = CallContext(w.client, "client", "server", "secret", "outbound", {}, None, 7, True)
-    note = Message(7, MessageType.NOTIFY, "client", "server", "secret", b'{"x": 1}', "counting")
-    await client_auth.intercept_outbound(note, ctx, keep)  # type: ignore[arg-type]
-    monkeypatch.undo()
-    await w.capture.resend(msgs[0])
-    assert (await w.outcomes.next())[2] == "ok"
+    for offset in (-20.0, 20.0):
+        await w.capture.resend(await signed_by_client(w, MessageType.NOTIFY, offset, msg_id=int(offset) + 50))
+        assert (await w.outcomes.next())[2] == "ok"
+    assert len(w.runs) == 2
 
 
 async def test_missing_malformed_and_oversized_signatures(world: World) -> None:
