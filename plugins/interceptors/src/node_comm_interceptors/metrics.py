@@ -19,6 +19,7 @@ from node_comm.interceptor import NextHandler
 
 PIP_HINT = "pip install 'node-comm-interceptors[metrics]'"
 UNKNOWN_METHOD = "<unknown>"
+_CACHE_MAX = 10_000  # label children remembered per interceptor
 #: Buckets (seconds) from 100 us to 1 min: in-process calls to large transfers.
 BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
@@ -113,6 +114,8 @@ class MetricsInterceptor(Interceptor):
         self._nodes: weakref.WeakSet[Any] = weakref.WeakSet()
         self._methods: weakref.WeakKeyDictionary[Any, frozenset[str]] = weakref.WeakKeyDictionary()
         self._server: Any = None
+        self._series: dict[tuple[str, str, str, str], tuple[Any, Any, Any]] = {}
+        self._outcomes: dict[tuple[tuple[str, str, str, str], str], tuple[Any, Any]] = {}
         if port is not None:
             try:
                 self._server, _ = prom.start_http_server(port, addr=host, registry=self.registry)
@@ -180,11 +183,12 @@ class MetricsInterceptor(Interceptor):
         node = context.node
         if node not in self._nodes:
             self._watch(node)
-        node_id = node.node_id
-        peer = peer if self.peer_label else ""
-        m = self._m
-        inflight = m.inflight.labels(node_id, direction)
-        m.payload.labels(node_id, method, peer, direction, "request").inc(len(message.payload))
+        key = (node.node_id, method, peer if self.peer_label else "", direction)
+        series = self._series.get(key)
+        if series is None:
+            series = self._series_of(key)
+        inflight, request_bytes, response_bytes = series
+        request_bytes.inc(len(message.payload))
         inflight.inc()
         start = time.perf_counter()
         code = "OK"
@@ -205,7 +209,33 @@ class MetricsInterceptor(Interceptor):
         finally:
             elapsed = time.perf_counter() - start
             inflight.dec()
-            m.calls.labels(node_id, method, peer, direction, code).inc()
-            m.duration.labels(node_id, method, peer, direction, code).observe(elapsed)
+            outcome = self._outcomes.get((key, code))
+            if outcome is None:
+                outcome = self._outcome_of(key, code)
+            outcome[0].inc()
+            outcome[1].observe(elapsed)
             if reply is not None and reply.payload:
-                m.payload.labels(node_id, method, peer, direction, "response").inc(len(reply.payload))
+                response_bytes.inc(len(reply.payload))
+
+    # prometheus-client's labels() validates and locks on every lookup: keep the children found.
+    # Label values are bounded (known methods, connected peers, ErrorCode), the caches too.
+    def _series_of(self, key: tuple[str, str, str, str]) -> tuple[Any, Any, Any]:
+        node_id, method, peer, direction = key
+        m = self._m
+        series = (
+            m.inflight.labels(node_id, direction),
+            m.payload.labels(node_id, method, peer, direction, "request"),
+            m.payload.labels(node_id, method, peer, direction, "response"),
+        )
+        if len(self._series) >= _CACHE_MAX:
+            self._series.clear()
+        self._series[key] = series
+        return series
+
+    def _outcome_of(self, key: tuple[str, str, str, str], code: str) -> tuple[Any, Any]:
+        m = self._m
+        outcome = (m.calls.labels(*key, code), m.duration.labels(*key, code))
+        if len(self._outcomes) >= _CACHE_MAX:
+            self._outcomes.clear()
+        self._outcomes[(key, code)] = outcome
+        return outcome
