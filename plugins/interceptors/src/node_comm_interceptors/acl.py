@@ -1,9 +1,10 @@
 """``acl``: which node may call which method, as fnmatch globs; everything else is refused.
 
 The caller's id is ``ctx.source``, the id the transport assigned to the link. The ACL is only as
-trustworthy as that: over gRPC without the handshake secret or mTLS with bound node ids, a peer may
-claim any id. Put ``auth`` before ``acl`` (signed calls from holders of the token), or use a
-transport that authenticates node ids.
+trustworthy as that: over gRPC without mTLS and bound node ids, a peer may claim any id that is not
+connected. ``auth`` before ``acl`` keeps out peers without the token, but every holder of the shared
+token can still claim any id; where ids must not be claimable, use a transport that authenticates
+them (mTLS with ``tls.bind_node_id``).
 """
 
 from __future__ import annotations
