@@ -202,3 +202,9 @@ def test_missing_prometheus_client_names_the_pip_command(monkeypatch: pytest.Mon
         Node("n", NodeConfig(node_id="n", interceptors=[InterceptorConfig("metrics")]))
     assert "pip install 'node-comm-interceptors[metrics]'" in str(info.value)
     assert "interceptors[0]" in str(info.value)
+
+
+def test_registry_must_be_a_collector_registry() -> None:
+    with pytest.raises(ConfigError) as info:
+        Node("n", NodeConfig(node_id="n", interceptors=[InterceptorConfig("metrics", {"registry": "mine"})]))
+    assert "interceptors[0]" in str(info.value) and "CollectorRegistry" in str(info.value)

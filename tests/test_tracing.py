@@ -175,3 +175,9 @@ def test_missing_opentelemetry_names_the_pip_command(monkeypatch: pytest.MonkeyP
     with pytest.raises(ConfigError) as info:
         Node("n", NodeConfig(node_id="n", interceptors=[InterceptorConfig("tracing")]))
     assert "pip install 'node-comm-interceptors[tracing]'" in str(info.value)
+
+
+def test_tracer_provider_must_be_one() -> None:
+    with pytest.raises(ConfigError) as info:
+        Node("n", NodeConfig(node_id="n", interceptors=[InterceptorConfig("tracing", {"tracer_provider": "x"})]))
+    assert "interceptors[0]" in str(info.value) and "TracerProvider" in str(info.value)

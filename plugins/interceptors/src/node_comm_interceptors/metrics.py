@@ -108,6 +108,11 @@ class MetricsInterceptor(Interceptor):
             raise ConfigError(f"port: a TCP port number (0-65535) is required, got {port!r}; omit it to serve none")
         if not isinstance(host, str) or not host:
             raise ConfigError(f"host: an address to listen on is required, got {host!r}")
+        if registry is not None and not isinstance(registry, prom.CollectorRegistry):
+            raise ConfigError(
+                f"registry: a prometheus_client.CollectorRegistry is required (in code only), got {registry!r}; "
+                "omit it to use the default registry"
+            )
         self.registry = prom.REGISTRY if registry is None else registry
         self.peer_label = bool(peer_label)
         self._m = _family(prom, self.registry)

@@ -42,6 +42,11 @@ class TracingInterceptor(Interceptor):
 
     def __init__(self, tracer_provider: Any = None) -> None:
         self._trace, self._context, self._propagator = _otel()
+        if tracer_provider is not None and not isinstance(tracer_provider, self._trace.TracerProvider):
+            raise ConfigError(
+                f"tracer_provider: an opentelemetry TracerProvider is required (in code only), got "
+                f"{tracer_provider!r}; omit it to use the global one (trace.set_tracer_provider)"
+            )
         self._provider = tracer_provider
         self._noop_types = (self._trace.ProxyTracerProvider, self._trace.NoOpTracerProvider)
         self._tracer_of: tuple[Any, Any] = (None, None)  # (provider, its tracer)
