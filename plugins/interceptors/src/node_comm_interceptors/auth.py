@@ -194,9 +194,9 @@ class AuthInterceptor(Interceptor):
         if value is None:
             raise CallRejectedError(
                 ErrorCode.UNAUTHENTICATED,
-                f"{where} is not signed: node {request.target!r} does not run the 'auth' interceptor "
-                "(configure it there with the same token), or is not the node it claims to be; "
-                "set sign_responses: false here to accept unsigned replies",
+                f"{where} is not signed: node {request.target!r} does not run the 'auth' interceptor, or "
+                "runs it with sign_responses: false (configure it there with the same token and options), "
+                "or is not the node it claims to be; set sign_responses: false here to accept unsigned replies",
             )
         m = _RESPONSE_RE.fullmatch(value) if isinstance(value, str) and len(value) <= _MAX_VALUE else None
         if m is None:
