@@ -32,9 +32,7 @@ TOKEN = "tok-3f9a-never-log-me"
 
 
 def mem(node_id: str, *interceptors: InterceptorConfig, **kw: Any) -> NodeConfig:
-    return NodeConfig(
-        node_id=node_id, transport=TransportConfig(mode="memory"), interceptors=list(interceptors), **kw
-    )
+    return NodeConfig(node_id=node_id, transport=TransportConfig(mode="memory"), interceptors=list(interceptors), **kw)
 
 
 def all_log_text(caplog: pytest.LogCaptureFixture) -> str:
@@ -212,9 +210,7 @@ class Server:
         node.register("secret", secret, MethodOptions(serializer="counting"))
 
 
-async def run_client(
-    server_cfg: NodeConfig, client_cfg: NodeConfig, calls: int = 1
-) -> tuple[Server, list[Any]]:
+async def run_client(server_cfg: NodeConfig, client_cfg: NodeConfig, calls: int = 1) -> tuple[Server, list[Any]]:
     s = Node("server", server_cfg)
     c = Node("client", client_cfg)
     server = Server(s)
