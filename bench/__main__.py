@@ -1,4 +1,4 @@
-"""``python -m bench [--quick] [--only memory,grpc,large,fanout,peers]``."""
+"""``python -m bench [--quick] [--only memory,grpc,large,fanout,peers,signing]``."""
 
 from __future__ import annotations
 
@@ -12,15 +12,14 @@ from .common import Settings, log
 from .report import Results
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
-WORKLOADS = ("memory", "grpc", "large", "fanout", "peers")
+WORKLOADS = ("memory", "grpc", "large", "fanout", "peers", "signing")
 
 
 async def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     ap.add_argument("--quick", action="store_true", help="about one minute smoke run (short rounds)")
     ap.add_argument("--only", default=",".join(WORKLOADS), help="comma-separated workloads to run")
-    ap.add_argument("--out", default=RESULTS,
-                    help="where latest.json and chart.png go")
+    ap.add_argument("--out", default=RESULTS, help="where latest.json and chart.png go")
     ap.add_argument("--no-write", action="store_true", help="print the table only")
     ap.add_argument("--chart-only", action="store_true", help="redraw chart.png from latest.json")
     args = ap.parse_args(argv)
@@ -36,9 +35,9 @@ async def main(argv: list[str] | None = None) -> int:
         if w not in WORKLOADS:
             ap.error(f"unknown workload {w!r}; choose from {', '.join(WORKLOADS)}")
     t0 = time.perf_counter()
-    from . import fanout, grpc_bench, large, memory, peers
+    from . import fanout, grpc_bench, large, memory, peers, signing
 
-    mods = {"memory": memory, "grpc": grpc_bench, "large": large, "fanout": fanout, "peers": peers}
+    mods = {"memory": memory, "grpc": grpc_bench, "large": large, "fanout": fanout, "peers": peers, "signing": signing}
     for w in WORKLOADS:
         if w in wanted:
             t = time.perf_counter()

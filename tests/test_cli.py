@@ -19,13 +19,11 @@ BUILTIN = {
     "grpc": ("node-comm-grpc", {"transports": ["grpc"]}),
     "memory": ("node-comm-memory", {"transports": ["memory"]}),
     "serializers": ("node-comm-serializers", {"serializers": ["json", "msgpack", "pickle", "raw"]}),
-    "interceptors": ("node-comm-interceptors", {"interceptors": ["auth", "logging"]}),
+    "interceptors": ("node-comm-interceptors", {"interceptors": ["acl", "auth", "logging", "metrics", "tracing"]}),
 }
 
 
-def run(
-    *args: str, env: dict[str, str] | None = None, module: bool = False
-) -> subprocess.CompletedProcess[str]:
+def run(*args: str, env: dict[str, str] | None = None, module: bool = False) -> subprocess.CompletedProcess[str]:
     """``node-comm ARGS`` (or ``python -m node_comm ARGS``) with no NODE_COMM_* variables but ``env``."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("NODE_COMM_")}
     cmd = [sys.executable, "-m", "node_comm", *args] if module else [str(node_comm_bin()), *args]
@@ -87,7 +85,7 @@ def test_plugins_json() -> None:
             assert entry[kind] == provides.get(kind, [])
     assert report["transports"] == {"grpc": "grpc", "memory": "memory"}
     assert report["serializers"]["pickle"] == "serializers"
-    assert report["interceptors"] == {"auth": "interceptors", "logging": "interceptors"}
+    assert report["interceptors"] == dict.fromkeys(("acl", "auth", "logging", "metrics", "tracing"), "interceptors")
     assert report["not_loaded"] == []
     assert report["entry_point_group"] == "node_comm"
 

@@ -375,8 +375,9 @@ def test_unknown_transport_did_you_mean(write: Write) -> None:
 
 
 def test_unknown_interceptor_caught_at_load_time(write: Write) -> None:
-    msg = error_of(write("node_id: n\ninterceptors:\n  - name: logging\n  - name: metrics\n"))
-    assert "interceptors[1].name: interceptor 'metrics' is not installed; available: auth, logging" in msg
+    msg = error_of(write("node_id: n\ninterceptors:\n  - name: logging\n  - name: zipkin\n"))
+    available = "available: acl, auth, logging, metrics, tracing"
+    assert f"interceptors[1].name: interceptor 'zipkin' is not installed; {available}" in msg
 
 
 def test_auth_without_token(write: Write) -> None:

@@ -7,11 +7,18 @@ from typing import Any
 
 from node_comm import hookimpl
 
+from .acl import AclInterceptor
 from .auth import AuthInterceptor
 from .logging import LoggingInterceptor
+from .metrics import MetricsInterceptor
+from .tracing import TracingInterceptor
 
 
 @hookimpl
 def node_comm_register_interceptors(register: Callable[[str, Callable[..., Any]], None]) -> None:
     register("logging", LoggingInterceptor)
     register("auth", AuthInterceptor)
+    register("acl", AclInterceptor)
+    # Registered even when their optional dependency is missing: configuring one then says what to install.
+    register("metrics", MetricsInterceptor)
+    register("tracing", TracingInterceptor)
