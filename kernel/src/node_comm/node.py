@@ -74,7 +74,8 @@ class _Peer:
     last_seen: float
     inbound: dict[int, asyncio.Task[None]] = field(default_factory=dict)
     identity: str | None = None  # how the transport authenticated it; None: not authenticated
-    cancelling: int = 0  # inbound tasks cancelled by the caller that have not finished yet
+    #: Inbound tasks the caller cancelled (their slot is free again) that have not finished yet.
+    cancelling: set[asyncio.Task[None]] = field(default_factory=set)
 
 
 def _task_is_cancelled() -> bool:
@@ -87,11 +88,11 @@ def _task_is_cancelled() -> bool:
 
 def _inbound_done(peer: _Peer, call_id: int, task: asyncio.Task[None]) -> None:
     """Done callback of an inbound call's task: free its slot, or its place among the cancelled
-    ones still finishing (the caller's CANCEL freed its slot already)."""
+    ones still finishing (the caller's CANCEL freed its slot already). A task cancelled before it
+    ever ran is only seen here: its coroutine's own cleanup never runs."""
     if peer.inbound.get(call_id) is task:
         del peer.inbound[call_id]
-    else:
-        peer.cancelling -= 1
+    peer.cancelling.discard(task)
 
 
 def _is_async_callable(handler: Callable[..., Any]) -> bool:
@@ -586,7 +587,7 @@ class Node:
             # task counts among those finishing their cancellation until it is done.
             task = peer.inbound.pop(message.id, None)
             if task is not None:
-                peer.cancelling += 1
+                peer.cancelling.add(task)
                 task.cancel()
         elif mtype is _HEARTBEAT:
             peer.last_seen = time.monotonic()
@@ -605,7 +606,7 @@ class Node:
             limit = self.config.max_concurrent_calls_per_peer
             # Cancelled tasks still finishing are bounded too (an honest caller has at most
             # ``limit`` of them: its calls in flight), or REQUEST+CANCEL pairs could grow tasks.
-            if len(peer.inbound) >= limit or msg.id in peer.inbound or peer.cancelling > limit:
+            if len(peer.inbound) >= limit or msg.id in peer.inbound or len(peer.cancelling) > limit:
                 self._reply_error(
                     msg,
                     ErrorCode.RESOURCE_EXHAUSTED,
@@ -616,7 +617,7 @@ class Node:
         loop = self._loop
         assert loop is not None
         deadline = None if msg.deadline is None else time.monotonic() + msg.deadline
-        task = loop.create_task(self._serve_call(msg, deadline, peer.identity))
+        task = loop.create_task(self._serve(peer, msg, deadline))
         if msg.type is _REQUEST:
             # No deadline timer here: the caller sends CANCEL when its deadline passes, and a lost
             # link cancels every inbound task of that peer. The entry leaves the table when the task
@@ -628,6 +629,14 @@ class Node:
         else:
             self._background.add(task)
             task.add_done_callback(self._background.discard)
+
+    async def _serve(self, peer: _Peer, msg: Message, deadline: float | None) -> None:
+        try:
+            await self._serve_call(msg, deadline, peer.identity)
+        finally:
+            # Free the slot as soon as the reply is sent (the done callback comes a loop turn later).
+            if msg.type is _REQUEST and peer.inbound.get(msg.id) is asyncio.current_task():
+                del peer.inbound[msg.id]
 
     async def _serve_call(self, msg: Message, deadline: float | None, identity: str | None) -> None:
         current_deadline.set(deadline)
