@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -106,3 +107,23 @@ async def test_memory_faults_refuses_other_transports() -> None:
 
     with pytest.raises(ConfigError, match="fault injection needs the memory transport"):
         memory_faults(Node("g", grpc_config("g")))
+
+
+def _python_block_after(text: str, heading: str, first_line: str) -> str:
+    """The first fenced python block after ``heading`` that starts with ``first_line``."""
+    section = text.split(heading, 1)[1]
+    for block in section.split("```python\n")[1:]:
+        code = block.split("```", 1)[0]
+        if code.startswith(first_line):
+            return code
+    raise AssertionError(f"no python block starting with {first_line!r} after {heading!r}")
+
+
+def test_the_readme_example_runs(pytester: pytest.Pytester) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    pytester.makepyfile(
+        myapp=_python_block_after(readme, "## Command line", "# myapp.py"),
+        test_readme=_python_block_after(readme, "## Testing your handlers", "import pytest"),
+    )
+    pytester.makeini("[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n")
+    pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q").assert_outcomes(passed=2)
