@@ -186,7 +186,8 @@ async def test_call_failures_exit_1_with_the_reason_on_stderr(server: Served, co
     for r in (boom, missing, timeout, no_token, closed):
         assert r.rc == 1, r
         assert r.out == "" and "Traceback" not in r.err
-    assert "node-comm: remote error HANDLER_ERROR: ValueError: boom" in boom.err
+        assert "\x1b" not in r.err and "\x9b" not in r.err
+    assert "node-comm: remote error HANDLER_ERROR: ValueError: boom\\x1b[2J\\x9b\n" in boom.err
     assert "remote error METHOD_NOT_FOUND: node 'srv' has no method 'nope'; registered: add, boom, slow" in missing.err
     assert "timed out after 0.3s" in timeout.err
     assert "refused the connection: bad credentials" in no_token.err
@@ -304,11 +305,19 @@ def test_run_retries_a_peer_that_is_not_up_yet(tmp_path: Path) -> None:
     assert "INFO node_comm.run: node 'early' listening on 127.0.0.1:" in first.text()
 
 
-async def test_run_config_error_exits_2_without_traceback(tmp_path: Path) -> None:
+async def test_run_config_errors_exit_2_without_traceback(tmp_path: Path) -> None:
     bad = _write(tmp_path / "bad.yaml", "node_id: g\npeers: [{node_id: h, adress: 'x:1'}]\n")
-    r = await cli("run", str(bad), "--app", "cli_app:setup", "--app-dir", str(FIXTURES))
-    assert r.rc == 2 and "Traceback" not in r.err
-    assert r.err == f"node-comm: error: {bad}: peers[0].adress: unknown key; did you mean 'address'?\n"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = _write(tmp_path / "busy.yaml", f"node_id: g\ntransport: {{mode: grpc, grpc: {{port: {port}}}}}\n")
+        app = ("--app", "cli_app:setup", "--app-dir", str(FIXTURES))
+        typo, in_use = await asyncio.gather(cli("run", str(bad), *app), cli("run", str(busy), *app))
+    assert typo.rc == 2 and "Traceback" not in typo.err
+    assert typo.err == f"node-comm: error: {bad}: peers[0].adress: unknown key; did you mean 'address'?\n"
+    assert in_use.rc == 2 and "Traceback" not in in_use.err
+    assert f"transport.grpc: cannot listen on 127.0.0.1:{port}" in in_use.err
 
 
 def test_run_usage_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -16,13 +17,22 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
 class UsageError(Exception):
     """A mistake on the command line that argparse cannot see (bad JSON, bad ``--app``): exit 2."""
 
 
+def safe(text: object) -> str:
+    """``text`` with control characters other than newline and tab escaped (``\\x1b``): what a
+    peer sends (error messages, ids, reasons) must not drive the user's terminal."""
+    return _CONTROL.sub(lambda m: m.group(0).encode("unicode_escape").decode("ascii"), str(text))
+
+
 def error(message: str) -> None:
-    """Print ``node-comm: error: MESSAGE`` on stderr."""
-    print(f"node-comm: error: {message}", file=sys.stderr, flush=True)
+    """Print ``node-comm: error: MESSAGE`` on stderr (control characters escaped)."""
+    print(f"node-comm: error: {safe(message)}", file=sys.stderr, flush=True)
 
 
 def _jsonable(value: Any) -> Any:
@@ -44,7 +54,7 @@ def print_json(value: Any) -> None:
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A plain-text table: a header, a rule, and left-aligned columns two spaces apart."""
-    cells = [[str(c) for c in row] for row in rows]
+    cells = [[safe(c) for c in row] for row in rows]
     widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
 
     def line(values: Sequence[str]) -> str:

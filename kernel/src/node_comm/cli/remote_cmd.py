@@ -25,7 +25,7 @@ from ..exceptions import (
     RemoteExecutionError,
 )
 from ..node import Node
-from .output import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, dumps, error, print_json, table
+from .output import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, dumps, error, print_json, safe, table
 
 GRPC_MISSING = (
     "this command needs the gRPC transport, which is not installed; "
@@ -88,9 +88,10 @@ def _parse_payload(text: str | None) -> Any:
 
 
 def _remote_error(exc: RemoteExecutionError) -> None:
-    print(f"node-comm: remote error {exc.code.value}: {exc.message}", file=sys.stderr)
+    print(f"node-comm: remote error {safe(exc.code.value)}: {safe(exc.message)}", file=sys.stderr)
     if exc.traceback:
-        print(exc.traceback, file=sys.stderr, end="" if exc.traceback.endswith("\n") else "\n")
+        tb = safe(exc.traceback)
+        print(tb, file=sys.stderr, end="" if tb.endswith("\n") else "\n")
 
 
 async def _connect(node: Node, node_id: str, address: str, timeout: float | None) -> bool:
@@ -228,7 +229,7 @@ def cmd_health(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"address": args.address, "service": args.service, "status": status})
     else:
-        print(f"{args.address} {args.service or '(server)'}: {status}")
+        print(f"{safe(args.address)} {safe(args.service or '(server)')}: {status}")
     return EXIT_OK if status == "SERVING" else EXIT_FAILED
 
 

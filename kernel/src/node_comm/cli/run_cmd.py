@@ -24,7 +24,7 @@ from typing import Any
 from ..config import NodeConfig, PeerConfig
 from ..exceptions import ConfigError, ConnectFailedError, NodeCommError, NodeNotStartedError
 from ..node import Node
-from .output import EXIT_OK, UsageError
+from .output import EXIT_OK, UsageError, safe
 
 log = logging.getLogger("node_comm.run")
 
@@ -111,8 +111,9 @@ def _report_dial(task: asyncio.Task[None], *, peer: PeerConfig) -> None:
 async def serve(config: NodeConfig, setup: Callable[[Node], Any]) -> int:
     """Build, set up, start and serve the node until SIGINT/SIGTERM; then stop gracefully."""
     node = Node(config.node_id, config)
-    node.on("connect", lambda peer, address: log.info("connected: %s (%s)", peer, address or "no address"))
-    node.on("disconnect", lambda peer, reason: log.info("disconnected: %s: %s", peer, reason))
+    # Peer ids, addresses and reasons come from the network: escape control characters.
+    node.on("connect", lambda peer, address: log.info("connected: %s (%s)", safe(peer), safe(address or "no address")))
+    node.on("disconnect", lambda peer, reason: log.info("disconnected: %s: %s", safe(peer), safe(reason)))
     result = setup(node)
     if inspect.isawaitable(result):
         await result
