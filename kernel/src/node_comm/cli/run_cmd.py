@@ -93,7 +93,7 @@ async def connect_with_retry(node: Node, peer: PeerConfig, backoff: tuple[float,
                 peer.node_id,
                 peer.address,
                 attempt,
-                exc.message,
+                safe(exc.message),
                 wait,
             )
         await asyncio.sleep(wait)
@@ -104,16 +104,23 @@ def _report_dial(task: asyncio.Task[None], *, peer: PeerConfig) -> None:
     if task.cancelled() or task.exception() is None:
         return
     exc = task.exception()
-    what = exc.message if isinstance(exc, NodeCommError) else repr(exc)
+    what = safe(exc.message) if isinstance(exc, NodeCommError) else repr(exc)
     log.error("gave up connecting to peer %r at %s: %s", peer.node_id, peer.address, what)
+
+
+# Peer ids, addresses and reasons come from the network: control characters are escaped.
+def _log_connect(peer: str, address: str | None) -> None:
+    log.info("connected: %s (%s)", safe(peer), safe(address or "no address"))
+
+
+def _log_disconnect(peer: str, reason: str) -> None:
+    log.info("disconnected: %s: %s", safe(peer), safe(reason))
 
 
 async def serve(config: NodeConfig, setup: Callable[[Node], Any]) -> int:
     """Build, set up, start and serve the node until SIGINT/SIGTERM; then stop gracefully."""
     node = Node(config.node_id, config)
-    # Peer ids, addresses and reasons come from the network: escape control characters.
-    node.on("connect", lambda peer, address: log.info("connected: %s (%s)", safe(peer), safe(address or "no address")))
-    node.on("disconnect", lambda peer, reason: log.info("disconnected: %s: %s", safe(peer), safe(reason)))
+    node.on("connect", _log_connect).on("disconnect", _log_disconnect)
     result = setup(node)
     if inspect.isawaitable(result):
         await result
