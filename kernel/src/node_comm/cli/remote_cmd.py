@@ -46,15 +46,11 @@ def dial_only_config(config_file: str | None, node_id: str) -> NodeConfig:
     interceptors and plugins come from ``config_file`` when given (its own node id, port, peers,
     heartbeat and redial are not used)."""
     grpc_class = _grpc_config_class()
-    if config_file is None:
-        return NodeConfig(
-            node_id=node_id,
-            transport=TransportConfig(mode="grpc", grpc=grpc_class(port=None)),
-            shutdown_grace=0.0,
-        )
-    from ..config_loader import load_config
+    base = NodeConfig(node_id=node_id)
+    if config_file is not None:
+        from ..config_loader import load_config
 
-    base = load_config(config_file)
+        base = load_config(config_file)
     grpc_options = base.transport.grpc if base.transport.grpc is not None else grpc_class()
     grpc_options = dataclasses.replace(
         grpc_options, port=None, reconnect=dataclasses.replace(grpc_options.reconnect, enabled=False)
