@@ -8,14 +8,14 @@ STAMP  := $(VENV)/.installed
 PKGS   := kernel plugins/transport_memory plugins/serializers plugins/interceptors plugins/transport_grpc
 PYPROJECTS := pyproject.toml $(addsuffix /pyproject.toml,$(PKGS))
 
-.PHONY: install test demo lint bench proto proto-check clean
+.PHONY: install test demo lint bench soak fuzz proto proto-check clean
 
 install: $(STAMP)
 
-$(STAMP): $(PYPROJECTS)
+$(STAMP): $(PYPROJECTS) constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet $(addprefix -e ./,$(PKGS)) -e '.[dev]'
+	$(PIP) install --quiet -c constraints.txt $(addprefix -e ./,$(PKGS)) -e '.[dev]'
 	touch $(STAMP)
 
 test: install
@@ -32,6 +32,14 @@ lint: install
 bench: install
 	$(PIP) install --quiet -e '.[bench]'
 	$(PY) -m bench
+
+# 100k calls with random timeouts and cancellations, 100 forced reconnects, peers in other processes.
+soak: install
+	$(PY) -m bench.soak
+
+# The property-based fuzzing of frames and handshakes, with many more examples than `make test`.
+fuzz: install
+	FUZZ_EXAMPLES=2000 $(PY) -m pytest -q -p no:randomly tests/grpc/test_grpc_fuzz.py
 
 proto: install
 	$(PY) plugins/transport_grpc/tools/gen_proto.py

@@ -12,6 +12,7 @@ from node_comm import Node, NodeConfig, TransportConfig
 
 TRANSPORTS = ["memory", "grpc"]
 SERIALIZERS = ["json", "pickle", "msgpack"]
+CONTRACT_SECRET = "contract-suite-secret"
 
 
 def make_config(transport: str, node_id: str, **overrides: Any) -> NodeConfig:
@@ -21,7 +22,9 @@ def make_config(transport: str, node_id: str, **overrides: Any) -> NodeConfig:
     elif transport == "grpc":
         from node_comm import GrpcTransportConfig
 
-        tc = TransportConfig(mode="grpc", grpc=GrpcTransportConfig(host="127.0.0.1", port=0))
+        # Authenticated peers (a shared secret), as a real deployment has: pickle methods accept
+        # only authenticated callers over a network transport.
+        tc = TransportConfig(mode="grpc", grpc=GrpcTransportConfig(host="127.0.0.1", port=0, token=CONTRACT_SECRET))
     else:
         raise ValueError(transport)
     overrides.setdefault("shutdown_grace", 0.5)

@@ -15,11 +15,13 @@ import pytest
 from node_comm import GrpcTransportConfig, Node, NodeConfig, TransportConfig
 
 PEER = Path(__file__).with_name("peer.py")
+#: Shared secret of tests whose peers must be authenticated (pickle methods accept only those).
+SECRET = "grpc-tests-secret"
 
 
 def grpc_config(node_id: str, port: int | None = 0, **grpc: Any) -> NodeConfig:
     """A grpc node config on 127.0.0.1 (``port=None``: dial-only); ``grpc`` are transport options."""
-    node_keys = ("heartbeat", "shutdown_grace", "default_timeout", "interceptors")
+    node_keys = ("heartbeat", "shutdown_grace", "default_timeout", "interceptors", "debug")
     node_opts = {k: grpc.pop(k) for k in node_keys if k in grpc}
     node_opts.setdefault("shutdown_grace", 0.5)
     return NodeConfig(

@@ -1,9 +1,10 @@
 """A node in its own process for the gRPC fault tests.
 
-``python peer.py NODE_ID PORT [--heartbeat INTERVAL TIMEOUT] [--connect ID ADDRESS]`` starts a grpc
-node on 127.0.0.1:PORT (0 = any free port; ``none`` = dial-only), optionally dials node ID at
-ADDRESS, serves ``echo``, ``sleep`` (sleeps ``payload`` seconds) and ``hang`` (never returns),
-prints ``READY host:port`` and runs until killed; SIGTERM stops it gracefully.
+``python peer.py NODE_ID PORT [--heartbeat INTERVAL TIMEOUT] [--connect ID ADDRESS] [--token SECRET]``
+starts a grpc node on 127.0.0.1:PORT (0 = any free port; ``none`` = dial-only), optionally dials
+node ID at ADDRESS, serves ``echo``, ``sleep`` (sleeps ``payload`` seconds), ``hang`` (never
+returns) and ``stats`` (its own open tables, for the soak run), prints ``READY host:port`` and runs
+until killed; SIGTERM stops it gracefully.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ async def main() -> None:
     if "--heartbeat" in sys.argv:
         i = sys.argv.index("--heartbeat")
         hb = HeartbeatConfig(enabled=True, interval=float(sys.argv[i + 1]), timeout=float(sys.argv[i + 2]))
+    token = sys.argv[sys.argv.index("--token") + 1] if "--token" in sys.argv else None
     config = NodeConfig(
         node_id=node_id,
-        transport=TransportConfig(mode="grpc", grpc=GrpcTransportConfig(host="127.0.0.1", port=port)),
+        transport=TransportConfig(mode="grpc", grpc=GrpcTransportConfig(host="127.0.0.1", port=port, token=token)),
         heartbeat=hb,
         shutdown_grace=2.0,
     )
@@ -39,6 +41,12 @@ async def main() -> None:
     async def hang(payload: object, ctx: object) -> None:
         await asyncio.Event().wait()
 
+    async def stats(payload: object, ctx: object) -> dict[str, int]:
+        peers = node._peers.values()
+        return {"pending": len(node._pending), "inbound": sum(len(p.inbound) for p in peers) - 1,
+                "tasks": len(asyncio.all_tasks())}
+
+    node.register("stats", stats)
     node.register("echo", echo)
     node.register("sleep", sleep)
     node.register("hang", hang)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import grpc_config
+from conftest import SECRET, grpc_config
 
 from node_comm import (
     ConnectFailedError,
@@ -97,8 +98,8 @@ async def test_callers_cancelled_while_their_frames_are_written_leave_the_link_i
 
 
 async def test_200mib_payload_while_small_calls_keep_flowing(nodes) -> None:
-    a = await nodes("a")
-    b = await nodes("b")
+    a = await nodes("a", grpc_config("a", token=SECRET))
+    b = await nodes("b", grpc_config("b", token=SECRET))
     b.register("size", lambda payload, ctx: len(payload), MethodOptions(serializer="pickle"))
     b.register("echo", echo)
     await a.connect("b", b.address)
@@ -112,8 +113,8 @@ async def test_200mib_payload_while_small_calls_keep_flowing(nodes) -> None:
 
 
 async def test_large_result_comes_back_whole(nodes) -> None:
-    a = await nodes("a")
-    b = await nodes("b")
+    a = await nodes("a", grpc_config("a", token=SECRET))
+    b = await nodes("b", grpc_config("b", token=SECRET))
     b.register("make", lambda n, ctx: bytes(range(256)) * (n // 256), MethodOptions(serializer="pickle"))
     await a.connect("b", b.address)
     data = await a.call("b", "make", 20 * MiB, serializer="pickle")
@@ -140,8 +141,8 @@ _huge = os.environ.get("RUN_HUGE", "")
 @pytest.mark.skipif(_huge == "0" or (_huge != "1" and _available_memory() < 8 * 1024 * MiB),
                     reason="1 GiB payload needs ~5.5 GiB of memory (RUN_HUGE=1 forces it)")
 async def test_1gib_payload(nodes) -> None:
-    a = await nodes("a")
-    b = await nodes("b")
+    a = await nodes("a", grpc_config("a", token=SECRET))
+    b = await nodes("b", grpc_config("b", token=SECRET))
     b.register("size", lambda payload, ctx: len(payload), MethodOptions(serializer="pickle"))
     await a.connect("b", b.address)
     blob = b"\x01" * (1024 * MiB)
@@ -150,9 +151,9 @@ async def test_1gib_payload(nodes) -> None:
 
 async def test_max_payload_size_fails_that_call_only(nodes) -> None:
     small = 1 * MiB
-    a = await nodes("a", grpc_config("a", chunk_size=64 * 1024, max_payload_size=small))
-    b = await nodes("b", grpc_config("b", chunk_size=64 * 1024, max_payload_size=small))
-    c = await nodes("c", grpc_config("c", chunk_size=64 * 1024))
+    a = await nodes("a", grpc_config("a", token=SECRET, chunk_size=64 * 1024, max_payload_size=small))
+    b = await nodes("b", grpc_config("b", token=SECRET, chunk_size=64 * 1024, max_payload_size=small))
+    c = await nodes("c", grpc_config("c", token=SECRET, chunk_size=64 * 1024))
     for n in (a, b, c):
         n.register("size", lambda payload, ctx: len(payload), MethodOptions(serializer="pickle"))
         n.register("make", lambda size, ctx: b"x" * size, MethodOptions(serializer="pickle"))
@@ -236,7 +237,8 @@ async def test_wrong_node_id_at_address(nodes) -> None:
     assert b.connected_nodes == ["a"]
 
 
-async def test_same_node_id_reconnecting_replaces_old_link(nodes) -> None:
+async def test_a_second_node_cannot_take_a_connected_id(nodes) -> None:
+    """One live connection per node id: a second claim is refused while the first answers."""
     b = await nodes("b")
     a1 = await nodes("a")
     events: list[tuple[str, str]] = []
@@ -247,12 +249,38 @@ async def test_same_node_id_reconnecting_replaces_old_link(nodes) -> None:
     a2 = Node("a", grpc_config("a"))
     await a2.start()
     try:
-        a2.register("who", lambda p, ctx: "second")
-        await a2.connect("b", b.address)
-        assert await b.call("a", "who") == "second"
-        assert events == [("connect", "a"), ("disconnect", "a"), ("connect", "a")]
+        a2.register("who", lambda p, ctx: "impostor")
+        with pytest.raises(ConnectFailedError, match="node id 'a' is already connected"):
+            await a2.connect("b", b.address)
+        assert await b.call("a", "who") == "first"
+        assert events == [("connect", "a")]
+        assert a1.is_connected("b") and not a2.is_connected("b")
     finally:
         await a2.stop()
+
+
+async def test_a_restarted_peer_replaces_its_dead_link_at_once(nodes, spawn) -> None:
+    """The old connection of a node id that no longer answers (its process frozen, the TCP
+    connection still open) is replaced by a new claim within the liveness probe, not a timeout."""
+    b = await nodes("b")
+    events: list[tuple[str, str]] = []
+    b.on("connect", lambda n, addr: events.append(("connect", n)))
+    b.on("disconnect", lambda n, reason: events.append(("disconnect", n)))
+    old = await spawn("a", "none", "--connect", "b", b.address)
+    assert await b.call("a", "echo", "old") == "old"
+    old.signal(signal.SIGSTOP)
+    try:
+        a2 = Node("a", grpc_config("a"))
+        await a2.start()
+        try:
+            a2.register("echo", lambda p, ctx: f"new {p}")
+            await a2.connect("b", b.address, timeout=8)
+            assert await b.call("a", "echo", "x") == "new x"
+            assert events == [("connect", "a"), ("disconnect", "a"), ("connect", "a")]
+        finally:
+            await a2.stop()
+    finally:
+        old.signal(signal.SIGCONT)
 
 
 async def test_graceful_stop_finishes_inflight_call_and_tells_peer(nodes) -> None:
@@ -331,8 +359,8 @@ async def test_server_may_call_the_dialler_from_its_connect_event(nodes) -> None
 
 
 async def test_receive_buffer_bounds_concurrent_large_payloads(nodes) -> None:
-    a = await nodes("a", grpc_config("a", chunk_size=64 * 1024))
-    b = await nodes("b", grpc_config("b", chunk_size=64 * 1024, max_receive_buffer=3 * MiB))
+    a = await nodes("a", grpc_config("a", token=SECRET, chunk_size=64 * 1024))
+    b = await nodes("b", grpc_config("b", token=SECRET, chunk_size=64 * 1024, max_receive_buffer=3 * MiB))
     b.register("size", lambda payload, ctx: len(payload), MethodOptions(serializer="pickle"))
     await a.connect("b", b.address)
     blob = b"q" * (2 * MiB)

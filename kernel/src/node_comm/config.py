@@ -93,14 +93,22 @@ class PeerConfig:
 
 @dataclass
 class MethodOptions:
-    """How a registered method is served: ``serializer`` is the only one it accepts."""
+    """How a registered method is served: ``serializer`` is the only one it accepts;
+    ``authenticated_only`` refuses callers the transport did not authenticate (PERMISSION_DENIED,
+    before any byte is decoded). ``None`` (default) means on for ``pickle`` (decoding a pickle runs
+    code of the sender's choosing), off for every other serializer."""
 
     serializer: str = "json"
+    authenticated_only: bool | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.serializer, str) or not self.serializer:
             raise ConfigError(
                 f"MethodOptions.serializer: expected a serializer name, got {self.serializer!r}"
+            )
+        if self.authenticated_only is not None and not isinstance(self.authenticated_only, bool):
+            raise ConfigError(
+                f"MethodOptions.authenticated_only: expected true, false or null, got {self.authenticated_only!r}"
             )
 
 

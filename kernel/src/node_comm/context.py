@@ -23,6 +23,8 @@ class CallContext:
 
     ``source`` is the caller's node id, ``target`` the callee's, ``node`` the local node,
     ``metadata`` the call's string metadata, ``deadline`` a ``time.monotonic()`` instant or ``None``.
+    ``peer_identity`` is how the transport authenticated the other node (a certificate subject,
+    ``"shared-secret"``, ``"memory"``) or ``None``; ``authenticated`` is whether it did.
     """
 
     node: Node
@@ -34,6 +36,13 @@ class CallContext:
     deadline: float | None = None
     message_id: int = 0
     notify: bool = False
+    peer_identity: str | None = None
+
+    @property
+    def authenticated(self) -> bool:
+        """Whether the transport verified who the other node is (shared secret, client certificate,
+        or the same process); ``ctx.source`` of an unauthenticated peer is only its claim."""
+        return self.peer_identity is not None
 
     def time_remaining(self) -> float | None:
         """Seconds left before the call's deadline (never negative), or ``None`` for no deadline

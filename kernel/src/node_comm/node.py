@@ -56,6 +56,7 @@ class _Method:
     handler: Handler
     serializer: str
     is_async: bool
+    authenticated_only: bool = False
 
 
 @dataclass(slots=True)
@@ -72,6 +73,8 @@ class _Peer:
     address: str | None
     last_seen: float
     inbound: dict[int, asyncio.Task[None]] = field(default_factory=dict)
+    identity: str | None = None  # how the transport authenticated it; None: not authenticated
+    cancelling: int = 0  # inbound tasks cancelled by the caller that have not finished yet
 
 
 def _task_is_cancelled() -> bool:
@@ -80,6 +83,15 @@ def _task_is_cancelled() -> bool:
     task = asyncio.current_task()
     cancelling = getattr(task, "cancelling", None)
     return cancelling is None or cancelling() > 0
+
+
+def _inbound_done(peer: _Peer, call_id: int, task: asyncio.Task[None]) -> None:
+    """Done callback of an inbound call's task: free its slot, or its place among the cancelled
+    ones still finishing (the caller's CANCEL freed its slot already)."""
+    if peer.inbound.get(call_id) is task:
+        del peer.inbound[call_id]
+    else:
+        peer.cancelling -= 1
 
 
 def _is_async_callable(handler: Callable[..., Any]) -> bool:
@@ -236,10 +248,15 @@ class Node:
         options = options or MethodOptions()
         if not isinstance(options, MethodOptions):
             raise ConfigError(f"options for {name!r} must be a MethodOptions, got {type(options).__name__}")
-        self._serializer_registry.get(options.serializer)  # unknown serializer: ConfigError now
+        ser = self._serializer_registry.get(options.serializer)  # unknown serializer: ConfigError now
         if name in self._methods and not replace:
             raise ConfigError(f"method {name!r} is already registered; pass replace=True to replace it")
-        self._methods[name] = _Method(name, handler, options.serializer, _is_async_callable(handler))
+        authenticated_only = options.authenticated_only
+        if authenticated_only is None:
+            authenticated_only = ser.name == "pickle" or bool(getattr(ser, "requires_authentication", False))
+        self._methods[name] = _Method(
+            name, handler, options.serializer, _is_async_callable(handler), authenticated_only
+        )
 
     def unregister(self, name: str) -> None:
         """Stop serving method ``name``."""
@@ -393,8 +410,10 @@ class Node:
         msg = Message(next(self._ids), _REQUEST, self._node_id, target, method, data, ser.name,
                       dict(metadata) if metadata else {}, None, remaining)
         if self._interceptor_chain:
+            peer = self._peers.get(target)
             ctx = CallContext(self, self._node_id, target, method, "outbound", msg.metadata,
-                              None if remaining is None else time.monotonic() + remaining, msg.id)
+                              None if remaining is None else time.monotonic() + remaining, msg.id, False,
+                              None if peer is None else peer.identity)
             terminal = functools.partial(self._send_request_within, ctx.deadline)
             reply = await self._interceptor_chain.outbound(msg, ctx, terminal)
             if reply is None:
@@ -486,8 +505,9 @@ class Node:
         msg = Message(next(self._ids), _NOTIFY, self._node_id, target, method, data, ser.name,
                       dict(metadata) if metadata else {})
         if self._interceptor_chain:
+            peer = self._peers.get(target)
             ctx = CallContext(self, self._node_id, target, method, "outbound", msg.metadata, None,
-                              msg.id, True)
+                              msg.id, True, None if peer is None else peer.identity)
             await self._interceptor_chain.outbound(msg, ctx, self._send_notify)
         else:
             await self.transport.send(msg)
@@ -520,12 +540,13 @@ class Node:
         return dict(zip(targets, results, strict=True))
 
     # ------------------------------------------------------------------ TransportHost
-    def peer_connected(self, peer_id: str, address: str | None) -> None:
-        """Transport callback: a link to ``peer_id`` is up."""
+    def peer_connected(self, peer_id: str, address: str | None, *, identity: str | None = None) -> None:
+        """Transport callback: a link to ``peer_id`` is up (``identity``: how it was authenticated)."""
         if peer_id in self._peers:
             self._peers[peer_id].address = address
+            self._peers[peer_id].identity = identity
             return
-        self._peers[peer_id] = _Peer(address, time.monotonic())
+        self._peers[peer_id] = _Peer(address, time.monotonic(), identity=identity)
         log.debug("%s: connected to %s (%s)", self._node_id, peer_id, address)
         self._events.emit("connect", peer_id, address)
 
@@ -561,8 +582,11 @@ class Node:
         elif mtype is _REQUEST or mtype is _NOTIFY:
             self._start_inbound(peer, message)
         elif mtype is _CANCEL:
-            task = peer.inbound.get(message.id)
+            # The slot is the caller's again at once (its next call must not find it taken); the
+            # task counts among those finishing their cancellation until it is done.
+            task = peer.inbound.pop(message.id, None)
             if task is not None:
+                peer.cancelling += 1
                 task.cancel()
         elif mtype is _HEARTBEAT:
             peer.last_seen = time.monotonic()
@@ -578,7 +602,10 @@ class Node:
             if self._stopping or not self._started:
                 self._reply_error(msg, ErrorCode.UNAVAILABLE, f"node {self._node_id!r} is shutting down")
                 return
-            if len(peer.inbound) >= self.config.max_concurrent_calls_per_peer or msg.id in peer.inbound:
+            limit = self.config.max_concurrent_calls_per_peer
+            # Cancelled tasks still finishing are bounded too (an honest caller has at most
+            # ``limit`` of them: its calls in flight), or REQUEST+CANCEL pairs could grow tasks.
+            if len(peer.inbound) >= limit or msg.id in peer.inbound or peer.cancelling > limit:
                 self._reply_error(
                     msg,
                     ErrorCode.RESOURCE_EXHAUSTED,
@@ -589,26 +616,23 @@ class Node:
         loop = self._loop
         assert loop is not None
         deadline = None if msg.deadline is None else time.monotonic() + msg.deadline
-        task = loop.create_task(self._serve(peer, msg, deadline))
+        task = loop.create_task(self._serve_call(msg, deadline, peer.identity))
         if msg.type is _REQUEST:
-            # Removed again by _serve itself. No deadline timer here: the caller sends CANCEL when
-            # its deadline passes, and a lost link cancels every inbound task of that peer.
+            # No deadline timer here: the caller sends CANCEL when its deadline passes, and a lost
+            # link cancels every inbound task of that peer. The entry leaves the table when the task
+            # is done, by a done callback and not by the coroutine itself: a CANCEL that arrives
+            # before the task first runs cancels a coroutine that never starts, whose own cleanup
+            # would never run (the slot would be held for good).
             peer.inbound[msg.id] = task
+            task.add_done_callback(functools.partial(_inbound_done, peer, msg.id))
         else:
             self._background.add(task)
             task.add_done_callback(self._background.discard)
 
-    async def _serve(self, peer: _Peer, msg: Message, deadline: float | None) -> None:
-        try:
-            await self._serve_call(msg, deadline)
-        finally:
-            if msg.type is _REQUEST:
-                peer.inbound.pop(msg.id, None)
-
-    async def _serve_call(self, msg: Message, deadline: float | None) -> None:
+    async def _serve_call(self, msg: Message, deadline: float | None, identity: str | None) -> None:
         current_deadline.set(deadline)
         ctx = CallContext(self, msg.source, self._node_id, msg.method, "inbound", msg.metadata, deadline,
-                          msg.id, msg.type is _NOTIFY)
+                          msg.id, msg.type is _NOTIFY, identity)
         try:
             if self._interceptor_chain:
                 reply = await self._interceptor_chain.inbound(msg, ctx, functools.partial(self._dispatch, ctx))
@@ -637,11 +661,17 @@ class Node:
         """Terminal of the inbound chain: check, decode, run the handler, encode its result."""
         method = self._methods.get(msg.method)
         if method is None:
-            public = [m for m in self._methods if not m.startswith("_")]
+            text = f"node {self._node_id!r} has no method {msg.method!r}"
+            if self.config.debug or ctx.authenticated:  # never show an unknown caller what is served
+                public = [m for m in self._methods if not m.startswith("_")]
+                text += f"; registered: {', '.join(sorted(public)) or 'none'}"
+            raise CallRejectedError(ErrorCode.METHOD_NOT_FOUND, text)
+        if method.authenticated_only and not ctx.authenticated:
             raise CallRejectedError(
-                ErrorCode.METHOD_NOT_FOUND,
-                f"node {self._node_id!r} has no method {msg.method!r}; registered: "
-                f"{', '.join(sorted(public)) or 'none'}",
+                ErrorCode.PERMISSION_DENIED,
+                f"method {msg.method!r} of node {self._node_id!r} accepts calls only from authenticated "
+                f"peers (it uses serializer {method.serializer!r}), and {msg.source!r} is not authenticated; "
+                "configure transport.grpc.token (the same secret on both nodes) or mutual TLS",
             )
         if msg.serializer != method.serializer:
             raise CallRejectedError(

@@ -26,8 +26,13 @@ class TransportHost(Protocol):
         """The local node's id (the dialler's handshake carries it)."""
         ...
 
-    def peer_connected(self, peer_id: str, address: str | None) -> None:
-        """A link to ``peer_id`` is up (dialled or accepted). Call once per link."""
+    def peer_connected(self, peer_id: str, address: str | None, *, identity: str | None = None) -> None:
+        """A link to ``peer_id`` is up (dialled or accepted). Call once per link.
+
+        ``identity`` says how the transport authenticated the peer (a certificate subject,
+        ``"shared-secret"``, ``"memory"`` for the same process), or is ``None`` when it did not:
+        handlers see it as ``ctx.peer_identity`` / ``ctx.authenticated``, and methods that take only
+        authenticated callers (``pickle``) refuse a peer connected without one."""
         ...
 
     def peer_disconnected(self, peer_id: str, reason: str) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from node_comm.exceptions import ConfigError
+
 MiB = 1024 * 1024
 
 
@@ -23,6 +25,17 @@ class TlsConfig:
     ca_file: str | None = None
     client_auth: bool = False
     server_name: str | None = None
+    #: Require a peer's node id to be named by its certificate (common name or a subject alternative
+    #: name): a listening node checks the client certificate of every dialler; a dialler checks the
+    #: server's certificate against the node id it dials (instead of ``server_name``). ``None``
+    #: (default) means on exactly when ``client_auth`` is on: under mutual TLS a valid certificate
+    #: of ``alice`` cannot claim to be ``bob`` unless this is explicitly ``false``.
+    bind_node_id: bool | None = None
+
+    @property
+    def binds_node_id(self) -> bool:
+        """Whether node ids are bound to certificates (``bind_node_id``, defaulting to ``client_auth``)."""
+        return self.client_auth if self.bind_node_id is None else bool(self.bind_node_id)
 
 
 @dataclass
@@ -53,8 +66,12 @@ class GrpcTransportConfig:
     port: int | None = 50051
     #: TLS / mutual TLS; ``None`` is plaintext.
     tls: TlsConfig | None = None
-    #: Shared secret a dialler must present in its handshake (``None``: not checked).
+    #: Shared secret both ends of a connection prove they hold, without sending it (a mutual
+    #: challenge-response in the handshake). ``None``: peers are not authenticated by a secret.
     token: str | None = None
+    #: Connections (handshaked peers and handshakes in progress) this node accepts at once; more are
+    #: refused with RESOURCE_EXHAUSTED.
+    max_connections: int = 4096
     #: Payloads larger than this travel in chunks of this size.
     chunk_size: int = 1 * MiB
     #: Largest payload sent or accepted; larger ones fail that call with RESOURCE_EXHAUSTED.
@@ -76,6 +93,12 @@ class GrpcTransportConfig:
     reconnect: ReconnectConfig = field(default_factory=ReconnectConfig)
 
     def __post_init__(self) -> None:
+        if self.port is not None and self.tls is not None and self.tls.bind_node_id and not self.tls.client_auth:
+            raise ConfigError(
+                "transport.grpc.tls.bind_node_id: a listening node binds the node ids of diallers to "
+                "their certificates only under mutual TLS: set client_auth: true (with ca_file), or "
+                "bind_node_id: false"
+            )
         if self.port is not None and not 0 <= self.port <= 65535:
             raise ValueError(f"port must be in 0..65535 or null, got {self.port}")
         if self.chunk_size < 1024:

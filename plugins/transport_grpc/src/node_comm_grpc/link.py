@@ -33,6 +33,8 @@ from node_comm import (
 from .wire import (
     F_CHUNK,
     F_GOODBYE,
+    F_PROBE,
+    F_PROBE_ACK,
     FRAME_OVERHEAD,
     INLINE_PAYLOAD_MIN,
     MESSAGE_TYPES,
@@ -56,6 +58,10 @@ log = logging.getLogger("node_comm.grpc")
 _REQUEST = MessageType.REQUEST
 _RESPONSE = MessageType.RESPONSE
 _ERROR = MessageType.ERROR
+
+
+_PROBE = Envelope(type=F_PROBE).SerializeToString()
+_PROBE_ACK = Envelope(type=F_PROBE_ACK).SerializeToString()
 
 
 class _Partial:
@@ -114,6 +120,9 @@ class Link:
         self._writer: asyncio.Task[None] | None = None
         self._reader: asyncio.Task[None] | None = None
         self.early: list[Any] = []
+        #: Who the peer proved to be (``ctx.peer_identity``), or ``None`` when not authenticated.
+        self.identity: str | None = None
+        self._probe: asyncio.Future[None] | None = None
 
     def start(self) -> None:
         self._writer = self._loop.create_task(self._write_loop())
@@ -340,6 +349,11 @@ class Link:
             self._on_chunk(env)
         elif ftype == F_GOODBYE:
             self.t._goodbye(self, env.reason or f"node {self.peer_id!r} said goodbye")
+        elif ftype == F_PROBE:
+            self._put_nowait(_PROBE_ACK)
+        elif ftype == F_PROBE_ACK:
+            if self._probe is not None and not self._probe.done():
+                self._probe.set_result(None)
         else:
             log.warning("%s: frame of unknown type %d from %r", self.t.node_id, ftype, self.peer_id)
             self._put_nowait(error_frame(
@@ -437,6 +451,19 @@ class Link:
         env = part.env
         self._deliver(env, MESSAGE_TYPES[env.type], payload)
 
+    async def probe(self, timeout: float) -> bool:
+        """Whether the peer answers a liveness probe on this link within ``timeout`` seconds."""
+        if self.closed:
+            return False
+        if self._probe is None or self._probe.done():
+            self._probe = self._loop.create_future()
+            self._put_nowait(_PROBE)
+        try:
+            await asyncio.wait_for(asyncio.shield(self._probe), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return not self.closed
+
     # ------------------------------------------------------------------ closing
     def close(self, reason: str, *, goodbye: bool) -> asyncio.Task[None] | None:
         """Mark closed and tear the stream down in the background (after a goodbye frame when
@@ -445,6 +472,8 @@ class Link:
             return None
         self.closed = True
         self.close_reason = reason
+        if self._probe is not None and not self._probe.done():
+            self._probe.set_result(None)  # probe() sees the link closed: not alive
         self._partials.clear()
         self._dropped.clear()
         self._wake_waiters()
@@ -457,15 +486,20 @@ class Link:
         grace = self.t.cfg.stop_grace
         writer = self._writer
         try:
-            if goodbye is not None and writer is not None and not writer.done():
+            if writer is not None and not writer.done():
+                # Let the writer finish the write in flight (with a goodbye after it, if any) and
+                # end, rather than cancelling it mid-write: a server stream whose handler returns
+                # with a write pending can never finish its call (grpc: TOO_MANY_OPERATIONS).
                 self._queue.clear()
                 self._queued = 0
-                parts = item(Envelope(type=F_GOODBYE, reason=goodbye).SerializeToString())
-                self._queue.append((parts, len(parts[0]) + len(parts[1])))
+                if goodbye is not None:
+                    parts = item(Envelope(type=F_GOODBYE, reason=goodbye).SerializeToString())
+                    self._queue.append((parts, len(parts[0]) + len(parts[1])))
                 self._final = True
                 self._wakeup.set()
                 with contextlib.suppress(BaseException):
                     await asyncio.wait_for(asyncio.shield(writer), grace)
+            if goodbye is not None and writer is not None:
                 if self._call is not None:
                     with contextlib.suppress(BaseException):
                         await asyncio.wait_for(self._call.done_writing(), grace)

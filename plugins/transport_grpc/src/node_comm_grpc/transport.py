@@ -20,11 +20,12 @@ from typing import Any, ClassVar
 import grpc
 from google.protobuf.message import DecodeError
 from grpc import aio
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from node_comm import (
     ConfigError,
     ConnectFailedError,
+    ErrorCode,
     Message,
     NodeNotConnectedError,
     Transport,
@@ -32,7 +33,9 @@ from node_comm import (
 )
 from node_comm.transport import HEARTBEAT_TIMEOUT_REASON
 
+from . import handshake as hsk
 from .config import GrpcTransportConfig
+from .health import BoundedHealthServicer
 from .link import Link, describe
 from .options import channel_options, message_limits, server_options
 from .proto import node_comm_pb2 as pb
@@ -46,6 +49,7 @@ from .wire import (
     Batch,
     Envelope,
     batch_bytes,
+    first_frame,
 )
 
 __all__ = ["METHOD", "PROTOCOL_VERSION", "SERVICE", "GrpcTransport"]
@@ -73,7 +77,10 @@ class GrpcTransport(Transport):
         self._stopping = False
         self._stop_reason = "node stopped"
         self._client_creds: grpc.ChannelCredentials | None = None
+        self._handshaking = 0  # streams accepted whose handshake is in progress
+        self._claims: set[str] = set()  # node ids whose connected link is being probed for a new claim
         cfg = self.cfg
+        self._secret = cfg.token.encode() if cfg.token else None
         self._max_send, self._max_recv = message_limits(cfg)
         #: Bytes of chunked payloads one connection may be receiving at once.
         self.receive_buffer = (
@@ -105,7 +112,7 @@ class GrpcTransport(Transport):
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
             SERVICE, {"Connect": grpc.stream_stream_rpc_method_handler(self._serve)}
         ),))
-        self._health = health.aio.HealthServicer()
+        self._health = BoundedHealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         bind_host = f"[{cfg.host}]" if ":" in cfg.host and not cfg.host.startswith("[") else cfg.host
         bind = f"{bind_host}:{cfg.port}"
@@ -161,7 +168,7 @@ class GrpcTransport(Transport):
             redial.cancel()
         self._links[link.peer_id] = link
         link.start()
-        self.host.peer_connected(link.peer_id, link.address)
+        self.host.peer_connected(link.peer_id, link.address, identity=link.identity)
         link.deliver_early()
 
     def _drop(self, link: Link, reason: str, *, goodbye: bool) -> asyncio.Task[None] | None:
@@ -258,7 +265,12 @@ class GrpcTransport(Transport):
             del self._connecting[node_id]
 
     async def _connect(self, node_id: str, address: str, timeout: float) -> None:
-        link = await self._dial(node_id, address, timeout)
+        try:
+            link = await self._dial(node_id, address, timeout)
+        except ConnectFailedError:
+            if node_id in self._links:  # it dialled us meanwhile and refused our duplicate: connected
+                return
+            raise
         if node_id in self._links:  # accepted a connection from it meanwhile
             link.close("duplicate connection", goodbye=False)
             return
@@ -267,6 +279,11 @@ class GrpcTransport(Transport):
 
     async def _dial(self, node_id: str, address: str, timeout: float) -> Link:
         options = channel_options(self.cfg, self._max_send, self._max_recv)
+        tls = self.cfg.tls
+        if tls is not None and tls.binds_node_id:
+            # The server's certificate must name the node id dialled: check it as the TLS host name.
+            options = [o for o in options if o[0] != "grpc.ssl_target_name_override"]
+            options.append(("grpc.ssl_target_name_override", node_id))
         if self._client_creds is not None:
             channel = aio.secure_channel(address, self._client_creds, options=options)
         else:
@@ -274,7 +291,7 @@ class GrpcTransport(Transport):
         call = None
         try:
             call = channel.stream_stream(METHOD)(wait_for_ready=False)
-            early = await asyncio.wait_for(self._handshake(call, node_id, address), timeout)
+            early, identity = await asyncio.wait_for(self._handshake(call, node_id, address), timeout)
         except BaseException as exc:
             if call is not None:
                 call.cancel()
@@ -293,6 +310,9 @@ class GrpcTransport(Transport):
                 hint = "" if self._client_creds is not None else (
                     " (is the node running there? if it uses TLS, set transport.grpc.tls)"
                 )
+                if tls is not None and tls.binds_node_id and exc.code() == grpc.StatusCode.UNAVAILABLE:
+                    hint = (f" (with tls.bind_node_id the server's certificate must name {node_id!r} as "
+                            "its common name or a subject alternative name)")
                 raise ConnectFailedError(
                     node_id,
                     f"cannot connect to node {node_id!r} at {address}: {describe(exc)}{hint}",
@@ -301,34 +321,82 @@ class GrpcTransport(Transport):
             raise
         link = Link(self, node_id, address, call.read, call.write, dialled=True, call=call, channel=channel)
         link.early = early
+        link.identity = identity
         return link
 
-    async def _handshake(self, call: Any, node_id: str, address: str) -> list[Any]:
-        """Send the handshake and check the ack; returns frames that came in the ack's batch."""
+    async def _handshake(self, call: Any, node_id: str, address: str) -> tuple[list[Any], str | None]:
+        """Run the dialler's side of the handshake; returns the frames that came with the final ack
+        and the server's identity (``None`` when it is not authenticated)."""
+        nonce = hsk.new_nonce()
         hello = Envelope(type=F_HANDSHAKE, handshake=pb.Handshake(
             node_id=self.node_id, protocol_version=PROTOCOL_VERSION, expected_node_id=node_id,
-            token=self.cfg.token or "", address=self._address or "",
+            address=self._address or "", nonce=nonce,
         ))
         await call.write(batch_bytes(hello))
+        ack, rest = await self._read_ack(call, node_id, address)
+        identity = self._server_tls_identity(node_id, address)
+        secret = self._secret
+        if ack.challenge:
+            if secret is None:
+                raise ConnectFailedError(
+                    node_id, f"node {node_id!r} at {address} requires a shared secret: set transport.grpc.token "
+                             "to the secret it uses"
+                )
+            expected = hsk.proof(secret, hsk.SERVER, nonce, ack.nonce, self.node_id, node_id, PROTOCOL_VERSION)
+            if len(ack.nonce) != hsk.NONCE_SIZE or not hsk.verify(expected, ack.proof):
+                raise ConnectFailedError(
+                    node_id, f"bad credentials: the node at {address} could not prove it holds the shared secret: its "
+                             "transport.grpc.token differs from this node's, or it is an impostor (nothing "
+                             "was revealed to it)"
+                )
+            mine = hsk.proof(secret, hsk.DIALLER, nonce, ack.nonce, self.node_id, node_id, PROTOCOL_VERSION)
+            await call.write(batch_bytes(Envelope(type=F_HANDSHAKE, handshake=pb.Handshake(proof=mine))))
+            ack, rest = await self._read_ack(call, node_id, address)
+            if ack.challenge:
+                raise ConnectFailedError(node_id, f"the node at {address} challenged the handshake twice")
+            identity = identity or hsk.SHARED_SECRET
+        elif secret is not None:
+            raise ConnectFailedError(
+                node_id, f"the node at {address} did not prove it holds the shared secret "
+                         "(transport.grpc.token): it has none set, or it is an impostor; refusing it"
+            )
+        try:
+            early = list(Batch.FromString(rest).frames) if rest else []
+        except DecodeError:
+            raise ConnectFailedError(node_id, "the server sent a malformed frame after the handshake") from None
+        return early, identity
+
+    async def _read_ack(self, call: Any, node_id: str, address: str) -> tuple[Any, bytes]:
+        """Read a HANDSHAKE_ACK; a refusal, a wrong node id or garbage is a ConnectFailedError."""
         data = await call.read()
         if data is aio.EOF:
             raise ConnectFailedError(node_id, f"the node at {address} closed the stream during the handshake "
                                      f"(expected node {node_id!r})")
         try:
-            frames = Batch.FromString(data).frames
+            env, rest = first_frame(data)
         except DecodeError:
             raise ConnectFailedError(node_id, "the server answered the handshake with a malformed frame") \
                 from None
-        if not frames or frames[0].type != F_HANDSHAKE_ACK:
+        if env.type != F_HANDSHAKE_ACK:
             raise ConnectFailedError(node_id, "the server did not answer the handshake")
-        ack = frames[0].handshake
+        ack = env.handshake
         if ack.node_id and ack.node_id != node_id:
             raise ConnectFailedError(
                 node_id, f"the node at {address} is node {ack.node_id!r}, not {node_id!r}"
             )
         if ack.refused:
-            raise ConnectFailedError(node_id, f"node {node_id!r} refused the connection: {ack.refused}")
-        return list(frames[1:])
+            code = f" [{ack.code}]" if ack.code else ""
+            raise ConnectFailedError(node_id, f"node {node_id!r} refused the connection{code}: {ack.refused}")
+        return ack, rest
+
+    def _server_tls_identity(self, node_id: str, address: str) -> str | None:
+        """The name the server's certificate was verified against (TLS), or ``None`` (plaintext)."""
+        tls = self.cfg.tls
+        if tls is None:
+            return None
+        if tls.binds_node_id:
+            return node_id
+        return tls.server_name or address.rsplit(":", 1)[0].strip("[]")
 
     # ------------------------------------------------------------------ serving
     async def _serve(self, request_iterator: Any, context: aio.ServicerContext[Any, Any]) -> None:
@@ -346,57 +414,153 @@ class GrpcTransport(Transport):
 
     async def _accept(self, context: aio.ServicerContext[Any, Any]) -> Link | None:
         cfg = self.cfg
+        if self._handshaking + len(self._links) >= cfg.max_connections:
+            context.set_code(grpc.StatusCode.RESOURCE_EXHAUSTED)
+            context.set_details(f"node {self.node_id!r} has max_connections={cfg.max_connections} connections")
+            return None
+        self._handshaking += 1
         try:
-            data = await asyncio.wait_for(context.read(), cfg.handshake_timeout)
+            return await asyncio.wait_for(self._handshake_accept(context), cfg.handshake_timeout)
         except asyncio.TimeoutError:
             context.set_code(grpc.StatusCode.DEADLINE_EXCEEDED)
             context.set_details(f"no handshake within {cfg.handshake_timeout:g}s")
             return None
+        finally:
+            self._handshaking -= 1
+
+    async def _read_hello(self, context: aio.ServicerContext[Any, Any]) -> tuple[Any, bytes] | None:
+        """The first frame of the dialler's next message (a handshake) and the undecoded rest, or
+        ``None`` (with the stream's status set) for end of stream, garbage or anything else."""
+        data = await context.read()
         if data is aio.EOF:
             return None
+        if len(data) > hsk.MAX_HANDSHAKE_BYTES:
+            context.set_code(grpc.StatusCode.INVALID_ARGUMENT)
+            context.set_details(f"a handshake message is at most {hsk.MAX_HANDSHAKE_BYTES} bytes")
+            return None
         try:
-            frames = Batch.FromString(data).frames
+            env, rest = first_frame(data)
         except DecodeError:
             context.set_code(grpc.StatusCode.INVALID_ARGUMENT)
             context.set_details("malformed frame (not a node_comm Batch)")
             return None
-        if not frames or frames[0].type != F_HANDSHAKE:
+        if env.type != F_HANDSHAKE:
             context.set_code(grpc.StatusCode.INVALID_ARGUMENT)
             context.set_details("the first frame of a connection must be a handshake")
             return None
-        hs = frames[0].handshake
-        refused = ""
+        return env.handshake, rest
+
+    async def _refuse(self, context: aio.ServicerContext[Any, Any], code: ErrorCode, reason: str) -> None:
+        ack = Envelope(type=F_HANDSHAKE_ACK, handshake=pb.Handshake(
+            node_id=self.node_id, protocol_version=PROTOCOL_VERSION, refused=reason, code=code.value,
+        ))
+        with contextlib.suppress(Exception):
+            await context.write(batch_bytes(ack))
+        context.set_code(grpc.StatusCode.FAILED_PRECONDITION)
+        context.set_details(reason)
+
+    async def _handshake_accept(self, context: aio.ServicerContext[Any, Any]) -> Link | None:
+        """The server's side of the handshake; installs and returns the link, or ``None``."""
+        cfg = self.cfg
+        hello = await self._read_hello(context)
+        if hello is None:
+            return None
+        hs, rest = hello
+        peer_id = hs.node_id
+        code, refused = ErrorCode.INVALID_ARGUMENT, ""
         if hs.protocol_version != PROTOCOL_VERSION:
             refused = (f"protocol version {hs.protocol_version} is not supported "
                        f"(node {self.node_id!r} speaks {PROTOCOL_VERSION})")
-        elif not hs.node_id:
-            refused = "the handshake has no node id"
-        elif hs.node_id == self.node_id:
+        elif bad := hsk.bad_node_id(peer_id):
+            refused = bad
+        elif peer_id == self.node_id:
             refused = f"a node cannot connect to itself (both are {self.node_id!r})"
         elif hs.expected_node_id and hs.expected_node_id != self.node_id:
             refused = f"this is node {self.node_id!r}, not {hs.expected_node_id!r}"
-        elif cfg.token is not None and hs.token != cfg.token:
-            refused = "bad credentials: the handshake token does not match transport.grpc.token"
         elif self._stopping:
-            refused = f"node {self.node_id!r} is stopping"
+            code, refused = ErrorCode.UNAVAILABLE, f"node {self.node_id!r} is stopping"
+        identity: str | None = None
+        tls = cfg.tls
+        if not refused and tls is not None and tls.client_auth:
+            subject, names = hsk.certificate_names(context.auth_context())
+            identity = subject
+            if tls.binds_node_id and peer_id not in names:
+                code = ErrorCode.PERMISSION_DENIED
+                refused = (f"node id {peer_id!r} is not named by the client certificate (it names "
+                           f"{', '.join(map(repr, names)) or 'nothing'}); tls.bind_node_id is on")
+        if not refused and self._secret is not None:
+            if rest:
+                refused = "frames before the handshake was authenticated"
+            elif len(hs.nonce) != hsk.NONCE_SIZE:
+                code, refused = ErrorCode.UNAUTHENTICATED, "the handshake has no valid nonce"
+        if refused:
+            await self._refuse(context, code, refused)
+            return None
+        if self._secret is not None:
+            theirs, ours = hs.nonce, hsk.new_nonce()
+            challenge = Envelope(type=F_HANDSHAKE_ACK, handshake=pb.Handshake(
+                node_id=self.node_id, protocol_version=PROTOCOL_VERSION, address=self._address or "",
+                nonce=ours, challenge=True,
+                proof=hsk.proof(self._secret, hsk.SERVER, theirs, ours, peer_id, self.node_id, PROTOCOL_VERSION),
+            ))
+            await context.write(batch_bytes(challenge))
+            answer = await self._read_hello(context)
+            if answer is None:
+                return None
+            hs2, rest = answer
+            expected = hsk.proof(self._secret, hsk.DIALLER, theirs, ours, peer_id, self.node_id, PROTOCOL_VERSION)
+            if not hsk.verify(expected, hs2.proof):
+                await self._refuse(context, ErrorCode.UNAUTHENTICATED,
+                                   "bad credentials: the dialler could not prove it holds transport.grpc.token")
+                return None
+            identity = identity or hsk.SHARED_SECRET
+        if not await self._claim(peer_id):
+            await self._refuse(context, ErrorCode.PERMISSION_DENIED,
+                               f"node id {peer_id!r} is already connected (its connection answers); a node "
+                               "id can have one connection at a time")
+            return None
+        if self._stopping:
+            await self._refuse(context, ErrorCode.UNAVAILABLE, f"node {self.node_id!r} is stopping")
+            return None
+        try:
+            early = list(Batch.FromString(rest).frames) if rest else []
+        except DecodeError:
+            context.set_code(grpc.StatusCode.INVALID_ARGUMENT)
+            context.set_details("malformed frame (not a node_comm Batch)")
+            return None
         ack = Envelope(type=F_HANDSHAKE_ACK, handshake=pb.Handshake(
             node_id=self.node_id, protocol_version=PROTOCOL_VERSION, address=self._address or "",
-            refused=refused,
         ))
-        if refused:
-            await context.write(batch_bytes(ack))
-            context.set_code(grpc.StatusCode.FAILED_PRECONDITION)
-            context.set_details(refused)
-            return None
-        link = Link(self, hs.node_id, hs.address or None, context.read, context.write, dialled=False)
+        link = Link(self, peer_id, hs.address or None, context.read, context.write, dialled=False)
+        link.identity = identity
         # The ack is the link's first outbound frame, queued before the node learns of the peer:
         # when the dialler's connect() returns, this side already lists it as connected.
         link._put_nowait(ack.SerializeToString())
-        link.early = list(frames[1:])
+        link.early = early
         self._install(link)
         if self._stopping:  # stop() began during the handshake: say goodbye at once
             self._drop(link, self._stop_reason, goodbye=True)
         return link
+
+    async def _claim(self, peer_id: str) -> bool:
+        """Whether a new connection may take ``peer_id``: yes when no link has it, or when the link
+        that has it does not answer a liveness probe (a restarted peer replaces its dead link at
+        once); no while that link answers, or while another claim of the id is being checked."""
+        old = self._links.get(peer_id)
+        if old is None or old.closed:
+            return True
+        if peer_id in self._claims:
+            return False
+        self._claims.add(peer_id)
+        try:
+            alive = await old.probe(min(2.0, self.cfg.handshake_timeout / 3))
+        finally:
+            self._claims.discard(peer_id)
+        if alive:
+            return False
+        if self._links.get(peer_id) is old:
+            self._lost(old, f"node {peer_id!r} reconnected and its previous connection did not answer a probe")
+        return True
 
     # ------------------------------------------------------------------ Transport API
     async def send(self, message: Message) -> None:

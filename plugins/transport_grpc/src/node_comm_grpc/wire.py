@@ -27,6 +27,8 @@ F_HANDSHAKE = pb.HANDSHAKE
 F_HANDSHAKE_ACK = pb.HANDSHAKE_ACK
 F_CHUNK = pb.CHUNK
 F_GOODBYE = pb.GOODBYE
+F_PROBE = pb.PROBE
+F_PROBE_ACK = pb.PROBE_ACK
 FRAME_OVERHEAD = 256 * 1024  # room for method, metadata, error text beside a payload in one frame
 
 
@@ -142,3 +144,16 @@ def scan_batch(data: bytes) -> list[Any]:
         out.append(Envelope.FromString(view[pos:stop].tobytes()))
         pos = stop
     return out
+
+
+def first_frame(data: bytes) -> tuple[Any, bytes]:
+    """The first frame of an encoded ``Batch`` and the undecoded bytes of the rest: a handshake is
+    checked before any other frame of its message is parsed. Raises ``DecodeError``."""
+    view = memoryview(data)
+    if not view or view[0] != 0x0A:
+        raise DecodeError("not a node_comm Batch")
+    size, pos = _read_varint(view, 1)
+    stop = pos + size
+    if stop > len(view):
+        raise DecodeError("truncated frame")
+    return Envelope.FromString(view[pos:stop].tobytes()), bytes(view[stop:])

@@ -27,6 +27,10 @@ _hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, MemoryTran
 )
 
 
+#: ``ctx.peer_identity`` of a peer in the same process (authenticated: it is who it says it is).
+MEMORY_IDENTITY = "memory"
+
+
 def _hub() -> dict[str, MemoryTransport]:
     loop = asyncio.get_running_loop()
     hub = _hubs.get(loop)
@@ -96,8 +100,9 @@ class MemoryTransport(Transport):
         self._links[node_id] = other
         other._links[self._node_id] = self
         self._tokens[node_id] = other._tokens[self._node_id] = object()
-        self.host.peer_connected(node_id, other.address)
-        other.host.peer_connected(self._node_id, self.address)
+        # Both nodes live in this process: each is who it says it is.
+        self.host.peer_connected(node_id, other.address, identity=MEMORY_IDENTITY)
+        other.host.peer_connected(self._node_id, self.address, identity=MEMORY_IDENTITY)
 
     async def send(self, message: Message) -> None:
         other = self._links.get(message.target)

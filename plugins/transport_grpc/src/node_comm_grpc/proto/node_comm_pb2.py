@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0fnode_comm.proto\x12\x0cnode_comm.v1\"P\n\tErrorInfo\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x16\n\ttraceback\x18\x03 \x01(\tH\x00\x88\x01\x01\x42\x0c\n\n_traceback\"\x81\x01\n\tHandshake\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x18\n\x10protocol_version\x18\x02 \x01(\r\x12\x18\n\x10\x65xpected_node_id\x18\x03 \x01(\t\x12\r\n\x05token\x18\x04 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x05 \x01(\t\x12\x0f\n\x07refused\x18\x06 \x01(\t\"\x89\x03\n\x08\x45nvelope\x12%\n\x04type\x18\x01 \x01(\x0e\x32\x17.node_comm.v1.FrameType\x12\n\n\x02id\x18\x02 \x01(\x04\x12\x0e\n\x06method\x18\x03 \x01(\t\x12\x0f\n\x07payload\x18\x04 \x01(\x0c\x12\x12\n\nserializer\x18\x05 \x01(\t\x12\x36\n\x08metadata\x18\x06 \x03(\x0b\x32$.node_comm.v1.Envelope.MetadataEntry\x12\x15\n\x08\x64\x65\x61\x64line\x18\x07 \x01(\x01H\x00\x88\x01\x01\x12&\n\x05\x65rror\x18\x08 \x01(\x0b\x32\x17.node_comm.v1.ErrorInfo\x12\x10\n\x08transfer\x18\t \x01(\x04\x12\x12\n\ntotal_size\x18\n \x01(\x04\x12*\n\thandshake\x18\x0b \x01(\x0b\x32\x17.node_comm.v1.Handshake\x12\x0e\n\x06reason\x18\x0c \x01(\t\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0b\n\t_deadline\"/\n\x05\x42\x61tch\x12&\n\x06\x66rames\x18\x01 \x03(\x0b\x32\x16.node_comm.v1.Envelope*\xc1\x01\n\tFrameType\x12\x1a\n\x16\x46RAME_TYPE_UNSPECIFIED\x10\x00\x12\x0b\n\x07REQUEST\x10\x01\x12\x0c\n\x08RESPONSE\x10\x02\x12\t\n\x05\x45RROR\x10\x03\x12\n\n\x06NOTIFY\x10\x04\x12\n\n\x06\x43\x41NCEL\x10\x05\x12\r\n\tHEARTBEAT\x10\x06\x12\x11\n\rHEARTBEAT_ACK\x10\x07\x12\r\n\tHANDSHAKE\x10\x08\x12\x11\n\rHANDSHAKE_ACK\x10\t\x12\t\n\x05\x43HUNK\x10\n\x12\x0b\n\x07GOODBYE\x10\x0b\x32\x43\n\x08NodeComm\x12\x37\n\x07\x43onnect\x12\x13.node_comm.v1.Batch\x1a\x13.node_comm.v1.Batch(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0fnode_comm.proto\x12\x0cnode_comm.v1\"P\n\tErrorInfo\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x16\n\ttraceback\x18\x03 \x01(\tH\x00\x88\x01\x01\x42\x0c\n\n_traceback\"\xbe\x01\n\tHandshake\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x18\n\x10protocol_version\x18\x02 \x01(\r\x12\x18\n\x10\x65xpected_node_id\x18\x03 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x05 \x01(\t\x12\x0f\n\x07refused\x18\x06 \x01(\t\x12\r\n\x05nonce\x18\x07 \x01(\x0c\x12\r\n\x05proof\x18\x08 \x01(\x0c\x12\x11\n\tchallenge\x18\t \x01(\x08\x12\x0c\n\x04\x63ode\x18\n \x01(\tJ\x04\x08\x04\x10\x05R\x05token\"\x89\x03\n\x08\x45nvelope\x12%\n\x04type\x18\x01 \x01(\x0e\x32\x17.node_comm.v1.FrameType\x12\n\n\x02id\x18\x02 \x01(\x04\x12\x0e\n\x06method\x18\x03 \x01(\t\x12\x0f\n\x07payload\x18\x04 \x01(\x0c\x12\x12\n\nserializer\x18\x05 \x01(\t\x12\x36\n\x08metadata\x18\x06 \x03(\x0b\x32$.node_comm.v1.Envelope.MetadataEntry\x12\x15\n\x08\x64\x65\x61\x64line\x18\x07 \x01(\x01H\x00\x88\x01\x01\x12&\n\x05\x65rror\x18\x08 \x01(\x0b\x32\x17.node_comm.v1.ErrorInfo\x12\x10\n\x08transfer\x18\t \x01(\x04\x12\x12\n\ntotal_size\x18\n \x01(\x04\x12*\n\thandshake\x18\x0b \x01(\x0b\x32\x17.node_comm.v1.Handshake\x12\x0e\n\x06reason\x18\x0c \x01(\t\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0b\n\t_deadline\"/\n\x05\x42\x61tch\x12&\n\x06\x66rames\x18\x01 \x03(\x0b\x32\x16.node_comm.v1.Envelope*\xdb\x01\n\tFrameType\x12\x1a\n\x16\x46RAME_TYPE_UNSPECIFIED\x10\x00\x12\x0b\n\x07REQUEST\x10\x01\x12\x0c\n\x08RESPONSE\x10\x02\x12\t\n\x05\x45RROR\x10\x03\x12\n\n\x06NOTIFY\x10\x04\x12\n\n\x06\x43\x41NCEL\x10\x05\x12\r\n\tHEARTBEAT\x10\x06\x12\x11\n\rHEARTBEAT_ACK\x10\x07\x12\r\n\tHANDSHAKE\x10\x08\x12\x11\n\rHANDSHAKE_ACK\x10\t\x12\t\n\x05\x43HUNK\x10\n\x12\x0b\n\x07GOODBYE\x10\x0b\x12\t\n\x05PROBE\x10\x0c\x12\r\n\tPROBE_ACK\x10\r2C\n\x08NodeComm\x12\x37\n\x07\x43onnect\x12\x13.node_comm.v1.Batch\x1a\x13.node_comm.v1.Batch(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,18 +33,18 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ENVELOPE_METADATAENTRY']._loaded_options = None
   _globals['_ENVELOPE_METADATAENTRY']._serialized_options = b'8\001'
-  _globals['_FRAMETYPE']._serialized_start=693
-  _globals['_FRAMETYPE']._serialized_end=886
+  _globals['_FRAMETYPE']._serialized_start=754
+  _globals['_FRAMETYPE']._serialized_end=973
   _globals['_ERRORINFO']._serialized_start=33
   _globals['_ERRORINFO']._serialized_end=113
   _globals['_HANDSHAKE']._serialized_start=116
-  _globals['_HANDSHAKE']._serialized_end=245
-  _globals['_ENVELOPE']._serialized_start=248
-  _globals['_ENVELOPE']._serialized_end=641
-  _globals['_ENVELOPE_METADATAENTRY']._serialized_start=581
-  _globals['_ENVELOPE_METADATAENTRY']._serialized_end=628
-  _globals['_BATCH']._serialized_start=643
-  _globals['_BATCH']._serialized_end=690
-  _globals['_NODECOMM']._serialized_start=888
-  _globals['_NODECOMM']._serialized_end=955
+  _globals['_HANDSHAKE']._serialized_end=306
+  _globals['_ENVELOPE']._serialized_start=309
+  _globals['_ENVELOPE']._serialized_end=702
+  _globals['_ENVELOPE_METADATAENTRY']._serialized_start=642
+  _globals['_ENVELOPE_METADATAENTRY']._serialized_end=689
+  _globals['_BATCH']._serialized_start=704
+  _globals['_BATCH']._serialized_end=751
+  _globals['_NODECOMM']._serialized_start=975
+  _globals['_NODECOMM']._serialized_end=1042
 # @@protoc_insertion_point(module_scope)

@@ -21,6 +21,8 @@ class FrameType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     HANDSHAKE_ACK: _ClassVar[FrameType]
     CHUNK: _ClassVar[FrameType]
     GOODBYE: _ClassVar[FrameType]
+    PROBE: _ClassVar[FrameType]
+    PROBE_ACK: _ClassVar[FrameType]
 FRAME_TYPE_UNSPECIFIED: FrameType
 REQUEST: FrameType
 RESPONSE: FrameType
@@ -33,6 +35,8 @@ HANDSHAKE: FrameType
 HANDSHAKE_ACK: FrameType
 CHUNK: FrameType
 GOODBYE: FrameType
+PROBE: FrameType
+PROBE_ACK: FrameType
 
 class ErrorInfo(_message.Message):
     __slots__ = ("code", "message", "traceback")
@@ -45,20 +49,26 @@ class ErrorInfo(_message.Message):
     def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ..., traceback: _Optional[str] = ...) -> None: ...
 
 class Handshake(_message.Message):
-    __slots__ = ("node_id", "protocol_version", "expected_node_id", "token", "address", "refused")
+    __slots__ = ("node_id", "protocol_version", "expected_node_id", "address", "refused", "nonce", "proof", "challenge", "code")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
     EXPECTED_NODE_ID_FIELD_NUMBER: _ClassVar[int]
-    TOKEN_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     REFUSED_FIELD_NUMBER: _ClassVar[int]
+    NONCE_FIELD_NUMBER: _ClassVar[int]
+    PROOF_FIELD_NUMBER: _ClassVar[int]
+    CHALLENGE_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     protocol_version: int
     expected_node_id: str
-    token: str
     address: str
     refused: str
-    def __init__(self, node_id: _Optional[str] = ..., protocol_version: _Optional[int] = ..., expected_node_id: _Optional[str] = ..., token: _Optional[str] = ..., address: _Optional[str] = ..., refused: _Optional[str] = ...) -> None: ...
+    nonce: bytes
+    proof: bytes
+    challenge: bool
+    code: str
+    def __init__(self, node_id: _Optional[str] = ..., protocol_version: _Optional[int] = ..., expected_node_id: _Optional[str] = ..., address: _Optional[str] = ..., refused: _Optional[str] = ..., nonce: _Optional[bytes] = ..., proof: _Optional[bytes] = ..., challenge: _Optional[bool] = ..., code: _Optional[str] = ...) -> None: ...
 
 class Envelope(_message.Message):
     __slots__ = ("type", "id", "method", "payload", "serializer", "metadata", "deadline", "error", "transfer", "total_size", "handshake", "reason")
