@@ -190,7 +190,7 @@ async def test_call_failures_exit_1_with_the_reason_on_stderr(server: Served, co
     assert "node-comm: remote error HANDLER_ERROR: ValueError: boom\\x1b[2J\\x9b\n" in boom.err
     assert "remote error METHOD_NOT_FOUND: node 'srv' has no method 'nope'; registered: add, boom, slow" in missing.err
     assert "timed out after 0.3s" in timeout.err
-    assert "refused the connection: bad credentials" in no_token.err
+    assert "requires a shared secret: set transport.grpc.token" in no_token.err
     assert "cannot connect to node 'srv'" in closed.err and "Connection refused" in closed.err
 
 
