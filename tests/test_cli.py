@@ -23,9 +23,7 @@ BUILTIN = {
 }
 
 
-def run(
-    *args: str, env: dict[str, str] | None = None, module: bool = False
-) -> subprocess.CompletedProcess[str]:
+def run(*args: str, env: dict[str, str] | None = None, module: bool = False) -> subprocess.CompletedProcess[str]:
     """``node-comm ARGS`` (or ``python -m node_comm ARGS``) with no NODE_COMM_* variables but ``env``."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("NODE_COMM_")}
     cmd = [sys.executable, "-m", "node_comm", *args] if module else [str(node_comm_bin()), *args]
