@@ -102,6 +102,17 @@ async def test_node_factory_without_pytest() -> None:
     assert not a.is_running and not b.is_running
 
 
+async def test_node_factory_grpc_nodes_on_loopback() -> None:
+    async with NodeFactory() as make:
+        a = await make("a", transport="grpc")
+        b = await make("b", transport="grpc", connect_to="a")
+        assert a.address is not None and a.address.startswith("127.0.0.1:")
+        assert not a.address.endswith(":50051") and b.is_connected("a") and a.is_connected("b")
+        with pytest.raises(ConfigError, match="fault injection needs the memory transport"):
+            memory_faults(a)
+    assert not a.is_running and not b.is_running
+
+
 async def test_memory_faults_refuses_other_transports() -> None:
     from tests.grpc.conftest import grpc_config
 

@@ -50,7 +50,8 @@ class NodeFactory:
         """A started node ``node_id``, connected to each node of ``connect_to`` (an id or ids).
 
         Other keyword arguments are :class:`~node_comm.NodeConfig` fields (``default_timeout=2``,
-        ``heartbeat=HeartbeatConfig(...)``); ``transport`` may be a transport name. ``plugins``
+        ``heartbeat=HeartbeatConfig(...)``); ``transport`` may be a transport name (``"grpc"``
+        listens on a free loopback port). ``plugins``
         are extra plugin objects, as for ``Node(..., plugins=...)``.
         """
         node = Node(node_id, self._config(node_id, config), plugins=plugins)
@@ -74,7 +75,7 @@ class NodeFactory:
                     f"fields: {', '.join(sorted(fields))}"
                 )
         if isinstance(config.get("transport"), str):
-            config["transport"] = TransportConfig(mode=config["transport"])
+            config["transport"] = _transport(config["transport"])
         config.setdefault("shutdown_grace", TEST_SHUTDOWN_GRACE)
         return NodeConfig(node_id=node_id, **config)
 
@@ -98,6 +99,15 @@ class NodeFactory:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop_all()
+
+
+def _transport(mode: str) -> TransportConfig:
+    """``transport="grpc"`` listens on a free loopback port; other names take their defaults."""
+    if mode == "grpc":
+        from node_comm import GrpcTransportConfig
+
+        return TransportConfig(mode="grpc", grpc=GrpcTransportConfig(host="127.0.0.1", port=0))
+    return TransportConfig(mode=mode)
 
 
 def memory_faults(node: Node) -> MemoryTransport:

@@ -14,12 +14,16 @@ function-scoped event loop. A test in a wider loop scope uses ``NodeFactory`` di
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING
 
 import pytest
 
 from ..node import Node
 from . import NodeFactory
 from . import memory_faults as _memory_faults
+
+if TYPE_CHECKING:
+    from node_comm_memory.transport import MemoryTransport
 
 try:
     import pytest_asyncio
@@ -49,7 +53,7 @@ else:  # pragma: no cover
 
 
 @pytest.fixture
-def memory_faults() -> Callable[[Node], object]:
+def memory_faults() -> Callable[[Node], MemoryTransport]:
     """``memory_faults(node)``: the node's memory transport, for ``drop_link(peer)``, ``freeze()``,
     ``thaw()`` and ``set_latency(seconds, peer=None)``."""
     return _memory_faults
