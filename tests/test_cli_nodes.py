@@ -199,6 +199,8 @@ def test_call_usage_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[
     bad_json = in_process(capsys, "call", "127.0.0.1:1", "srv", "add", "{a: 1}")
     bad_cfg = in_process(capsys, "call", "127.0.0.1:1", "srv", "add", "--config", str(bad_config))
     missing_arg = in_process(capsys, "call", "127.0.0.1:1")
+    bad_count = in_process(capsys, "ping", "127.0.0.1:1", "srv", "--count", "0")
+    assert bad_count.rc == 2 and "--count: expected a number >= 1, got 0" in bad_count.err
     assert bad_json.rc == 2 and "the payload is not valid JSON" in bad_json.err
     assert bad_cfg.rc == 2 and "transport.grpc.tokn: unknown key; did you mean 'token'?" in bad_cfg.err
     assert missing_arg.rc == 2 and "usage: node-comm call" in missing_arg.err
@@ -305,7 +307,7 @@ def test_run_retries_a_peer_that_is_not_up_yet(tmp_path: Path) -> None:
     assert "INFO node_comm.run: node 'early' listening on 127.0.0.1:" in first.text()
 
 
-async def test_run_config_errors_exit_2_without_traceback(tmp_path: Path) -> None:
+async def test_run_config_errors_exit_2_and_a_setup_bug_exits_1(tmp_path: Path) -> None:
     bad = _write(tmp_path / "bad.yaml", "node_id: g\npeers: [{node_id: h, adress: 'x:1'}]\n")
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -313,11 +315,16 @@ async def test_run_config_errors_exit_2_without_traceback(tmp_path: Path) -> Non
         port = taken.getsockname()[1]
         busy = _write(tmp_path / "busy.yaml", f"node_id: g\ntransport: {{mode: grpc, grpc: {{port: {port}}}}}\n")
         app = ("--app", "cli_app:setup", "--app-dir", str(FIXTURES))
-        typo, in_use = await asyncio.gather(cli("run", str(bad), *app), cli("run", str(busy), *app))
+        broken = ("--app", "cli_app:broken_setup", "--app-dir", str(FIXTURES))
+        typo, in_use, bug = await asyncio.gather(
+            cli("run", str(bad), *app), cli("run", str(busy), *app), cli("run", str(busy), *broken)
+        )
     assert typo.rc == 2 and "Traceback" not in typo.err
     assert typo.err == f"node-comm: error: {bad}: peers[0].adress: unknown key; did you mean 'address'?\n"
     assert in_use.rc == 2 and "Traceback" not in in_use.err
     assert f"transport.grpc: cannot listen on 127.0.0.1:{port}" in in_use.err
+    # A bug in the user's setup is not a usage error: exit 1 with its traceback.
+    assert bug.rc == 1 and "Traceback" in bug.err and "RuntimeError: broken setup" in bug.err
 
 
 def test_run_usage_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
