@@ -82,7 +82,7 @@ def test_node_factory_in_a_users_suite(pytester: pytest.Pytester, mode: str) -> 
     pytester.makeini(f"[pytest]\nasyncio_mode = {mode}\nasyncio_default_fixture_loop_scope = function\n")
     mark = "@pytest.mark.asyncio" if mode == "strict" else ""
     pytester.makepyfile(test_user=USER_TESTS.replace("{mark}", mark))
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q")
+    result = pytester.runpytest("-p", "no:cacheprovider", "-q")
     result.assert_outcomes(passed=4)
 
 
@@ -137,4 +137,4 @@ def test_the_readme_example_runs(pytester: pytest.Pytester) -> None:
         test_readme=_python_block_after(readme, "## Testing your handlers", "import pytest"),
     )
     pytester.makeini("[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n")
-    pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q").assert_outcomes(passed=2)
+    pytester.runpytest("-p", "no:cacheprovider", "-q").assert_outcomes(passed=2)
