@@ -131,7 +131,7 @@ def test_config_error_is_reported_without_traceback(tmp_path: Path) -> None:
     cfg = tmp_path / "node.yaml"
     cfg.write_text("node_id: n\nplugins: {blok: [grpc]}\n")
     proc = run("plugins", "--config", str(cfg))
-    assert proc.returncode == 1
+    assert proc.returncode == 2  # a config error is a usage error (issue 10)
     assert "node-comm: error:" in proc.stderr
     assert "plugins.blok: unknown key; did you mean 'block'?" in proc.stderr
     assert "Traceback" not in proc.stderr

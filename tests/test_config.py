@@ -4,6 +4,7 @@ for every mistake (typed ConfigError, raised by load_config before any Node exis
 from __future__ import annotations
 
 import dataclasses
+import re
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +20,7 @@ from node_comm import (
     MethodOptions,
     Node,
     NodeConfig,
+    PeerConfig,
     PluginsConfig,
     load_config,
 )
@@ -479,3 +481,34 @@ async def test_example_loads_and_runs_in_memory_mode(monkeypatch: pytest.MonkeyP
         await coordinator.connect("participant")
         result = await coordinator.call("participant", "train", {"epochs": 3})
     assert result == {"status": "completed", "epochs": 3}
+
+
+def test_peers_load_into_peer_configs(write: Write) -> None:
+    path = write(
+        """
+        node_id: a
+        peers:
+          - {node_id: b, address: "127.0.0.1:50052"}
+          - node_id: c
+        """
+    )
+    assert load_config(path).peers == [PeerConfig("b", "127.0.0.1:50052"), PeerConfig("c")]
+    assert NodeConfig(node_id="a").peers == []
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("peers:\n  - {node_id: b, adress: 'h:1'}", "peers[0].adress: unknown key; did you mean 'address'?"),
+        ("peers:\n  - {address: 'h:1'}", "peers[0].node_id: required key is missing"),
+        ("peers: {b: 'h:1'}", "peers: expected a list, got"),
+        ("peers:\n  - {node_id: a}", "peers[0].node_id: 'a' is this node's own id"),
+        ("peers:\n  - {node_id: b}\n  - {node_id: b}", "peers[1].node_id: 'b' is listed twice"),
+        ("peers:\n  - {node_id: ''}", "peers[0].node_id: expected a non-empty string"),
+        ("peers:\n  - {node_id: b, address: ' '}", "peers[0].address: expected 'host:port' or null"),
+        ("peers:\n  - {node_id: b, address: 5}", "peers[0].address: expected a string, got 5"),
+    ],
+)
+def test_bad_peers(write: Write, text: str, expected: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        load_config(write("node_id: a\n" + text + "\n"))

@@ -14,6 +14,7 @@ from .config import (
     MemoryTransportConfig,
     MethodOptions,
     NodeConfig,
+    PeerConfig,
     TransportConfig,
 )
 from .config_loader import config_from_dict, load_config
@@ -66,6 +67,7 @@ __all__ = [
     "NodeNotConnectedError",
     "NodeNotStartedError",
     "PayloadTooLargeError",
+    "PeerConfig",
     "PluginsConfig",
     "RemoteExecutionError",
     "SerializationError",

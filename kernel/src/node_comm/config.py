@@ -83,6 +83,15 @@ class InterceptorConfig:
 
 
 @dataclass
+class PeerConfig:
+    """One entry of ``peers:``: a node to connect to at start (``node-comm run`` dials each, retrying
+    until it is up). ``address`` is where it listens (``host:port`` for grpc; not needed in memory)."""
+
+    node_id: str
+    address: str | None = None
+
+
+@dataclass
 class MethodOptions:
     """How a registered method is served: ``serializer`` is the only one it accepts;
     ``authenticated_only`` refuses callers the transport did not authenticate (PERMISSION_DENIED,
@@ -119,6 +128,8 @@ class NodeConfig:
     heartbeat: HeartbeatConfig = field(default_factory=HeartbeatConfig)
     interceptors: list[InterceptorConfig] = field(default_factory=list)
     plugins: PluginsConfig = field(default_factory=PluginsConfig)
+    #: Nodes to connect to at start (``node-comm run``); ``Node`` itself does not dial them.
+    peers: list[PeerConfig] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not isinstance(self.node_id, str) or not self.node_id:
@@ -131,3 +142,21 @@ class NodeConfig:
         n = self.max_concurrent_calls_per_peer
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ConfigError(f"max_concurrent_calls_per_peer: expected an integer >= 1, got {n!r}")
+        self._check_peers()
+
+    def _check_peers(self) -> None:
+        seen: set[str] = set()
+        for i, peer in enumerate(self.peers):
+            if not isinstance(peer, PeerConfig):
+                raise ConfigError(f"peers[{i}]: expected a PeerConfig (node_id, address), got {peer!r}")
+            if not isinstance(peer.node_id, str) or not peer.node_id:
+                raise ConfigError(f"peers[{i}].node_id: expected a non-empty string, got {peer.node_id!r}")
+            if peer.address is not None and (not isinstance(peer.address, str) or not peer.address.strip()):
+                raise ConfigError(f"peers[{i}].address: expected 'host:port' or null, got {peer.address!r}")
+            if peer.node_id == self.node_id:
+                raise ConfigError(
+                    f"peers[{i}].node_id: {peer.node_id!r} is this node's own id; a node cannot connect to itself"
+                )
+            if peer.node_id in seen:
+                raise ConfigError(f"peers[{i}].node_id: {peer.node_id!r} is listed twice; keep one entry")
+            seen.add(peer.node_id)

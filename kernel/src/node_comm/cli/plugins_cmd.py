@@ -1,5 +1,5 @@
-"""The ``node-comm`` command. ``node-comm plugins`` shows what plugin discovery finds: each plugin,
-its distribution and version, and the transports, serializers and interceptors it registers."""
+"""``node-comm plugins``: what plugin discovery finds: each plugin, its distribution and version,
+and the transports, serializers and interceptors it registers."""
 
 from __future__ import annotations
 
@@ -7,14 +7,12 @@ import argparse
 import importlib.metadata
 import json
 import sys
-from collections.abc import Sequence
 from typing import Any
 
-from .exceptions import ConfigError
-from .plugins import ENTRY_POINT_GROUP, ENV_BLOCK, ENV_NO_AUTOLOAD, PluginsConfig, Registries, discover
+from ..plugins import ENTRY_POINT_GROUP, ENV_BLOCK, ENV_NO_AUTOLOAD, PluginsConfig, Registries, discover
 
 
-def _version() -> str:
+def version() -> str:
     try:
         return importlib.metadata.version("node-comm")
     except importlib.metadata.PackageNotFoundError:
@@ -35,7 +33,7 @@ def plugins_report(registries: Registries) -> dict[str, Any]:
     """What ``node-comm plugins --json`` prints."""
     dists = _skipped_dists()
     return {
-        "node_comm_version": _version(),
+        "node_comm_version": version(),
         "entry_point_group": ENTRY_POINT_GROUP,
         "plugins": [
             {
@@ -86,7 +84,7 @@ def _print_text(report: dict[str, Any]) -> None:
 def _cmd_plugins(args: argparse.Namespace) -> int:
     config = PluginsConfig()
     if args.config:
-        from .config_loader import load_config
+        from ..config_loader import load_config
 
         config = load_config(args.config).plugins
     report = plugins_report(discover(config))
@@ -98,44 +96,17 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``node-comm``."""
-    parser = argparse.ArgumentParser(
-        prog="node-comm",
-        description="node-comm: any node calls any other node's methods, over a transport chosen by name.",
-        epilog=(
-            f"Environment: {ENV_BLOCK}=a,b blocks plugins by entry-point name; "
-            f"{ENV_NO_AUTOLOAD}=1 loads no installed plugin."
-        ),
-    )
-    parser.add_argument("--version", action="version", version=f"node-comm {_version()}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+def add_parser(sub: Any) -> None:
+    """``node-comm plugins``."""
     p = sub.add_parser(
         "plugins",
         help="list discovered plugins and the transports, serializers and interceptors they register",
         description="List each discovered plugin (entry-point group 'node_comm'), its distribution and "
         "version, and what it registers. Honours plugins.block/only/autoload of --config and the "
         f"{ENV_BLOCK} / {ENV_NO_AUTOLOAD} environment variables.",
+        epilog="example:\n  node-comm plugins\n  NODE_COMM_BLOCK_PLUGINS=grpc node-comm plugins --json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     p.add_argument("--config", metavar="FILE", help="apply the plugins: section of this YAML config")
     p.set_defaults(func=_cmd_plugins)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``node-comm`` console script."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
-    try:
-        return int(args.func(args))
-    except ConfigError as exc:
-        print(f"node-comm: error: {exc}", file=sys.stderr)
-        return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())
