@@ -40,7 +40,7 @@ def _show(bound: float) -> str:
 def short_repr(value: object) -> str:
     """``repr(value)`` cut to 60 characters; a huge integer is shown by its number of digits."""
     if isinstance(value, int) and abs(value) >= 10**30:
-        return f"an integer of about {int(value.bit_length() * 0.30103) + 1} digits"
+        return f"an integer of about {int((value.bit_length() - 1) * 0.30103) + 1} digits"
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
