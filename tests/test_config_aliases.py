@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from node_comm import ConfigError, load_config
-from node_comm.config_loader import MAX_ALIAS_EXPANSION, config_from_dict
+from node_comm.config_loader import MAX_ALIAS_EXPANSION, MAX_YAML_DEPTH, config_from_dict
 
 
 def bomb(size: int, *, levels: int, fanout: int, where: str) -> str:
@@ -106,11 +106,30 @@ def test_duplicate_key_next_to_a_merge_key_is_still_an_error(tmp_path: Path) -> 
     assert "key 'timeout' appears twice in one mapping" in message
 
 
-def test_deep_nesting_is_a_config_error(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "nested",
+    [
+        "[" * 101 + "]" * 101,  # flow style
+        "[" * 500_000 + "]" * 500_000,  # refused as it is scanned: as fast as 101 levels
+        "\n  " + "- " * 200 + "x",  # block style
+    ],
+    ids=["flow-101", "flow-500000", "block-200"],
+)
+def test_deep_nesting_is_a_config_error(tmp_path: Path, nested: str) -> None:
     path = tmp_path / "deep.yaml"
-    path.write_text("node_id: n\nlol: " + "[" * 2000 + "]" * 2000 + "\n")
-    message, _ = load_timed(path)
-    assert "YAML nested too deeply to load" in message
+    path.write_text("node_id: n\nlol: " + nested + "\n")
+    message, elapsed = load_timed(path)
+    assert f"YAML nested more than {MAX_YAML_DEPTH} levels deep at line " in message
+    assert elapsed < 1.0
+
+
+def test_nesting_within_the_limit_loads(tmp_path: Path) -> None:
+    path = tmp_path / "nested.yaml"
+    path.write_text("node_id: n\ntransport:\n  custom: {x: " + "[" * 96 + "]" * 96 + "}\n")
+    expected: list[object] = []
+    for _ in range(95):
+        expected = [expected]
+    assert load_config(path).transport.section("custom") == {"x": expected}
 
 
 def _shared_bomb(levels: int = 9, fanout: int = 9) -> list[object]:

@@ -331,24 +331,46 @@ def _transport_from_dict(section: dict[str, Any], registries: Registries) -> Tra
 #: hundred bytes would add billions, and is refused before anything is built from it.
 MAX_ALIAS_EXPANSION = 10_000
 
+#: Deepest nesting of mappings and lists in a config file (a config needs a handful of levels).
+MAX_YAML_DEPTH = 100
+
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
     """A SafeLoader that refuses a key given twice in one mapping (YAML silently keeps the last),
-    and a document whose aliases expand past :data:`MAX_ALIAS_EXPANSION` nodes or refer to
-    themselves. Anchors, aliases and ``<<`` merge keys within that budget load as usual."""
+    a document whose aliases expand past :data:`MAX_ALIAS_EXPANSION` nodes or refer to
+    themselves, and one nested deeper than :data:`MAX_YAML_DEPTH`. Anchors, aliases and ``<<``
+    merge keys within that budget load as usual."""
 
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
         self.aliases_used: list[str] = []
+        self.depth = 0
+
+    def fetch_flow_collection_start(self, TokenClass: Any) -> None:
+        # Refused here, not only in compose_node: PyYAML's scanner looks up to 1 KiB ahead, and
+        # each open ``[`` or ``{`` makes every later token cost more.
+        if self.flow_level >= MAX_YAML_DEPTH:
+            raise self._too_deep(self.get_mark())
+        super().fetch_flow_collection_start(TokenClass)
+
+    def _too_deep(self, mark: yaml.Mark) -> ConfigError:
+        return ConfigError(
+            f"YAML nested more than {MAX_YAML_DEPTH} levels deep at line {mark.line + 1}; flatten the structure"
+        )
 
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
-        if self.check_event(yaml.AliasEvent):
-            anchor = self.peek_event().anchor  # type: ignore[no-untyped-call]
-            if anchor not in self.aliases_used:
-                self.aliases_used.append(anchor)
-        return super().compose_node(parent, index)
+        event = self.peek_event()  # type: ignore[no-untyped-call]
+        if isinstance(event, yaml.AliasEvent) and event.anchor and event.anchor not in self.aliases_used:
+            self.aliases_used.append(event.anchor)
+        self.depth += 1
+        if self.depth > MAX_YAML_DEPTH:
+            raise self._too_deep(event.start_mark)
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
     def compose_document(self) -> yaml.Node | None:
         node = super().compose_document()
@@ -438,7 +460,7 @@ def load_config(path: str | os.PathLike[str], *, plugins: Iterable[object] = ())
         data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
     except yaml.YAMLError as exc:
         raise _yaml_error(p, exc) from None
-    except ConfigError as exc:  # aliases past their budget
+    except ConfigError as exc:  # aliases past their budget, or nested too deeply
         raise ConfigError(f"{p}: {exc.message}") from None
     except RecursionError:
         raise ConfigError(f"{p}: YAML nested too deeply to load; flatten the structure") from None

@@ -64,18 +64,19 @@ def check_number(
     ``allow_none``. The message states the bound that was broken, then ``fix``."""
     if value is None and allow_none:
         return
-    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    low = f"a number > {_show(above)}" if above is not None else f"a number >= {_show(minimum or 0)}"
-    if minimum is None and above is None:
+    if above is not None:
+        low = f"a number > {_show(above)}"
+    elif minimum is not None:
+        low = f"a number >= {_show(minimum)}"
+    else:
         low = "a finite number"
-    if not is_number or math.isnan(value):  # type: ignore[arg-type]
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value):
         raise _fail(path, low, value, fix)
-    number: float = value  # type: ignore[assignment]
-    if (above is not None and number <= above) or (minimum is not None and number < minimum):
+    if (above is not None and value <= above) or (minimum is not None and value < minimum):
         raise _fail(path, low, value, fix)
-    if maximum is not None and number > maximum:
+    if maximum is not None and value > maximum:
         raise _fail(path, f"a number <= {_show(maximum)}", value, fix)
-    if not math.isfinite(number):
+    if not math.isfinite(value):
         raise _fail(path, "a finite number", value, fix)
 
 
