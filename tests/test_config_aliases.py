@@ -147,6 +147,14 @@ def test_config_from_dict_refuses_unknown_keys_before_walking_values() -> None:
     assert time.perf_counter() - start < 1.0
 
 
+def test_an_ill_typed_shared_value_is_reported_without_expanding_it() -> None:
+    start = time.perf_counter()
+    with pytest.raises(ConfigError) as info:
+        config_from_dict({"node_id": "n", "debug": _shared_bomb()})
+    assert time.perf_counter() - start < 1.0
+    assert "debug: expected a boolean (true/false), got [[[...], [...], [...], [...], ...]" in str(info.value)
+
+
 def test_interpolation_visits_shared_values_once() -> None:
     data = yaml.safe_load("node_id: n\ntransport:\n  custom: {a: &a [x, '${NC_NOT_SET:-y}'], b: *a}\n")
     data["transport"]["custom"]["bomb"] = _shared_bomb()

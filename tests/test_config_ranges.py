@@ -193,7 +193,7 @@ def test_validate_helpers_are_one_line_per_field() -> None:
         check_seconds("transport.x.transfer_timeout", False)
     with pytest.raises(ConfigError, match=r"expected a finite number, got inf"):
         check_number("x", float("inf"))
-    with pytest.raises(ConfigError, match=r"got 'aaaaa.*\.\.\.$"):
+    with pytest.raises(ConfigError, match=r"got 'a+\.\.\.a+'$"):
         check_number("x", "a" * 500)
 
 

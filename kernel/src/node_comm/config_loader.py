@@ -125,21 +125,21 @@ def convert(tp: Any, value: Any, path: str) -> Any:
         if len(errors) == 1:
             raise errors[0]
         words = " or ".join(_describe(a) for a in args if a is not type(None))
-        raise ConfigError(f"{path}: expected {words}, got {value!r}")
+        raise ConfigError(f"{path}: expected {words}, got {short_repr(value)}")
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
         if isinstance(value, tp):
             return value
         if not isinstance(value, dict):
-            raise ConfigError(f"{path}: expected a mapping, got {value!r}")
+            raise ConfigError(f"{path}: expected a mapping, got {short_repr(value)}")
         return build_dataclass(tp, value, path)
     if origin in (list, typing.List):  # noqa: UP006
         if not isinstance(value, list):
-            raise ConfigError(f"{path}: expected a list, got {value!r}")
+            raise ConfigError(f"{path}: expected a list, got {short_repr(value)}")
         (item,) = typing.get_args(tp) or (Any,)
         return [convert(item, v, f"{path}[{i}]") for i, v in enumerate(value)]
     if origin in (dict, typing.Dict):  # noqa: UP006
         if not isinstance(value, dict):
-            raise ConfigError(f"{path}: expected a mapping, got {value!r}")
+            raise ConfigError(f"{path}: expected a mapping, got {short_repr(value)}")
         _, vt = typing.get_args(tp) or (str, Any)
         return {str(k): convert(vt, v, _join(path, str(k))) for k, v in value.items()}
     if tp is bool:
@@ -147,7 +147,7 @@ def convert(tp: Any, value: Any, path: str) -> Any:
             return value
         if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
             return value.strip().lower() in _TRUE
-        raise ConfigError(f"{path}: expected a boolean (true/false), got {value!r}")
+        raise ConfigError(f"{path}: expected a boolean (true/false), got {short_repr(value)}")
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
@@ -164,7 +164,7 @@ def convert(tp: Any, value: Any, path: str) -> Any:
     if tp is str:
         if isinstance(value, str):
             return value
-        raise ConfigError(f"{path}: expected a string, got {value!r}")
+        raise ConfigError(f"{path}: expected a string, got {short_repr(value)}")
     return value
 
 
@@ -205,7 +205,7 @@ def options_for_transport(factory: Any, section: Any, path: str) -> Any:
         return build_dataclass(options_class, section, path)
     if dataclasses.is_dataclass(section) and not isinstance(section, type):
         return build_dataclass(options_class, dataclasses.asdict(section), path)
-    raise ConfigError(f"{path}: expected a mapping or {options_class.__name__}, got {section!r}")
+    raise ConfigError(f"{path}: expected a mapping or {options_class.__name__}, got {short_repr(section)}")
 
 
 def build_interceptor(registries: Registries, spec: InterceptorConfig, index: int) -> Any:
@@ -278,7 +278,7 @@ def config_from_dict(data: dict[str, Any], source: str = "config", *, plugins: I
     if transport is None:
         transport = {}
     if not isinstance(transport, dict):
-        raise ConfigError(f"transport: expected a mapping, got {transport!r}")
+        raise ConfigError(f"transport: expected a mapping, got {short_repr(transport)}")
     interceptors = data.get("interceptors")
     if isinstance(interceptors, list):
         # ``options:`` left empty in YAML is null; treat it as no options.
@@ -299,7 +299,7 @@ def config_from_dict(data: dict[str, Any], source: str = "config", *, plugins: I
 def _transport_from_dict(section: dict[str, Any], registries: Registries) -> TransportConfig:
     mode = section.pop("mode", "memory")
     if not isinstance(mode, str) or not mode:
-        raise ConfigError(f"transport.mode: expected a transport name, got {mode!r}")
+        raise ConfigError(f"transport.mode: expected a transport name, got {short_repr(mode)}")
     installed = registries.transports.names()
     if mode not in installed:
         try:
@@ -315,7 +315,7 @@ def _transport_from_dict(section: dict[str, Any], registries: Registries) -> Tra
             if hint:
                 raise ConfigError(f"{path}: unknown transport section{hint}")
             if options is not None and not isinstance(options, dict):
-                raise ConfigError(f"{path}: expected a mapping of options, got {options!r}")
+                raise ConfigError(f"{path}: expected a mapping of options, got {short_repr(options)}")
             tc.options[name] = options  # a transport not installed here: kept as written
             continue
         built = options_for_transport(registries.transports.get(name), options, path)

@@ -13,6 +13,7 @@ A number is an ``int`` or a ``float``, never a ``bool``; NaN and infinities are 
 from __future__ import annotations
 
 import math
+import reprlib
 
 from .exceptions import ConfigError
 
@@ -37,12 +38,17 @@ def _show(bound: float) -> str:
     return f"{bound:g}" if isinstance(bound, float) else str(bound)
 
 
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict, _REPR.maxstring, _REPR.maxother = 2, 4, 4, 60, 60
+
+
 def short_repr(value: object) -> str:
-    """``repr(value)`` cut to 60 characters; a huge integer is shown by its number of digits."""
+    """``repr(value)`` in at most 80 characters, at a cost that does not grow with the value (a list
+    of shared lists from YAML aliases); a huge integer is shown by its number of digits."""
     if isinstance(value, int) and abs(value) >= 10**30:
         return f"an integer of about {int((value.bit_length() - 1) * 0.30103) + 1} digits"
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    text = _REPR.repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _fail(path: str, want: str, value: object, fix: str) -> ConfigError:
