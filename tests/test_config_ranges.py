@@ -22,7 +22,7 @@ from node_comm import (
     hookimpl,
     load_config,
 )
-from node_comm.validate import check_int, check_number, check_seconds
+from node_comm.validate import check_bytes, check_int, check_number, check_seconds
 from node_comm_grpc.config import GrpcTransportConfig, ReconnectConfig
 
 BIG = 10**12  # a plain YAML integer
@@ -191,6 +191,10 @@ def test_validate_helpers_are_one_line_per_field() -> None:
         check_int("transport.x.max_connections", 0, minimum=1, maximum=10, fix="fix it")
     with pytest.raises(ConfigError, match=r"^transport\.x\.transfer_timeout: expected a number > 0, got False$"):
         check_seconds("transport.x.transfer_timeout", False)
+    with pytest.raises(ConfigError, match=r"^x: expected an integer <= 65536, got 65537$"):
+        check_int("x", 65537, minimum=1, maximum=65536)  # a count, not a size
+    with pytest.raises(ConfigError, match=r"^x: expected an integer <= 65536 \(64 KiB\), got 65537$"):
+        check_bytes("x", 65537, minimum=1, maximum=65536)
     with pytest.raises(ConfigError, match=r"expected a finite number, got inf"):
         check_number("x", float("inf"))
     with pytest.raises(ConfigError, match=r"got 'a+\.\.\.a+'$"):

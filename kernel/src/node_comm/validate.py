@@ -6,6 +6,7 @@ value is checked whether it comes from YAML or is set in code::
 
     check_int("transport.grpc.max_connections", self.max_connections, minimum=1, maximum=1_000_000)
     check_seconds("transport.grpc.transfer_timeout", self.transfer_timeout)
+    check_bytes("transport.grpc.chunk_size", self.chunk_size, minimum=1024, maximum=16 * MiB)
 
 A number is an ``int`` or a ``float``, never a ``bool``; NaN and infinities are refused everywhere.
 """
@@ -27,13 +28,14 @@ GiB = 1024 * MiB
 MAX_SECONDS = 7 * 24 * 3600
 
 
-def _show(bound: float) -> str:
-    """``16777216 (16 MiB)``, ``604800 (7 days)``, ``0.01``: a bound as a message shows it."""
-    if isinstance(bound, int) and bound >= KiB:
-        for size, unit in ((GiB, "GiB"), (MiB, "MiB"), (KiB, "KiB")):
+def _show(bound: float, unit: str) -> str:
+    """A bound as a message shows it: ``16777216 (16 MiB)`` for ``unit="bytes"``, ``604800 (7 days)``
+    for ``unit="s"``, else ``0.01``, ``65535``."""
+    if unit == "bytes" and isinstance(bound, int) and bound >= KiB:
+        for size, name in ((GiB, "GiB"), (MiB, "MiB"), (KiB, "KiB")):
             if bound % size == 0:
-                return f"{bound} ({bound // size} {unit})"
-    if bound == MAX_SECONDS:
+                return f"{bound} ({bound // size} {name})"
+    if unit == "s" and bound == MAX_SECONDS:
         return f"{bound} (7 days)"
     return f"{bound:g}" if isinstance(bound, float) else str(bound)
 
@@ -64,16 +66,18 @@ def check_number(
     above: float | None = None,
     allow_none: bool = False,
     fix: str = "",
+    unit: str = "",
 ) -> None:
     """Raise a :class:`ConfigError` naming ``path`` unless ``value`` is a finite number with
     ``minimum <= value <= maximum`` and ``value > above`` (each bound optional), or ``None`` when
-    ``allow_none``. The message states the bound that was broken, then ``fix``."""
+    ``allow_none``. The message states the bound that was broken, then ``fix``; ``unit`` (``"s"``,
+    ``"bytes"``) only changes how bounds are shown."""
     if value is None and allow_none:
         return
     if above is not None:
-        low = f"a number > {_show(above)}"
+        low = f"a number > {_show(above, unit)}"
     elif minimum is not None:
-        low = f"a number >= {_show(minimum)}"
+        low = f"a number >= {_show(minimum, unit)}"
     else:
         low = "a finite number"
     if not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value):
@@ -81,7 +85,7 @@ def check_number(
     if (above is not None and value <= above) or (minimum is not None and value < minimum):
         raise _fail(path, low, value, fix)
     if maximum is not None and value > maximum:
-        raise _fail(path, f"a number <= {_show(maximum)}", value, fix)
+        raise _fail(path, f"a number <= {_show(maximum, unit)}", value, fix)
     if not math.isfinite(value):
         raise _fail(path, "a finite number", value, fix)
 
@@ -94,15 +98,30 @@ def check_int(
     maximum: int,
     allow_none: bool = False,
     fix: str = "",
+    unit: str = "",
 ) -> None:
     """Raise a :class:`ConfigError` naming ``path`` unless ``value`` is an ``int`` (not a ``bool``,
-    not a float) in ``minimum..maximum``, or ``None`` when ``allow_none``."""
+    not a float) in ``minimum..maximum``, or ``None`` when ``allow_none``. ``unit="bytes"`` shows
+    bounds as ``16777216 (16 MiB)``."""
     if value is None and allow_none:
         return
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise _fail(path, f"an integer >= {_show(minimum)}", value, fix)
+        raise _fail(path, f"an integer >= {_show(minimum, unit)}", value, fix)
     if value > maximum:
-        raise _fail(path, f"an integer <= {_show(maximum)}", value, fix)
+        raise _fail(path, f"an integer <= {_show(maximum, unit)}", value, fix)
+
+
+def check_bytes(
+    path: str,
+    value: object,
+    *,
+    minimum: int,
+    maximum: int,
+    allow_none: bool = False,
+    fix: str = "",
+) -> None:
+    """A size in bytes: :func:`check_int` with bounds shown as ``16777216 (16 MiB)``."""
+    check_int(path, value, minimum=minimum, maximum=maximum, allow_none=allow_none, fix=fix, unit="bytes")
 
 
 def check_seconds(
@@ -117,8 +136,8 @@ def check_seconds(
     """A duration in seconds: finite, at most ``maximum`` (7 days) and ``> 0``; ``minimum`` allows
     ``0`` (a grace period, a latency) or sets a floor above zero (a timer that must not spin)."""
     if minimum == 0:
-        check_number(path, value, minimum=0, maximum=maximum, allow_none=allow_none, fix=fix)
+        check_number(path, value, minimum=0, maximum=maximum, allow_none=allow_none, fix=fix, unit="s")
         return
-    check_number(path, value, above=0, maximum=maximum, allow_none=allow_none, fix=fix)
+    check_number(path, value, above=0, maximum=maximum, allow_none=allow_none, fix=fix, unit="s")
     if minimum is not None:
-        check_number(path, value, minimum=minimum, allow_none=allow_none, fix=fix)
+        check_number(path, value, minimum=minimum, allow_none=allow_none, fix=fix, unit="s")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from node_comm import ConfigError
-from node_comm.validate import GiB, MiB, check_int, check_number, check_seconds
+from node_comm.validate import GiB, MiB, check_bytes, check_int, check_number, check_seconds
 
 #: Where these options live in a config file: the prefix of every error's key path.
 PATH = "transport.grpc"
@@ -140,9 +140,9 @@ class GrpcTransportConfig:
             allow_none=True,
             fix="null for a dial-only node, 0 for any free port",
         )
-        check_int(f"{PATH}.chunk_size", self.chunk_size, minimum=MIN_BUFFER, maximum=MAX_CHUNK_SIZE)
-        check_int(f"{PATH}.max_payload_size", self.max_payload_size, minimum=0, maximum=MAX_PAYLOAD_SIZE)
-        check_int(
+        check_bytes(f"{PATH}.chunk_size", self.chunk_size, minimum=MIN_BUFFER, maximum=MAX_CHUNK_SIZE)
+        check_bytes(f"{PATH}.max_payload_size", self.max_payload_size, minimum=0, maximum=MAX_PAYLOAD_SIZE)
+        check_bytes(
             f"{PATH}.max_receive_buffer",
             self.max_receive_buffer,
             minimum=MIN_BUFFER,
@@ -150,8 +150,8 @@ class GrpcTransportConfig:
             allow_none=True,
             fix="null for twice max_payload_size",
         )
-        check_int(f"{PATH}.max_batch_bytes", self.max_batch_bytes, minimum=MIN_BUFFER, maximum=MAX_BATCH_BYTES)
-        check_int(f"{PATH}.send_queue_bytes", self.send_queue_bytes, minimum=MIN_BUFFER, maximum=MAX_SEND_QUEUE_BYTES)
+        check_bytes(f"{PATH}.max_batch_bytes", self.max_batch_bytes, minimum=MIN_BUFFER, maximum=MAX_BATCH_BYTES)
+        check_bytes(f"{PATH}.send_queue_bytes", self.send_queue_bytes, minimum=MIN_BUFFER, maximum=MAX_SEND_QUEUE_BYTES)
         check_seconds(f"{PATH}.handshake_timeout", self.handshake_timeout, maximum=MAX_HANDSHAKE_TIMEOUT)
         check_seconds(f"{PATH}.keepalive_time", self.keepalive_time, minimum=MIN_KEEPALIVE)
         check_seconds(f"{PATH}.keepalive_timeout", self.keepalive_timeout, minimum=MIN_KEEPALIVE)
