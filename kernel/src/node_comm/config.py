@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from .exceptions import ConfigError
 from .plugins import PluginsConfig
+from .validate import check_int, check_seconds
 
-
-def _check_positive(path: str, value: float | None, *, allow_zero: bool = False, fix: str = "") -> None:
-    """Raise a :class:`ConfigError` naming ``path`` unless ``value`` is a finite number > 0 (>= 0)."""
-    if value is None:
-        return
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (value >= 0 if allow_zero else value > 0)
-    if not ok:
-        want = "a number >= 0" if allow_zero else "a number > 0"
-        raise ConfigError(f"{path}: expected {want}, got {value!r}{'; ' + fix if fix else ''}")
+#: Fastest heartbeat: more often than every 10 ms, pings alone keep a core busy.
+MIN_HEARTBEAT_INTERVAL = 0.01
+#: Most concurrent inbound calls a peer may be allowed.
+MAX_CALLS_PER_PEER = 1_000_000
 
 
 @dataclass
@@ -31,8 +25,13 @@ class HeartbeatConfig:
     timeout: float = 90.0
 
     def __post_init__(self) -> None:
-        _check_positive("heartbeat.interval", self.interval)
-        _check_positive("heartbeat.timeout", self.timeout)
+        check_seconds(
+            "heartbeat.interval",
+            self.interval,
+            minimum=MIN_HEARTBEAT_INTERVAL,
+            fix="pinging every peer more often than every 10 ms burns a core; e.g. interval: 1",
+        )
+        check_seconds("heartbeat.timeout", self.timeout)
         if self.timeout <= self.interval:
             raise ConfigError(
                 f"heartbeat.timeout: must be greater than heartbeat.interval ({self.timeout:g} <= "
@@ -49,7 +48,7 @@ class MemoryTransportConfig:
     latency: float = 0.0
 
     def __post_init__(self) -> None:
-        _check_positive("transport.memory.latency", self.latency, allow_zero=True)
+        check_seconds("transport.memory.latency", self.latency, minimum=0)
 
 
 @dataclass
@@ -103,9 +102,7 @@ class MethodOptions:
 
     def __post_init__(self) -> None:
         if not isinstance(self.serializer, str) or not self.serializer:
-            raise ConfigError(
-                f"MethodOptions.serializer: expected a serializer name, got {self.serializer!r}"
-            )
+            raise ConfigError(f"MethodOptions.serializer: expected a serializer name, got {self.serializer!r}")
         if self.authenticated_only is not None and not isinstance(self.authenticated_only, bool):
             raise ConfigError(
                 f"MethodOptions.authenticated_only: expected true, false or null, got {self.authenticated_only!r}"
@@ -134,14 +131,20 @@ class NodeConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.node_id, str) or not self.node_id:
             raise ConfigError(f"node_id: expected a non-empty string, got {self.node_id!r}")
-        _check_positive(
-            "default_timeout", self.default_timeout, fix="use null for no timeout, or a number of seconds"
+        check_seconds(
+            "default_timeout",
+            self.default_timeout,
+            allow_none=True,
+            fix="use null for no timeout, or a number of seconds",
         )
-        _check_positive("connect_timeout", self.connect_timeout)
-        _check_positive("shutdown_grace", self.shutdown_grace, allow_zero=True)
-        n = self.max_concurrent_calls_per_peer
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ConfigError(f"max_concurrent_calls_per_peer: expected an integer >= 1, got {n!r}")
+        check_seconds("connect_timeout", self.connect_timeout)
+        check_seconds("shutdown_grace", self.shutdown_grace, minimum=0)
+        check_int(
+            "max_concurrent_calls_per_peer",
+            self.max_concurrent_calls_per_peer,
+            minimum=1,
+            maximum=MAX_CALLS_PER_PEER,
+        )
         self._check_peers()
 
     def _check_peers(self) -> None:

@@ -24,6 +24,7 @@ import yaml
 from .config import InterceptorConfig, NodeConfig, TransportConfig
 from .exceptions import ConfigError
 from .plugins import PluginsConfig, Registries, discover
+from .validate import short_repr
 
 # ``$${VAR}`` is a literal ``${VAR}``; ``${VAR}`` must be set; ``${VAR:-default}`` falls back.
 _ENV = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -45,7 +46,14 @@ def _unknown(path: str, key: str, choices: Iterable[str], what: str = "key") -> 
 
 def interpolate(value: Any, path: str) -> Any:
     """Replace ``${VAR}`` / ``${VAR:-default}`` in every string of ``value`` from the environment
-    (``$${VAR}`` stays a literal ``${VAR}``). An unset variable without default is a ConfigError."""
+    (``$${VAR}`` stays a literal ``${VAR}``). An unset variable without default is a ConfigError.
+
+    A mapping or list reached twice (a YAML alias) is interpolated once and stays shared, so the
+    cost is the size of the document as written, not as its aliases would expand it."""
+    return _interpolate(value, path, {})
+
+
+def _interpolate(value: Any, path: str, done: dict[int, Any]) -> Any:
     if isinstance(value, str):
 
         def sub(m: re.Match[str]) -> str:
@@ -62,11 +70,20 @@ def interpolate(value: Any, path: str) -> Any:
             )
 
         return _ENV.sub(sub, value)
+    if not isinstance(value, (dict, list)):
+        return value
+    if id(value) in done:
+        return done[id(value)]
     if isinstance(value, dict):
-        return {k: interpolate(v, _join(path, str(k))) for k, v in value.items()}
-    if isinstance(value, list):
-        return [interpolate(v, f"{path}[{i}]") for i, v in enumerate(value)]
-    return value
+        mapping: dict[Any, Any] = {}
+        done[id(value)] = mapping
+        for k, v in value.items():
+            mapping[k] = _interpolate(v, _join(path, str(k)), done)
+        return mapping
+    items: list[Any] = []
+    done[id(value)] = items
+    items.extend(_interpolate(v, f"{path}[{i}]", done) for i, v in enumerate(value))
+    return items
 
 
 def _join(path: str, key: str) -> str:
@@ -108,21 +125,21 @@ def convert(tp: Any, value: Any, path: str) -> Any:
         if len(errors) == 1:
             raise errors[0]
         words = " or ".join(_describe(a) for a in args if a is not type(None))
-        raise ConfigError(f"{path}: expected {words}, got {value!r}")
+        raise ConfigError(f"{path}: expected {words}, got {short_repr(value)}")
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
         if isinstance(value, tp):
             return value
         if not isinstance(value, dict):
-            raise ConfigError(f"{path}: expected a mapping, got {value!r}")
+            raise ConfigError(f"{path}: expected a mapping, got {short_repr(value)}")
         return build_dataclass(tp, value, path)
     if origin in (list, typing.List):  # noqa: UP006
         if not isinstance(value, list):
-            raise ConfigError(f"{path}: expected a list, got {value!r}")
+            raise ConfigError(f"{path}: expected a list, got {short_repr(value)}")
         (item,) = typing.get_args(tp) or (Any,)
         return [convert(item, v, f"{path}[{i}]") for i, v in enumerate(value)]
     if origin in (dict, typing.Dict):  # noqa: UP006
         if not isinstance(value, dict):
-            raise ConfigError(f"{path}: expected a mapping, got {value!r}")
+            raise ConfigError(f"{path}: expected a mapping, got {short_repr(value)}")
         _, vt = typing.get_args(tp) or (str, Any)
         return {str(k): convert(vt, v, _join(path, str(k))) for k, v in value.items()}
     if tp is bool:
@@ -130,26 +147,24 @@ def convert(tp: Any, value: Any, path: str) -> Any:
             return value
         if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
             return value.strip().lower() in _TRUE
-        raise ConfigError(f"{path}: expected a boolean (true/false), got {value!r}")
+        raise ConfigError(f"{path}: expected a boolean (true/false), got {short_repr(value)}")
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-        if isinstance(value, str) and re.fullmatch(r"\s*[-+]?\d+\s*", value):
+        if isinstance(value, str) and re.fullmatch(r"\s*[-+]?\d{1,4000}\s*", value):
             return int(value)
-        raise ConfigError(f"{path}: expected an integer, got {value!r}")
+        raise ConfigError(f"{path}: expected an integer, got {short_repr(value)}")
     if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
+        if isinstance(value, (int, float, str)) and not isinstance(value, bool):
             try:
                 return float(value)
-            except ValueError:
+            except (ValueError, OverflowError):
                 pass
-        raise ConfigError(f"{path}: expected a number, got {value!r}")
+        raise ConfigError(f"{path}: expected a number, got {short_repr(value)}")
     if tp is str:
         if isinstance(value, str):
             return value
-        raise ConfigError(f"{path}: expected a string, got {value!r}")
+        raise ConfigError(f"{path}: expected a string, got {short_repr(value)}")
     return value
 
 
@@ -190,7 +205,7 @@ def options_for_transport(factory: Any, section: Any, path: str) -> Any:
         return build_dataclass(options_class, section, path)
     if dataclasses.is_dataclass(section) and not isinstance(section, type):
         return build_dataclass(options_class, dataclasses.asdict(section), path)
-    raise ConfigError(f"{path}: expected a mapping or {options_class.__name__}, got {section!r}")
+    raise ConfigError(f"{path}: expected a mapping or {options_class.__name__}, got {short_repr(section)}")
 
 
 def build_interceptor(registries: Registries, spec: InterceptorConfig, index: int) -> Any:
@@ -246,9 +261,7 @@ def _option_hints(factory: Any) -> dict[str, Any]:
     return hints
 
 
-def config_from_dict(
-    data: dict[str, Any], source: str = "config", *, plugins: Iterable[object] = ()
-) -> NodeConfig:
+def config_from_dict(data: dict[str, Any], source: str = "config", *, plugins: Iterable[object] = ()) -> NodeConfig:
     """Build a :class:`NodeConfig` from an already parsed mapping (see :func:`load_config`).
 
     Transport, serializer and interceptor names are checked against the installed plugins (as
@@ -256,18 +269,21 @@ def config_from_dict(
     """
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+    fields = [f.name for f in dataclasses.fields(NodeConfig) if f.init]
+    for key in data:  # before any value is looked at
+        if str(key) not in fields:
+            raise _unknown("", str(key), fields)
     data = interpolate(dict(data), "")
     transport = data.pop("transport", None)
     if transport is None:
         transport = {}
     if not isinstance(transport, dict):
-        raise ConfigError(f"transport: expected a mapping, got {transport!r}")
+        raise ConfigError(f"transport: expected a mapping, got {short_repr(transport)}")
     interceptors = data.get("interceptors")
     if isinstance(interceptors, list):
         # ``options:`` left empty in YAML is null; treat it as no options.
         data["interceptors"] = [
-            {**i, "options": {}} if isinstance(i, dict) and i.get("options", {}) is None else i
-            for i in interceptors
+            {**i, "options": {}} if isinstance(i, dict) and i.get("options", {}) is None else i for i in interceptors
         ]
     plugins_section = data.get("plugins")
     plugins_config = convert(PluginsConfig, {} if plugins_section is None else plugins_section, "plugins")
@@ -283,7 +299,7 @@ def config_from_dict(
 def _transport_from_dict(section: dict[str, Any], registries: Registries) -> TransportConfig:
     mode = section.pop("mode", "memory")
     if not isinstance(mode, str) or not mode:
-        raise ConfigError(f"transport.mode: expected a transport name, got {mode!r}")
+        raise ConfigError(f"transport.mode: expected a transport name, got {short_repr(mode)}")
     installed = registries.transports.names()
     if mode not in installed:
         try:
@@ -299,7 +315,7 @@ def _transport_from_dict(section: dict[str, Any], registries: Registries) -> Tra
             if hint:
                 raise ConfigError(f"{path}: unknown transport section{hint}")
             if options is not None and not isinstance(options, dict):
-                raise ConfigError(f"{path}: expected a mapping of options, got {options!r}")
+                raise ConfigError(f"{path}: expected a mapping of options, got {short_repr(options)}")
             tc.options[name] = options  # a transport not installed here: kept as written
             continue
         built = options_for_transport(registries.transports.get(name), options, path)
@@ -310,13 +326,99 @@ def _transport_from_dict(section: dict[str, Any], registries: Registries) -> Tra
     return tc
 
 
+#: Nodes that YAML aliases (``*name``) may add to a config file beyond the nodes written in it.
+#: Reusing a TLS section or ``<<: *defaults`` adds a few dozen; a "billion laughs" file of a few
+#: hundred bytes would add billions, and is refused before anything is built from it.
+MAX_ALIAS_EXPANSION = 10_000
+
+#: Deepest nesting of mappings and lists in a config file (a config needs a handful of levels).
+MAX_YAML_DEPTH = 100
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """A SafeLoader that refuses a key given twice in one mapping (YAML silently keeps the last)."""
+    """A SafeLoader that refuses a key given twice in one mapping (YAML silently keeps the last),
+    a document whose aliases expand past :data:`MAX_ALIAS_EXPANSION` nodes or refer to
+    themselves, and one nested deeper than :data:`MAX_YAML_DEPTH`. Anchors, aliases and ``<<``
+    merge keys within that budget load as usual."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.aliases_used: list[str] = []
+        self.depth = 0
+
+    def fetch_flow_collection_start(self, TokenClass: Any) -> None:
+        # Refused here, not only in compose_node: PyYAML's scanner looks up to 1 KiB ahead, and
+        # each open ``[`` or ``{`` makes every later token cost more.
+        if self.flow_level >= MAX_YAML_DEPTH:
+            raise self._too_deep(self.get_mark())
+        super().fetch_flow_collection_start(TokenClass)
+
+    def _too_deep(self, mark: yaml.Mark) -> ConfigError:
+        return ConfigError(
+            f"YAML nested more than {MAX_YAML_DEPTH} levels deep at line {mark.line + 1}; flatten the structure"
+        )
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        event = self.peek_event()  # type: ignore[no-untyped-call]
+        if isinstance(event, yaml.AliasEvent) and event.anchor and event.anchor not in self.aliases_used:
+            self.aliases_used.append(event.anchor)
+        self.depth += 1
+        if self.depth > MAX_YAML_DEPTH:
+            raise self._too_deep(event.start_mark)
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+    def compose_document(self) -> yaml.Node | None:
+        node = super().compose_document()
+        if node is not None and self.aliases_used:
+            _check_alias_expansion(node, self.aliases_used)
+        return node
+
+
+def _check_alias_expansion(root: yaml.Node, aliases: list[str]) -> None:
+    """Count the nodes of ``root`` as its aliases expand it, each node once (linear in the size of
+    the file); refuse a document that refers to itself or grows past the budget."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+    names = ", ".join(f"*{a}" for a in aliases[:5]) + (", ..." if len(aliases) > 5 else "")
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in open_nodes:
+            raise ConfigError(
+                f"YAML alias refers to its own anchor (aliases used: {names}), at line "
+                f"{node.start_mark.line + 1}; a config value cannot contain itself"
+            )
+        open_nodes.add(key)
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            total += sum(size(item) for item in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            total += sum(size(k) + size(v) for k, v in node.value)
+        open_nodes.discard(key)
+        sizes[key] = total
+        return total
+
+    extra = size(root) - len(sizes)
+    if extra > MAX_ALIAS_EXPANSION:
+        raise ConfigError(
+            f"YAML aliases ({names}) expand this file by {extra:,} nodes beyond the {len(sizes):,} "
+            f"written in it, more than the {MAX_ALIAS_EXPANSION:,} allowed (an alias bomb?); write "
+            f"the repeated values out, or use fewer levels of aliases"
+        )
 
 
 def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
     seen: set[Any] = set()
     for key_node, _ in node.value:
+        if key_node.tag == _MERGE_TAG:
+            continue  # ``<<: *defaults``: merged keys may be overridden, and are not duplicates
         key = loader.construct_object(key_node, deep=deep)
         if isinstance(key, typing.Hashable) and key in seen:
             raise yaml.constructor.ConstructorError(
@@ -358,6 +460,13 @@ def load_config(path: str | os.PathLike[str], *, plugins: Iterable[object] = ())
         data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
     except yaml.YAMLError as exc:
         raise _yaml_error(p, exc) from None
+    except ConfigError as exc:  # aliases past their budget, or nested too deeply
+        raise ConfigError(f"{p}: {exc.message}") from None
+    except RecursionError:
+        raise ConfigError(f"{p}: YAML nested too deeply to load; flatten the structure") from None
+    except ValueError as exc:  # an integer of more than 4300 digits
+        reason = str(exc).split(";")[0]
+        raise ConfigError(f"{p}: invalid YAML: {reason}; write a smaller number") from None
     if data is None:
         raise ConfigError(f"{p}: the file is empty; it needs at least `node_id: NAME`")
     if not isinstance(data, dict):

@@ -1,12 +1,34 @@
-"""Options of the ``grpc`` transport (YAML ``transport.grpc``). Importing this never imports grpc."""
+"""Options of the ``grpc`` transport (YAML ``transport.grpc``). Importing this never imports grpc.
+
+Every number is range-checked when the dataclass is built (from YAML or in code); a bad one is a
+:class:`node_comm.ConfigError` naming its key path under ``transport.grpc``.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from node_comm.exceptions import ConfigError
+from node_comm import ConfigError
+from node_comm.validate import GiB, MiB, check_bytes, check_int, check_number, check_seconds
 
-MiB = 1024 * 1024
+#: Where these options live in a config file: the prefix of every error's key path.
+PATH = "transport.grpc"
+#: Ranges of the size options. ``chunk_size`` and ``max_batch_bytes`` together stay under the
+#: 64 MiB every node accepts in one gRPC message, so any two nodes' settings work together.
+MAX_CHUNK_SIZE = 16 * MiB
+MAX_BATCH_BYTES = 32 * MiB
+MAX_SEND_QUEUE_BYTES = 1 * GiB
+MAX_PAYLOAD_SIZE = 64 * GiB
+MAX_RECEIVE_BUFFER = 2 * MAX_PAYLOAD_SIZE
+MIN_BUFFER = 1024
+#: Seconds: an accepted stream may wait this long at most for its handshake (it holds a connection
+#: slot meanwhile); keepalive pings no more often than every 100 ms; redials no more often than
+#: every 10 ms.
+MAX_HANDSHAKE_TIMEOUT = 600.0
+MIN_KEEPALIVE = 0.1
+MIN_BACKOFF = 0.01
+MAX_MULTIPLIER = 100.0
+MAX_ATTEMPTS = 1_000_000
 
 
 @dataclass
@@ -55,6 +77,38 @@ class ReconnectConfig:
     max_attempts: int = 0
     after_goodbye: bool = False
 
+    def __post_init__(self) -> None:
+        path = f"{PATH}.reconnect"
+        floor = "redialling more often than every 10 ms floods the peer; e.g. initial_backoff: 0.1"
+        check_seconds(f"{path}.initial_backoff", self.initial_backoff, minimum=MIN_BACKOFF, fix=floor)
+        check_seconds(f"{path}.max_backoff", self.max_backoff, minimum=MIN_BACKOFF, fix=floor)
+        if self.max_backoff < self.initial_backoff:
+            raise ConfigError(
+                f"{path}.max_backoff: must be >= {path}.initial_backoff ({self.max_backoff:g} < "
+                f"{self.initial_backoff:g}); raise max_backoff or lower initial_backoff"
+            )
+        check_number(
+            f"{path}.multiplier",
+            self.multiplier,
+            minimum=1,
+            maximum=MAX_MULTIPLIER,
+            fix="1 keeps the wait constant, 2 doubles it each attempt",
+        )
+        check_number(
+            f"{path}.jitter",
+            self.jitter,
+            minimum=0,
+            maximum=1,
+            fix="a fraction: 0.2 waits between 0.8 and 1.2 times the backoff",
+        )
+        check_int(
+            f"{path}.max_attempts",
+            self.max_attempts,
+            minimum=0,
+            maximum=MAX_ATTEMPTS,
+            fix="0 retries until the node stops",
+        )
+
 
 @dataclass
 class GrpcTransportConfig:
@@ -95,15 +149,31 @@ class GrpcTransportConfig:
     def __post_init__(self) -> None:
         if self.port is not None and self.tls is not None and self.tls.bind_node_id and not self.tls.client_auth:
             raise ConfigError(
-                "transport.grpc.tls.bind_node_id: a listening node binds the node ids of diallers to "
-                "their certificates only under mutual TLS: set client_auth: true (with ca_file), or "
-                "bind_node_id: false"
+                f"{PATH}.tls.bind_node_id: a listening node binds the node ids of diallers to their "
+                "certificates only under mutual TLS: set client_auth: true (with ca_file), or bind_node_id: false"
             )
-        if self.port is not None and not 0 <= self.port <= 65535:
-            raise ValueError(f"port must be in 0..65535 or null, got {self.port}")
-        if self.chunk_size < 1024:
-            raise ValueError(f"chunk_size must be at least 1024 bytes, got {self.chunk_size}")
-        if self.max_batch_bytes < 1024 or self.send_queue_bytes < 1024:
-            raise ValueError("max_batch_bytes and send_queue_bytes must be at least 1024 bytes")
-        if self.max_payload_size < 0:
-            raise ValueError(f"max_payload_size must be >= 0, got {self.max_payload_size}")
+        check_int(f"{PATH}.max_connections", self.max_connections, minimum=1, maximum=1_000_000)
+        check_int(
+            f"{PATH}.port",
+            self.port,
+            minimum=0,
+            maximum=65535,
+            allow_none=True,
+            fix="null for a dial-only node, 0 for any free port",
+        )
+        check_bytes(f"{PATH}.chunk_size", self.chunk_size, minimum=MIN_BUFFER, maximum=MAX_CHUNK_SIZE)
+        check_bytes(f"{PATH}.max_payload_size", self.max_payload_size, minimum=0, maximum=MAX_PAYLOAD_SIZE)
+        check_bytes(
+            f"{PATH}.max_receive_buffer",
+            self.max_receive_buffer,
+            minimum=MIN_BUFFER,
+            maximum=MAX_RECEIVE_BUFFER,
+            allow_none=True,
+            fix="null for twice max_payload_size",
+        )
+        check_bytes(f"{PATH}.max_batch_bytes", self.max_batch_bytes, minimum=MIN_BUFFER, maximum=MAX_BATCH_BYTES)
+        check_bytes(f"{PATH}.send_queue_bytes", self.send_queue_bytes, minimum=MIN_BUFFER, maximum=MAX_SEND_QUEUE_BYTES)
+        check_seconds(f"{PATH}.handshake_timeout", self.handshake_timeout, maximum=MAX_HANDSHAKE_TIMEOUT)
+        check_seconds(f"{PATH}.keepalive_time", self.keepalive_time, minimum=MIN_KEEPALIVE)
+        check_seconds(f"{PATH}.keepalive_timeout", self.keepalive_timeout, minimum=MIN_KEEPALIVE)
+        check_seconds(f"{PATH}.stop_grace", self.stop_grace, minimum=0)
