@@ -5,6 +5,10 @@ Memory transport (the worst case: nothing else costs much, so the HMACs show ful
 the request and the reply and verifies both (4 HMAC-SHA256, a nonce, a replay-cache entry per call);
 ``+payload`` also hashes the payload; ``requests only`` leaves replies unsigned
 (``sign_responses: false``); ``no-op interceptor`` is the cost of having any interceptor at all.
+
+The handshake pair measures ``connect()`` + ``disconnect()`` over gRPC with the shared-secret
+challenge-response (``transport.grpc.token``: one more round trip and four HMACs) against the plain
+handshake.
 """
 
 from __future__ import annotations
@@ -60,6 +64,7 @@ async def _pair(mode: str, tag: str, interceptors: list[InterceptorConfig]) -> t
 
 
 async def run(settings: Settings, res: Results) -> None:
+    await run_handshake(settings, res)
     log("auth signing vs unsigned calls ...")
     variants: dict[str, list[InterceptorConfig]] = {
         "unsigned": [],
@@ -100,3 +105,41 @@ async def run(settings: Settings, res: Results) -> None:
             for server, client in pairs.values():
                 await client.stop(grace=0)
                 await server.stop(grace=0)
+
+
+async def run_handshake(settings: Settings, res: Results) -> None:
+    """connect + disconnect per second over gRPC: challenge-response (token) vs the plain handshake."""
+    from node_comm import GrpcTransportConfig
+
+    log("handshake with and without the shared-secret challenge-response ...")
+    made: list[Node] = []
+
+    async def node(node_id: str, port: int | None, token: str | None) -> Node:
+        config = NodeConfig(node_id=node_id, transport=TransportConfig(
+            mode="grpc", grpc=GrpcTransportConfig(host="127.0.0.1", port=port, token=token)))
+        n = Node(node_id, config)
+        await n.start()
+        made.append(n)
+        return n
+
+    try:
+        loops = {}
+        for name, token in (("plain handshake", None), ("challenge-response", TOKEN)):
+            server = await node(f"hs-{len(made)}-srv", 0, token)
+            client = await node(f"hs-{len(made)}-cli", None, token)
+
+            async def one(i: int, client: Node = client, server: Node = server) -> None:
+                await client.connect(server.node_id, server.address)
+                await client.disconnect(server.node_id)
+
+            loops[name] = one
+        samples = await interleave(
+            {name: (lambda one=one: seq_loop(one, settings.seconds)) for name, one in loops.items()},
+            settings.rounds,
+        )
+        figs = {name: res.figure("signing.handshake", name, s, "connects/s") for name, s in samples.items()}
+        res.ratio("grpc connect+disconnect/s, challenge-response vs plain", figs["challenge-response"],
+                  figs["plain handshake"], None)
+    finally:
+        for n in made:
+            await n.stop(grace=0)
