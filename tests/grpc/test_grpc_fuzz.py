@@ -121,7 +121,7 @@ async def _after_handshake(address: str, node_id: str, secret: str | None, messa
         for data in messages:
             try:
                 await conn.write(data)
-            except aio.AioRpcError:  # the node closed the stream (garbage): that is allowed
+            except (aio.AioRpcError, asyncio.InvalidStateError):  # the node closed the stream: allowed
                 return
         # Read what the node answers for a moment; it may also close the stream.
         for _ in range(3):
