@@ -95,6 +95,30 @@ class MethodOptions:
             )
 
 
+def _check_int(path: str, value: object, minimum: int, fix: str = "") -> None:
+    """Raise a :class:`ConfigError` naming ``path`` unless ``value`` is an integer >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{path}: expected an integer >= {minimum}, got {value!r}{'; ' + fix if fix else ''}")
+
+
+@dataclass
+class DecodeLimits:
+    """Bounds on decoding a peer's payload (YAML ``decode_limits``), so a small hostile payload
+    cannot decode into gigabytes or stall the node. A payload past them fails that call with
+    ``RESOURCE_EXHAUSTED`` before it is decoded. Serializers apply them where they can blow up
+    (``json``, ``msgpack``); see :meth:`node_comm.Serializer.deserialize_bounded`."""
+
+    #: Deepest nesting of lists/dicts (arrays/maps) accepted.
+    max_depth: int = 128
+    #: Most lists/dicts (arrays/maps) one payload may hold; JSON counts its ``[`` and ``{`` bytes,
+    #: those inside strings included.
+    max_containers: int = 1_000_000
+
+    def __post_init__(self) -> None:
+        _check_int("decode_limits.max_depth", self.max_depth, 1)
+        _check_int("decode_limits.max_containers", self.max_containers, 1)
+
+
 @dataclass
 class NodeConfig:
     """Everything a :class:`~node_comm.Node` needs; every field but ``node_id`` has a default."""
@@ -107,6 +131,10 @@ class NodeConfig:
     shutdown_grace: float = 5.0
     #: Concurrent inbound calls allowed per peer; more get ``RESOURCE_EXHAUSTED``.
     max_concurrent_calls_per_peer: int = 4096
+    #: Payloads of this many bytes or more are serialized and deserialized in a worker thread, off
+    #: the event loop (0: every payload); smaller ones inline. For encoding, the size is estimated.
+    offload_threshold: int = 1024 * 1024
+    decode_limits: DecodeLimits = field(default_factory=DecodeLimits)
     transport: TransportConfig = field(default_factory=TransportConfig)
     heartbeat: HeartbeatConfig = field(default_factory=HeartbeatConfig)
     interceptors: list[InterceptorConfig] = field(default_factory=list)
@@ -123,3 +151,6 @@ class NodeConfig:
         n = self.max_concurrent_calls_per_peer
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ConfigError(f"max_concurrent_calls_per_peer: expected an integer >= 1, got {n!r}")
+        _check_int("offload_threshold", self.offload_threshold, 0, "a number of bytes, e.g. 1048576")
+        if not isinstance(self.decode_limits, DecodeLimits):
+            raise ConfigError(f"decode_limits: expected a DecodeLimits, got {self.decode_limits!r}")

@@ -11,9 +11,11 @@ import logging
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._offload import codec_pool, looks_large
 from ._timers import DeadlineTimers, Entry
 from .config import InterceptorConfig, MethodOptions, NodeConfig
 from .config_loader import build_interceptor, options_for_transport
@@ -28,6 +30,7 @@ from .exceptions import (
     NodeCommError,
     NodeNotConnectedError,
     NodeNotStartedError,
+    PayloadTooLargeError,
     RemoteExecutionError,
     SerializationError,
 )
@@ -88,6 +91,10 @@ def _forget_inbound(table: dict[int, asyncio.Task[None]], call_id: int, task: as
         del table[call_id]
 
 
+def _encode_error(ser: Serializer, target: str, method: str, exc: Exception) -> SerializationError:
+    return SerializationError(f"cannot encode the payload of {target}.{method} with serializer {ser.name!r}: {exc}")
+
+
 def _is_async_callable(handler: Callable[..., Any]) -> bool:
     if inspect.iscoroutinefunction(handler):
         return True
@@ -140,6 +147,7 @@ class Node:
         self._timers: DeadlineTimers | None = None
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
+        self._codec: ThreadPoolExecutor | None = None  # large payloads' (de)serialization; see _offload
         self._register_framework_methods()
 
     # ------------------------------------------------------------------ construction helpers
@@ -308,6 +316,9 @@ class Node:
             for task in list(self._background):
                 if task is not me:
                     task.cancel()
+            if self._codec is not None:
+                self._codec.shutdown(wait=False, cancel_futures=True)
+                self._codec = None
             await self._events.drain(timeout=max(grace, 1.0))
 
     async def __aenter__(self) -> Node:
@@ -347,13 +358,32 @@ class Node:
         self.peer_disconnected(node_id, reason)
 
     def _encode(self, serializer: str | None, payload: Any, target: str, method: str) -> tuple[Serializer, bytes]:
+        """Encode a small payload inline (callers check ``looks_large`` first)."""
         ser = self._serializer_registry.get(serializer or "json")
         try:
             return ser, ser.serialize(payload)
         except Exception as exc:
-            raise SerializationError(
-                f"cannot encode the payload of {target}.{method} with serializer {ser.name!r}: {exc}"
-            ) from exc
+            raise _encode_error(ser, target, method, exc) from exc
+
+    async def _encode_in_thread(
+        self, serializer: str | None, payload: Any, target: str, method: str
+    ) -> tuple[Serializer, bytes]:
+        """Encode a large payload in the codec pool, off the event loop."""
+        ser = self._serializer_registry.get(serializer or "json")
+        try:
+            return ser, await self._in_thread(ser.serialize, payload)
+        except Exception as exc:
+            raise _encode_error(ser, target, method, exc) from exc
+
+    def _in_thread(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+        """Run ``fn(*args)`` in the node's codec pool. Cancelling the awaiting task drops the
+        result; work not yet started never runs, work running finishes and is discarded."""
+        loop = self._loop
+        assert loop is not None
+        pool = self._codec
+        if pool is None:
+            pool = self._codec = codec_pool(self._node_id)
+        return loop.run_in_executor(pool, fn, *args)
 
     async def call(
         self,
@@ -375,7 +405,10 @@ class Node:
         self._check_running()
         if target not in self._peers:
             raise NodeNotConnectedError(target)
-        ser, data = self._encode(serializer, payload, target, method)
+        if looks_large(payload, self.config.offload_threshold):
+            ser, data = await self._encode_in_thread(serializer, payload, target, method)
+        else:
+            ser, data = self._encode(serializer, payload, target, method)
         return await self._call_encoded(target, method, ser, data, timeout, metadata)
 
     async def _call_encoded(
@@ -415,8 +448,15 @@ class Node:
                 f"{target}.{method} answered in serializer {reply.serializer!r}, expected {ser.name!r}; "
                 "refusing to decode"
             )
+        data = reply.payload
         try:
-            return ser.deserialize(reply.payload)
+            if len(data) >= self.config.offload_threshold:
+                return await self._in_thread(ser.deserialize_bounded, data, self.config.decode_limits)
+            return ser.deserialize_bounded(data, self.config.decode_limits)
+        except PayloadTooLargeError as exc:
+            raise PayloadTooLargeError(
+                f"the result of {target}.{method} was refused undecoded: {exc.message}"
+            ) from None
         except Exception as exc:
             raise SerializationError(
                 f"cannot decode the result of {target}.{method} with serializer {ser.name!r}: {exc}"
@@ -488,7 +528,10 @@ class Node:
         self._check_running()
         if target not in self._peers:
             raise NodeNotConnectedError(target)
-        ser, data = self._encode(serializer, payload, target, method)
+        if looks_large(payload, self.config.offload_threshold):
+            ser, data = await self._encode_in_thread(serializer, payload, target, method)
+        else:
+            ser, data = self._encode(serializer, payload, target, method)
         msg = Message(next(self._ids), _NOTIFY, self._node_id, target, method, data, ser.name,
                       dict(metadata) if metadata else {})
         if self._interceptor_chain:
@@ -518,7 +561,10 @@ class Node:
         targets = [p for p in self._peers if p not in skip]
         if not targets:
             return {}
-        ser, data = self._encode(serializer, payload, "<broadcast>", method)  # once, not per target
+        if looks_large(payload, self.config.offload_threshold):  # once, not per target
+            ser, data = await self._encode_in_thread(serializer, payload, "<broadcast>", method)
+        else:
+            ser, data = self._encode(serializer, payload, "<broadcast>", method)
         results = await asyncio.gather(
             *(self._call_encoded(t, method, ser, data, timeout, None) for t in targets),
             return_exceptions=True,
@@ -557,6 +603,7 @@ class Node:
         if peer is None:
             log.debug("%s: dropped %s from unconnected %r", self._node_id, message.type, message.source)
             return
+        peer.last_seen = time.monotonic()  # liveness counts every message, not only heartbeats
         mtype = message.type
         if mtype is _RESPONSE or mtype is _ERROR:
             # The caller (_send_request) removes the entry and its timer; a late reply to a call
@@ -571,10 +618,9 @@ class Node:
             if task is not None:
                 task.cancel()
         elif mtype is _HEARTBEAT:
-            peer.last_seen = time.monotonic()
             self._spawn(self._send_quiet(Message(message.id, _HEARTBEAT_ACK, self._node_id, message.source)))
         elif mtype is _HEARTBEAT_ACK:
-            peer.last_seen = time.monotonic()
+            pass  # liveness only: recorded above
         else:
             log.warning("%s: dropped message of unknown type %r from %s", self._node_id, mtype, message.source)
 
@@ -657,8 +703,17 @@ class Node:
             ser = self._serializer_registry.get(method.serializer)
         except ConfigError as exc:
             raise CallRejectedError(ErrorCode.INTERNAL, str(exc)) from None
+        data = msg.payload
         try:
-            payload = ser.deserialize(msg.payload)
+            if len(data) >= self.config.offload_threshold:
+                payload = await self._in_thread(ser.deserialize_bounded, data, self.config.decode_limits)
+            else:
+                payload = ser.deserialize_bounded(data, self.config.decode_limits)
+        except PayloadTooLargeError as exc:
+            raise CallRejectedError(
+                ErrorCode.RESOURCE_EXHAUSTED,
+                f"node {self._node_id!r} refused the payload of {msg.method!r} undecoded: {exc.message}",
+            ) from None
         except Exception as exc:
             raise CallRejectedError(
                 ErrorCode.SERIALIZATION_ERROR,
@@ -690,7 +745,10 @@ class Node:
         if msg.type is _NOTIFY:
             return None
         try:
-            data = ser.serialize(result)
+            if looks_large(result, self.config.offload_threshold):
+                data = await self._in_thread(ser.serialize, result)
+            else:
+                data = ser.serialize(result)
         except Exception as exc:
             return self._error_message(
                 msg, ErrorCode.SERIALIZATION_ERROR,
