@@ -36,6 +36,7 @@ from .exceptions import (
 )
 from .interceptor import Interceptor, InterceptorChain
 from .message import ErrorInfo, Message, MessageType
+from .peer_logging import RateLimitedLog
 from .plugins import Registries, discover
 from .serializer import Serializer, SerializerRegistry
 from .transport import HEARTBEAT_TIMEOUT_REASON, Transport
@@ -148,6 +149,8 @@ class Node:
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._codec: ThreadPoolExecutor | None = None  # large payloads' (de)serialization; see _offload
+        # Lines a peer can cause go through _rlog (rate-limited), what the peer supplied as %r.
+        self._rlog = RateLimitedLog(log)
         self._register_framework_methods()
 
     # ------------------------------------------------------------------ construction helpers
@@ -578,7 +581,7 @@ class Node:
             self._peers[peer_id].address = address
             return
         self._peers[peer_id] = _Peer(address, time.monotonic())
-        log.debug("%s: connected to %s (%s)", self._node_id, peer_id, address)
+        self._rlog.debug("connect", "%s: connected to %r (%r)", self._node_id, peer_id, address)
         self._events.emit("connect", peer_id, address)
 
     def peer_disconnected(self, peer_id: str, reason: str) -> None:
@@ -586,7 +589,7 @@ class Node:
         peer = self._peers.pop(peer_id, None)
         if peer is None:
             return
-        log.debug("%s: disconnected from %s: %s", self._node_id, peer_id, reason)
+        self._rlog.debug("disconnect", "%s: disconnected from %r: %r", self._node_id, peer_id, reason)
         for call_id, pend in list(self._pending.items()):
             if pend.target == peer_id:
                 del self._pending[call_id]
@@ -601,7 +604,8 @@ class Node:
         """Transport callback: ``message`` arrived from ``message.source``."""
         peer = self._peers.get(message.source)
         if peer is None:
-            log.debug("%s: dropped %s from unconnected %r", self._node_id, message.type, message.source)
+            self._rlog.debug("unconnected", "%s: dropped %s from unconnected %r", self._node_id,
+                             message.type, message.source)
             return
         peer.last_seen = time.monotonic()  # liveness counts every message, not only heartbeats
         mtype = message.type
@@ -622,7 +626,8 @@ class Node:
         elif mtype is _HEARTBEAT_ACK:
             pass  # liveness only: recorded above
         else:
-            log.warning("%s: dropped message of unknown type %r from %s", self._node_id, mtype, message.source)
+            self._rlog.warning(("unknown-type", message.source), "%s: dropped message of unknown type %r from %r",
+                               self._node_id, mtype, message.source)
 
     # ------------------------------------------------------------------ inbound
     def _start_inbound(self, peer: _Peer, msg: Message) -> None:
@@ -672,7 +677,8 @@ class Node:
         except NodeCommError as exc:
             reply = self._error_message(msg, exc.code, exc.message)
         except Exception as exc:
-            log.exception("%s: interceptor failed on %s", self._node_id, msg.method)
+            self._rlog.exception(("interceptor", msg.source), "%s: interceptor failed on %r from %r",
+                                 self._node_id, msg.method, msg.source)
             reply = self._error_message(msg, ErrorCode.INTERNAL, f"interceptor failed: {exc!r}",
                                         traceback.format_exc())
         if reply is None:
@@ -680,8 +686,8 @@ class Node:
         if msg.type is _REQUEST:
             await self._send_quiet(reply)
         elif reply.error is not None:  # a notify has nobody to tell but the log
-            log.warning("%s: notify %s from %s failed [%s]: %s", self._node_id, msg.method, msg.source,
-                        reply.error.code, reply.error.message)
+            self._rlog.warning(("notify", msg.source), "%s: notify %r from %r failed [%s]: %r",
+                               self._node_id, msg.method, msg.source, reply.error.code, reply.error.message)
 
     async def _dispatch(self, ctx: CallContext, msg: Message) -> Message | None:
         """Terminal of the inbound chain: check, decode, run the handler, encode its result."""
@@ -773,9 +779,11 @@ class Node:
         try:
             await self.transport.send(msg)
         except NodeCommError as exc:
-            log.debug("%s: could not send %s to %s: %s", self._node_id, msg.type.name, msg.target, exc)
+            self._rlog.debug(("send", msg.target), "%s: could not send %s to %r: %r", self._node_id,
+                             msg.type.name, msg.target, str(exc))
         except Exception:
-            log.exception("%s: transport failed to send %s to %s", self._node_id, msg.type.name, msg.target)
+            self._rlog.exception(("send", msg.target), "%s: transport failed to send %s to %r",
+                                 self._node_id, msg.type.name, msg.target)
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         loop = self._loop
@@ -798,7 +806,8 @@ class Node:
                     try:
                         await self.transport.disconnect(peer_id, reason)
                     except Exception:
-                        log.exception("%s: transport failed to drop %s", self._node_id, peer_id)
+                        self._rlog.exception(("drop", peer_id), "%s: transport failed to drop %r",
+                                             self._node_id, peer_id)
                     self.peer_disconnected(peer_id, reason)
                 else:
                     self._spawn(self._send_quiet(Message(0, _HEARTBEAT, self._node_id, peer_id)))
