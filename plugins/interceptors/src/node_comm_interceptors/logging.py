@@ -39,7 +39,10 @@ class LoggingInterceptor(Interceptor):
         rate = max_lines_per_second
         self._inbound = (
             RateLimitedLog(
-                self.logger, rate=rate, burst=max(1, int(2 * rate)), total_rate=10 * rate,
+                self.logger,
+                rate=rate,
+                burst=max(1, int(2 * rate)),
+                total_rate=10 * rate,
                 total_burst=max(1, int(20 * rate)),
             )
             if rate
@@ -87,8 +90,16 @@ class LoggingInterceptor(Interceptor):
             ms = (time.perf_counter() - start) * 1000
             extra = f" payload={message.payload!r}" if self.log_payloads else ""
             args = (
-                direction, kind, token(message.serializer), token(peer), token(message.method),
-                len(message.payload), len(reply.payload) if reply is not None else 0, ms, token(outcome), extra,
+                direction,
+                kind,
+                token(message.serializer),
+                token(peer),
+                token(message.method),
+                len(message.payload),
+                len(reply.payload) if reply is not None else 0,
+                ms,
+                token(outcome),
+                extra,
             )
             fmt = "%s %s %s peer=%s method=%s size=%d reply_size=%d duration_ms=%.2f outcome=%s%s"
             if limit is None:
