@@ -46,11 +46,11 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-# JSON pre-scan for decode limits, at C speed: every list/dict costs at least two bytes and one
-# "[" or "{", so counting those bounds the containers (brackets inside strings count too: an
-# overestimate, never an underestimate). For depth, the brackets alone are kept and the innermost
-# "()" pairs removed once per level; what is left after ``max_depth`` rounds nests deeper (or is a
-# bracket inside a string, in which case the decoded value is measured exactly).
+# JSON pre-scan for decode limits, at C speed: one ``translate`` keeps the brackets alone, as "(" and
+# ")". Every list/dict is one "(", so counting them bounds the containers (brackets inside strings
+# count too: an overestimate, never an underestimate). For depth, the innermost "()" pairs are
+# removed once per level; what is left after ``max_depth`` rounds nests deeper (or is a bracket
+# inside a string, in which case the decoded value is measured exactly).
 _BRACKETS = bytes.maketrans(b"[{]}", b"(())")
 _NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
 
@@ -78,12 +78,14 @@ def check_json_limits(data: bytes, limits: DecodeLimits) -> bool:
     depth = limits.max_depth
     if len(data) <= 2 * depth:  # too short to nest deeper, or to hold more containers
         return False
-    opens = data.count(b"[") + data.count(b"{")
+    if not isinstance(data, (bytes, bytearray)):
+        data = bytes(data)  # a memoryview: translate needs bytes
+    brackets = data.translate(_BRACKETS, _NOT_BRACKETS)
+    opens = brackets.count(b"(")
     if opens > limits.max_containers:
         raise _too_many(opens, limits, f"it has {opens} '[' and '{{'")
     if opens <= depth:
         return False
-    brackets = data.translate(_BRACKETS, _NOT_BRACKETS)
     for _ in range(depth):
         if not brackets:
             return False
