@@ -403,7 +403,9 @@ class Node:
         ``timeout`` defaults to ``config.default_timeout``; inside a handler the call also gets no
         more than the remaining deadline of the call being served. Raises
         :class:`NodeNotConnectedError`, :class:`CallTimeoutError`, :class:`RemoteExecutionError`
-        (with ``.code``) or :class:`SerializationError`.
+        (with ``.code``), :class:`SerializationError`, or :class:`PayloadTooLargeError` for a
+        result past this node's ``decode_limits``. Payloads of ``offload_threshold`` bytes or more
+        are encoded and decoded in a worker thread.
         """
         self._check_running()
         if target not in self._peers:
