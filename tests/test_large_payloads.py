@@ -215,4 +215,14 @@ def test_looks_large_estimates_common_payloads() -> None:
     assert looks_large(list(range(t // 4)), t)  # 8 bytes per element at least
     assert looks_large({"layers": {f"l{i}": "w" * (t // 8) for i in range(10)}}, t)
     assert not looks_large(list(range(100)), t)
+    assert looks_large({"round": 3, "model": {"w": b"x" * t}}, t)  # nested under a small dict
+    assert looks_large(["x" * t], t)
+    assert looks_large((1, memoryview(bytes(t))), t)
+
+    class Array:
+        nbytes = t
+
+    assert looks_large({"layer": Array()}, t)
+    assert not looks_large({"layer": object(), "n": 1}, t)  # cannot see inside: small
     assert looks_large(b"", 0)
+    assert looks_large({"a": 1}, 0)

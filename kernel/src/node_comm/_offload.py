@@ -20,20 +20,46 @@ from typing import Any
 
 # Objects looked at per estimate: a small payload costs a few of them, a large one stops early.
 _BUDGET = 64
-_SCALARS = (int, float, bool, type(None))
+_SCALARS = frozenset((int, float, bool, type(None)))
 
 
 def looks_large(obj: Any, threshold: int) -> bool:
-    """Whether encoding ``obj`` probably yields ``threshold`` bytes or more (a cheap estimate)."""
+    """Whether encoding ``obj`` probably yields ``threshold`` bytes or more (a cheap estimate).
+
+    Runs on every call's payload and result, so the common small cases (a scalar, a short string,
+    a small dict or list of scalars and short strings) cost a few type checks."""
     tp = type(obj)
+    if tp is dict:
+        if 16 * len(obj) >= threshold:
+            return True
+        for v in obj.values():
+            tv = type(v)
+            if tv in _SCALARS or (tv is str and 4 * len(v) < threshold):
+                continue
+            return _walk(obj, threshold)
+        return False
     if tp is str or tp is bytes or tp is bytearray:
         return len(obj) >= threshold
+    if tp is list or tp is tuple:
+        if 8 * len(obj) >= threshold:
+            return True
+        for v in obj:
+            tv = type(v)
+            if tv in _SCALARS or (tv is str and 4 * len(v) < threshold):
+                continue
+            return _walk(obj, threshold)
+        return False
     if tp in _SCALARS:
         return threshold <= 8
+    return _walk(obj, threshold)
+
+
+def _walk(obj: Any, threshold: int) -> bool:
+    """``looks_large`` for nested values: sums sizes over at most ``_BUDGET`` objects."""
     size = 0
     budget = _BUDGET
     stack = [obj]
-    while stack and budget:
+    while stack and budget > 0:
         budget -= 1
         obj = stack.pop()
         tp = type(obj)

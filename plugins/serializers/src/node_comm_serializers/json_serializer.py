@@ -76,6 +76,8 @@ class JsonSerializer(Serializer):
     def deserialize_bounded(self, data: bytes, limits: DecodeLimits) -> Any:
         """``deserialize`` after a C-speed scan that refuses, undecoded, a document nesting deeper
         than ``limits.max_depth`` or holding more than ``limits.max_containers`` lists/dicts."""
+        if len(data) <= 2 * limits.max_depth:  # too short to pass either limit (and most calls are)
+            return _loads(data) if len(data) < 19 else self.deserialize(data)
         measure = check_json_limits(data, limits)
         value = self.deserialize(data)
         if measure:
