@@ -320,7 +320,9 @@ class Node:
                 if task is not me:
                     task.cancel()
             if self._codec is not None:
-                self._codec.shutdown(wait=False, cancel_futures=True)
+                # Work still queued belongs to calls still waiting for it (a cancelled wait
+                # cancels its queued work): let it finish rather than fail them with CancelledError.
+                self._codec.shutdown(wait=False)
                 self._codec = None
             await self._events.drain(timeout=max(grace, 1.0))
 

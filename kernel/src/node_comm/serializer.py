@@ -13,7 +13,12 @@ if TYPE_CHECKING:
 
 
 class Serializer(abc.ABC):
-    """Turns payloads into bytes and back. Subclasses give a unique :attr:`name`."""
+    """Turns payloads into bytes and back. Subclasses give a unique :attr:`name`.
+
+    Payloads of the node's ``offload_threshold`` bytes or more are encoded and decoded in worker
+    threads, several at once: ``serialize`` and ``deserialize`` must be thread-safe (keep no
+    per-call state on the instance).
+    """
 
     @property
     @abc.abstractmethod
