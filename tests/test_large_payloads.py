@@ -5,6 +5,8 @@ releases it, so "the loop kept serving meanwhile" is checked by events, not by t
 from __future__ import annotations
 
 import asyncio
+import itertools
+import os
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -147,20 +149,22 @@ async def test_cancelled_call_does_not_leak_its_decode(nodes) -> None:
 
 async def test_sync_handlers_filling_the_default_executor_do_not_starve_decoding(nodes) -> None:
     a, b, _ = await _gated_pair(nodes)
+    loop = asyncio.get_running_loop()
+    workers = min(32, (os.cpu_count() or 1) + 4)  # the default executor's size
     release = threading.Event()
-    started = threading.Semaphore(0)
+    all_busy = asyncio.Event()
+    started = itertools.count(1)
 
     def blocking(payload: Any, ctx: CallContext) -> str:
-        started.release()
+        if next(started) == workers:
+            loop.call_soon_threadsafe(all_busy.set)
         release.wait(WAIT)
         return "done"
 
     b.register("blocking", blocking)
-    loop = asyncio.get_running_loop()
-    workers = loop._default_executor._max_workers if loop._default_executor else 64  # type: ignore[attr-defined]
     blocked = [asyncio.ensure_future(a.call("b", "blocking", None, timeout=2 * WAIT)) for _ in range(workers + 4)]
     try:
-        await asyncio.sleep(0.05)  # let the sync handlers take every default worker
+        await asyncio.wait_for(all_busy.wait(), WAIT)  # every default worker is blocked now
         assert await asyncio.wait_for(a.call("b", "big", BIG, serializer="gated"), WAIT) == BIG
     finally:
         release.set()
