@@ -115,6 +115,27 @@ async def test_small_calls_pass_a_large_payload_held_in_its_worker_thread(nodes,
     assert all(name.startswith("node-comm-codec-") for _, _, name in big_steps), big_steps
 
 
+@pytest.mark.parametrize("how", ["notify", "broadcast"])
+async def test_notify_and_broadcast_encode_large_payloads_off_the_loop(nodes, how: str) -> None:
+    a, b, gated = await _gated_pair(nodes)
+    got = asyncio.Event()
+    b.register("sink", lambda payload, ctx: got.set() or b"ok", MethodOptions(serializer="gated"))
+    entered = gated.arm("serialize")
+    if how == "notify":
+        sending = asyncio.ensure_future(a.notify("b", "sink", BIG, serializer="gated"))
+    else:
+        sending = asyncio.ensure_future(a.broadcast("sink", BIG, serializer="gated", timeout=2 * WAIT))
+    await asyncio.wait_for(entered.wait(), WAIT)  # the caller's encode is held in its thread
+    assert await asyncio.wait_for(a.call("b", "echo", "small"), WAIT) == "small"
+    assert not sending.done()
+    gated.hold = ""
+    gated.gate.release()
+    result = await asyncio.wait_for(sending, WAIT)
+    await asyncio.wait_for(got.wait(), WAIT)
+    assert result == (None if how == "notify" else {"b": b"ok"})
+    assert gated.threads[0][2].startswith("node-comm-codec-a")
+
+
 async def test_small_payloads_stay_on_the_loop_thread(nodes) -> None:
     a, _b, gated = await _gated_pair(nodes)
     assert await a.call("b", "big", b"tiny", serializer="gated") == b"tiny"
