@@ -473,5 +473,5 @@ async def test_failed_notify_is_logged_on_the_serving_node(caplog: pytest.LogCap
             # Served in order, each notify fails in its first step: done once a later call is answered.
             assert await a.call("b", "ping", None) == "pong"
     text = caplog.text
-    assert "notify boom from a failed [HANDLER_ERROR]" in text and "disk full" in text
-    assert "notify no_such_method from a failed [METHOD_NOT_FOUND]" in text
+    assert "notify 'boom' from 'a' failed [HANDLER_ERROR]" in text and "disk full" in text
+    assert "notify 'no_such_method' from 'a' failed [METHOD_NOT_FOUND]" in text

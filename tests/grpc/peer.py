@@ -1,19 +1,50 @@
 """A node in its own process for the gRPC fault tests.
 
-``python peer.py NODE_ID PORT [--heartbeat INTERVAL TIMEOUT] [--connect ID ADDRESS] [--token SECRET]``
+``python peer.py NODE_ID PORT [--heartbeat INTERVAL TIMEOUT] [--token SECRET] [--connect ID ADDRESS]``
 starts a grpc node on 127.0.0.1:PORT (0 = any free port; ``none`` = dial-only), optionally dials
 node ID at ADDRESS, serves ``echo``, ``sleep`` (sleeps ``payload`` seconds), ``hang`` (never
-returns) and ``stats`` (its own open tables, for the soak run), prints ``READY host:port`` and runs
-until killed; SIGTERM stops it gracefully.
+returns), ``echo_pickle`` and ``echo_slow`` (``echo`` with the pickle and ``slowpickle``
+serializers) and ``stats`` (its own open tables, for the soak run), prints ``READY host:port`` and
+runs until killed; SIGTERM stops it gracefully.
 """
 
 from __future__ import annotations
 
 import asyncio
+import pickle
 import signal
 import sys
+import time
+from typing import Any
 
-from node_comm import GrpcTransportConfig, HeartbeatConfig, Node, NodeConfig, TransportConfig
+from node_comm import (
+    GrpcTransportConfig,
+    HeartbeatConfig,
+    MethodOptions,
+    Node,
+    NodeConfig,
+    Serializer,
+    TransportConfig,
+)
+
+SLOW_DECODE = 2.5  # seconds: longer than the 2 s heartbeat timeout of the large-payload tests
+
+
+class SlowPickleSerializer(Serializer):
+    """``slowpickle``: pickle whose decoding of a payload of 1 MiB or more first takes
+    ``SLOW_DECODE`` seconds without holding the GIL, as a compressing serializer (zlib) does."""
+
+    @property
+    def name(self) -> str:
+        return "slowpickle"
+
+    def serialize(self, obj: Any) -> bytes:
+        return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def deserialize(self, data: bytes) -> Any:
+        if len(data) >= 1024 * 1024:
+            time.sleep(SLOW_DECODE)
+        return pickle.loads(data)
 
 
 async def main() -> None:
@@ -50,6 +81,9 @@ async def main() -> None:
     node.register("echo", echo)
     node.register("sleep", sleep)
     node.register("hang", hang)
+    node.register("echo_pickle", echo, MethodOptions(serializer="pickle"))
+    node.serializers.register(SlowPickleSerializer())
+    node.register("echo_slow", echo, MethodOptions(serializer="slowpickle"))
     await node.start()
     if "--connect" in sys.argv:
         i = sys.argv.index("--connect")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from .config import (
+    DecodeLimits,
     HeartbeatConfig,
     InterceptorConfig,
     MemoryTransportConfig,
@@ -50,6 +51,7 @@ __all__ = [
     "ConfigError",
     "ConnectFailedError",
     "ConnectionLostError",
+    "DecodeLimits",
     "ErrorCode",
     "ErrorInfo",
     "GrpcTransportConfig",

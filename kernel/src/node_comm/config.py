@@ -110,6 +110,24 @@ class MethodOptions:
 
 
 @dataclass
+class DecodeLimits:
+    """Bounds on decoding a peer's payload (YAML ``decode_limits``), so a small hostile payload
+    cannot decode into gigabytes or stall the node. A payload past them fails that call with
+    ``RESOURCE_EXHAUSTED`` before it is decoded. Serializers apply them where they can blow up
+    (``json``, ``msgpack``); see :meth:`node_comm.Serializer.deserialize_bounded`."""
+
+    #: Deepest nesting of lists/dicts (arrays/maps) accepted.
+    max_depth: int = 128
+    #: Most lists/dicts (arrays/maps) one payload may hold; JSON counts its ``[`` and ``{`` bytes,
+    #: those inside strings included.
+    max_containers: int = 1_000_000
+
+    def __post_init__(self) -> None:
+        check_int("decode_limits.max_depth", self.max_depth, minimum=1, maximum=100_000)
+        check_int("decode_limits.max_containers", self.max_containers, minimum=1, maximum=1 << 40)
+
+
+@dataclass
 class NodeConfig:
     """Everything a :class:`~node_comm.Node` needs; every field but ``node_id`` has a default."""
 
@@ -121,6 +139,10 @@ class NodeConfig:
     shutdown_grace: float = 5.0
     #: Concurrent inbound calls allowed per peer; more get ``RESOURCE_EXHAUSTED``.
     max_concurrent_calls_per_peer: int = 4096
+    #: Payloads of this many bytes or more are serialized and deserialized in a worker thread, off
+    #: the event loop (0: every payload); smaller ones inline. For encoding, the size is estimated.
+    offload_threshold: int = 1024 * 1024
+    decode_limits: DecodeLimits = field(default_factory=DecodeLimits)
     transport: TransportConfig = field(default_factory=TransportConfig)
     heartbeat: HeartbeatConfig = field(default_factory=HeartbeatConfig)
     interceptors: list[InterceptorConfig] = field(default_factory=list)
@@ -145,6 +167,10 @@ class NodeConfig:
             minimum=1,
             maximum=MAX_CALLS_PER_PEER,
         )
+        check_int("offload_threshold", self.offload_threshold, minimum=0, maximum=1 << 40,
+                  fix="a number of bytes, e.g. 1048576")
+        if not isinstance(self.decode_limits, DecodeLimits):
+            raise ConfigError(f"decode_limits: expected a DecodeLimits, got {self.decode_limits!r}")
         self._check_peers()
 
     def _check_peers(self) -> None:

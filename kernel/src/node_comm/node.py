@@ -11,9 +11,11 @@ import logging
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._offload import codec_pool, looks_large
 from ._timers import DeadlineTimers, Entry
 from .config import InterceptorConfig, MethodOptions, NodeConfig
 from .config_loader import build_interceptor, options_for_transport
@@ -28,11 +30,13 @@ from .exceptions import (
     NodeCommError,
     NodeNotConnectedError,
     NodeNotStartedError,
+    PayloadTooLargeError,
     RemoteExecutionError,
     SerializationError,
 )
 from .interceptor import Interceptor, InterceptorChain
 from .message import ErrorInfo, Message, MessageType
+from .peer_logging import RateLimitedLog
 from .plugins import Registries, discover
 from .serializer import Serializer, SerializerRegistry
 from .transport import HEARTBEAT_TIMEOUT_REASON, Transport
@@ -95,6 +99,10 @@ def _inbound_done(peer: _Peer, call_id: int, task: asyncio.Task[None]) -> None:
     peer.cancelling.discard(task)
 
 
+def _encode_error(ser: Serializer, target: str, method: str, exc: Exception) -> SerializationError:
+    return SerializationError(f"cannot encode the payload of {target}.{method} with serializer {ser.name!r}: {exc}")
+
+
 def _is_async_callable(handler: Callable[..., Any]) -> bool:
     if inspect.iscoroutinefunction(handler):
         return True
@@ -147,6 +155,9 @@ class Node:
         self._timers: DeadlineTimers | None = None
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
+        self._codec: ThreadPoolExecutor | None = None  # large payloads' (de)serialization; see _offload
+        # Lines a peer can cause go through _rlog (rate-limited), what the peer supplied as %r.
+        self._rlog = RateLimitedLog(log)
         self._register_framework_methods()
 
     # ------------------------------------------------------------------ construction helpers
@@ -320,6 +331,11 @@ class Node:
             for task in list(self._background):
                 if task is not me:
                     task.cancel()
+            if self._codec is not None:
+                # Work still queued belongs to calls still waiting for it (a cancelled wait
+                # cancels its queued work): let it finish rather than fail them with CancelledError.
+                self._codec.shutdown(wait=False)
+                self._codec = None
             await self._events.drain(timeout=max(grace, 1.0))
 
     async def __aenter__(self) -> Node:
@@ -359,13 +375,32 @@ class Node:
         self.peer_disconnected(node_id, reason)
 
     def _encode(self, serializer: str | None, payload: Any, target: str, method: str) -> tuple[Serializer, bytes]:
+        """Encode a small payload inline (callers check ``looks_large`` first)."""
         ser = self._serializer_registry.get(serializer or "json")
         try:
             return ser, ser.serialize(payload)
         except Exception as exc:
-            raise SerializationError(
-                f"cannot encode the payload of {target}.{method} with serializer {ser.name!r}: {exc}"
-            ) from exc
+            raise _encode_error(ser, target, method, exc) from exc
+
+    async def _encode_in_thread(
+        self, serializer: str | None, payload: Any, target: str, method: str
+    ) -> tuple[Serializer, bytes]:
+        """Encode a large payload in the codec pool, off the event loop."""
+        ser = self._serializer_registry.get(serializer or "json")
+        try:
+            return ser, await self._in_thread(ser.serialize, payload)
+        except Exception as exc:
+            raise _encode_error(ser, target, method, exc) from exc
+
+    def _in_thread(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+        """Run ``fn(*args)`` in the node's codec pool. Cancelling the awaiting task drops the
+        result; work not yet started never runs, work running finishes and is discarded."""
+        loop = self._loop
+        assert loop is not None
+        pool = self._codec
+        if pool is None:
+            pool = self._codec = codec_pool(self._node_id)
+        return loop.run_in_executor(pool, fn, *args)
 
     async def call(
         self,
@@ -382,12 +417,17 @@ class Node:
         ``timeout`` defaults to ``config.default_timeout``; inside a handler the call also gets no
         more than the remaining deadline of the call being served. Raises
         :class:`NodeNotConnectedError`, :class:`CallTimeoutError`, :class:`RemoteExecutionError`
-        (with ``.code``) or :class:`SerializationError`.
+        (with ``.code``), :class:`SerializationError`, or :class:`PayloadTooLargeError` for a
+        result past this node's ``decode_limits``. Payloads of ``offload_threshold`` bytes or more
+        are encoded and decoded in a worker thread.
         """
         self._check_running()
         if target not in self._peers:
             raise NodeNotConnectedError(target)
-        ser, data = self._encode(serializer, payload, target, method)
+        if looks_large(payload, self.config.offload_threshold):
+            ser, data = await self._encode_in_thread(serializer, payload, target, method)
+        else:
+            ser, data = self._encode(serializer, payload, target, method)
         return await self._call_encoded(target, method, ser, data, timeout, metadata)
 
     async def _call_encoded(
@@ -429,8 +469,15 @@ class Node:
                 f"{target}.{method} answered in serializer {reply.serializer!r}, expected {ser.name!r}; "
                 "refusing to decode"
             )
+        data = reply.payload
         try:
-            return ser.deserialize(reply.payload)
+            if len(data) >= self.config.offload_threshold:
+                return await self._in_thread(ser.deserialize_bounded, data, self.config.decode_limits)
+            return ser.deserialize_bounded(data, self.config.decode_limits)
+        except PayloadTooLargeError as exc:
+            raise PayloadTooLargeError(
+                f"the result of {target}.{method} was refused undecoded: {exc.message}"
+            ) from None
         except Exception as exc:
             raise SerializationError(
                 f"cannot decode the result of {target}.{method} with serializer {ser.name!r}: {exc}"
@@ -502,7 +549,10 @@ class Node:
         self._check_running()
         if target not in self._peers:
             raise NodeNotConnectedError(target)
-        ser, data = self._encode(serializer, payload, target, method)
+        if looks_large(payload, self.config.offload_threshold):
+            ser, data = await self._encode_in_thread(serializer, payload, target, method)
+        else:
+            ser, data = self._encode(serializer, payload, target, method)
         msg = Message(next(self._ids), _NOTIFY, self._node_id, target, method, data, ser.name,
                       dict(metadata) if metadata else {})
         if self._interceptor_chain:
@@ -533,7 +583,10 @@ class Node:
         targets = [p for p in self._peers if p not in skip]
         if not targets:
             return {}
-        ser, data = self._encode(serializer, payload, "<broadcast>", method)  # once, not per target
+        if looks_large(payload, self.config.offload_threshold):  # once, not per target
+            ser, data = await self._encode_in_thread(serializer, payload, "<broadcast>", method)
+        else:
+            ser, data = self._encode(serializer, payload, "<broadcast>", method)
         results = await asyncio.gather(
             *(self._call_encoded(t, method, ser, data, timeout, None) for t in targets),
             return_exceptions=True,
@@ -548,7 +601,7 @@ class Node:
             self._peers[peer_id].identity = identity
             return
         self._peers[peer_id] = _Peer(address, time.monotonic(), identity=identity)
-        log.debug("%s: connected to %s (%s)", self._node_id, peer_id, address)
+        self._rlog.debug("connect", "%s: connected to %r (%r)", self._node_id, peer_id, address)
         self._events.emit("connect", peer_id, address)
 
     def peer_disconnected(self, peer_id: str, reason: str) -> None:
@@ -556,7 +609,7 @@ class Node:
         peer = self._peers.pop(peer_id, None)
         if peer is None:
             return
-        log.debug("%s: disconnected from %s: %s", self._node_id, peer_id, reason)
+        self._rlog.debug("disconnect", "%s: disconnected from %r: %r", self._node_id, peer_id, reason)
         for call_id, pend in list(self._pending.items()):
             if pend.target == peer_id:
                 del self._pending[call_id]
@@ -571,8 +624,10 @@ class Node:
         """Transport callback: ``message`` arrived from ``message.source``."""
         peer = self._peers.get(message.source)
         if peer is None:
-            log.debug("%s: dropped %s from unconnected %r", self._node_id, message.type, message.source)
+            self._rlog.debug("unconnected", "%s: dropped %s from unconnected %r", self._node_id,
+                             message.type, message.source)
             return
+        peer.last_seen = time.monotonic()  # liveness counts every message, not only heartbeats
         mtype = message.type
         if mtype is _RESPONSE or mtype is _ERROR:
             # The caller (_send_request) removes the entry and its timer; a late reply to a call
@@ -590,12 +645,12 @@ class Node:
                 peer.cancelling.add(task)
                 task.cancel()
         elif mtype is _HEARTBEAT:
-            peer.last_seen = time.monotonic()
             self._spawn(self._send_quiet(Message(message.id, _HEARTBEAT_ACK, self._node_id, message.source)))
         elif mtype is _HEARTBEAT_ACK:
-            peer.last_seen = time.monotonic()
+            pass  # liveness only: recorded above
         else:
-            log.warning("%s: dropped message of unknown type %r from %s", self._node_id, mtype, message.source)
+            self._rlog.warning(("unknown-type", message.source), "%s: dropped message of unknown type %r from %r",
+                               self._node_id, mtype, message.source)
 
     # ------------------------------------------------------------------ inbound
     def _start_inbound(self, peer: _Peer, msg: Message) -> None:
@@ -655,7 +710,8 @@ class Node:
         except NodeCommError as exc:
             reply = self._error_message(msg, exc.code, exc.message)
         except Exception as exc:
-            log.exception("%s: interceptor failed on %s", self._node_id, msg.method)
+            self._rlog.exception(("interceptor", msg.source), "%s: interceptor failed on %r from %r",
+                                 self._node_id, msg.method, msg.source)
             reply = self._error_message(msg, ErrorCode.INTERNAL, f"interceptor failed: {exc!r}",
                                         traceback.format_exc())
         if reply is None:
@@ -663,8 +719,8 @@ class Node:
         if msg.type is _REQUEST:
             await self._send_quiet(reply)
         elif reply.error is not None:  # a notify has nobody to tell but the log
-            log.warning("%s: notify %s from %s failed [%s]: %s", self._node_id, msg.method, msg.source,
-                        reply.error.code, reply.error.message)
+            self._rlog.warning(("notify", msg.source), "%s: notify %r from %r failed [%s]: %r",
+                               self._node_id, msg.method, msg.source, reply.error.code, reply.error.message)
 
     async def _dispatch(self, ctx: CallContext, msg: Message) -> Message | None:
         """Terminal of the inbound chain: check, decode, run the handler, encode its result."""
@@ -692,8 +748,17 @@ class Node:
             ser = self._serializer_registry.get(method.serializer)
         except ConfigError as exc:
             raise CallRejectedError(ErrorCode.INTERNAL, str(exc)) from None
+        data = msg.payload
         try:
-            payload = ser.deserialize(msg.payload)
+            if len(data) >= self.config.offload_threshold:
+                payload = await self._in_thread(ser.deserialize_bounded, data, self.config.decode_limits)
+            else:
+                payload = ser.deserialize_bounded(data, self.config.decode_limits)
+        except PayloadTooLargeError as exc:
+            raise CallRejectedError(
+                ErrorCode.RESOURCE_EXHAUSTED,
+                f"node {self._node_id!r} refused the payload of {msg.method!r} undecoded: {exc.message}",
+            ) from None
         except Exception as exc:
             raise CallRejectedError(
                 ErrorCode.SERIALIZATION_ERROR,
@@ -725,7 +790,10 @@ class Node:
         if msg.type is _NOTIFY:
             return None
         try:
-            data = ser.serialize(result)
+            if looks_large(result, self.config.offload_threshold):
+                data = await self._in_thread(ser.serialize, result)
+            else:
+                data = ser.serialize(result)
         except Exception as exc:
             return self._error_message(
                 msg, ErrorCode.SERIALIZATION_ERROR,
@@ -750,9 +818,11 @@ class Node:
         try:
             await self.transport.send(msg)
         except NodeCommError as exc:
-            log.debug("%s: could not send %s to %s: %s", self._node_id, msg.type.name, msg.target, exc)
+            self._rlog.debug(("send", msg.target), "%s: could not send %s to %r: %r", self._node_id,
+                             msg.type.name, msg.target, str(exc))
         except Exception:
-            log.exception("%s: transport failed to send %s to %s", self._node_id, msg.type.name, msg.target)
+            self._rlog.exception(("send", msg.target), "%s: transport failed to send %s to %r",
+                                 self._node_id, msg.type.name, msg.target)
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         loop = self._loop
@@ -775,7 +845,8 @@ class Node:
                     try:
                         await self.transport.disconnect(peer_id, reason)
                     except Exception:
-                        log.exception("%s: transport failed to drop %s", self._node_id, peer_id)
+                        self._rlog.exception(("drop", peer_id), "%s: transport failed to drop %r",
+                                             self._node_id, peer_id)
                     self.peer_disconnected(peer_id, reason)
                 else:
                     self._spawn(self._send_quiet(Message(0, _HEARTBEAT, self._node_id, peer_id)))

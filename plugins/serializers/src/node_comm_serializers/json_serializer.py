@@ -13,7 +13,8 @@ from typing import Any
 
 import orjson
 
-from node_comm import Serializer
+from node_comm import DecodeLimits, Serializer
+from node_comm.serializer import check_decoded_limits, check_json_limits
 
 # Passthrough makes orjson refuse datetimes and dataclasses, as stdlib json does, instead of
 # silently turning them into strings and dicts.
@@ -71,3 +72,14 @@ class JsonSerializer(Serializer):
             if scan.startswith(_BIG_START) or _BIG_RUN in scan:
                 return json.loads(data, parse_constant=_refuse_constant)
         return _loads(data)
+
+    def deserialize_bounded(self, data: bytes, limits: DecodeLimits) -> Any:
+        """``deserialize`` after a C-speed scan that refuses, undecoded, a document nesting deeper
+        than ``limits.max_depth`` or holding more than ``limits.max_containers`` lists/dicts."""
+        if len(data) <= 2 * limits.max_depth:  # too short to pass either limit (and most calls are)
+            return _loads(data) if len(data) < 19 else self.deserialize(data)
+        measure = check_json_limits(data, limits)
+        value = self.deserialize(data)
+        if measure:
+            check_decoded_limits(value, limits)
+        return value

@@ -355,7 +355,8 @@ class Link:
             if self._probe is not None and not self._probe.done():
                 self._probe.set_result(None)
         else:
-            log.warning("%s: frame of unknown type %d from %r", self.t.node_id, ftype, self.peer_id)
+            self.t.rlog.warning(("unknown-frame", self.peer_id), "%s: frame of unknown type %d from %r",
+                                self.t.node_id, ftype, self.peer_id)
             self._put_nowait(error_frame(
                 env.id, ErrorCode.INVALID_ARGUMENT.value, f"unknown frame type {ftype}"
             ).SerializeToString())
@@ -372,7 +373,8 @@ class Link:
         try:
             self.t.host.deliver(msg)
         except Exception:
-            log.exception("%s: deliver failed for a message from %r", self.t.node_id, self.peer_id)
+            self.t.rlog.exception(("deliver", self.peer_id), "%s: deliver failed for a message from %r",
+                                  self.t.node_id, self.peer_id)
 
     def _begin_transfer(self, env: Any, mtype: MessageType) -> None:
         total = env.total_size
@@ -399,7 +401,7 @@ class Link:
             fake = error_frame(env.id, ErrorCode.RESOURCE_EXHAUSTED.value, text, env.method)
             self._deliver(fake, _ERROR, b"")
         else:
-            log.warning("%s: dropped %s", self.t.node_id, text)
+            self.t.rlog.warning(("dropped", self.peer_id), "%s: dropped %r", self.t.node_id, text)
 
     def _on_chunk(self, env: Any) -> None:
         self._on_chunk_data(env.transfer, env.payload, bool(env.reason))
@@ -443,8 +445,9 @@ class Link:
         part = self._partials.pop(transfer)
         self._buffered -= part.total
         if part.got != part.total:
-            log.warning("%s: chunked payload from %r has %d bytes, announced %d; dropped",
-                        self.t.node_id, self.peer_id, part.got, part.total)
+            self.t.rlog.warning(("chunks", self.peer_id),
+                                "%s: chunked payload from %r has %d bytes, announced %d; dropped",
+                                self.t.node_id, self.peer_id, part.got, part.total)
             return
         payload = part.buf if part.buf is not None else b""
         part.buf = None

@@ -31,6 +31,7 @@ from node_comm import (
     Transport,
     TransportHost,
 )
+from node_comm.peer_logging import RateLimitedLog
 from node_comm.transport import HEARTBEAT_TIMEOUT_REASON
 
 from . import handshake as hsk
@@ -67,6 +68,9 @@ class GrpcTransport(Transport):
         self.cfg: GrpcTransportConfig = self.options
         self.node_id = ""
         self._links: dict[str, Link] = {}
+        # Lines a peer can cause (here and in link.py): rate-limited per transport and key, with
+        # peer-supplied strings as %r.
+        self.rlog = RateLimitedLog(log)
         self._dials: dict[str, tuple[str, float]] = {}  # peer -> (address, timeout) to redial
         self._redials: dict[str, asyncio.Task[None]] = {}
         self._connecting: dict[str, asyncio.Future[None]] = {}
@@ -221,15 +225,17 @@ class GrpcTransport(Transport):
             try:
                 link = await self._dial(peer_id, address, timeout)
             except ConnectFailedError as exc:
-                log.info("%s: redial %d of %r failed: %s", self.node_id, attempt, peer_id, exc)
+                self.rlog.info(("redial", peer_id), "%s: redial %d of %r failed: %r",
+                               self.node_id, attempt, peer_id, str(exc))
                 continue
             if self._stopping or peer_id in self._links:
                 link.close("redial no longer needed", goodbye=False)
                 return
-            log.info("%s: reconnected to %r at %s", self.node_id, peer_id, address)
+            self.rlog.info(("redial", peer_id), "%s: reconnected to %r at %r", self.node_id, peer_id, address)
             self._install(link)
             return
-        log.warning("%s: gave up redialling %r after %d attempts", self.node_id, peer_id, attempt)
+        self.rlog.warning(("redial", peer_id), "%s: gave up redialling %r after %d attempts",
+                          self.node_id, peer_id, attempt)
         self._dials.pop(peer_id, None)
 
     # ------------------------------------------------------------------ dialling
