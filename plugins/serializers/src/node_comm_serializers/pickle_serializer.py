@@ -97,10 +97,11 @@ class PickleSerializer(Serializer):
                 raise SerializationError(f"pickle frame: buffer {i} of {size} bytes runs past the frame's end")
             buf = view[pos:end]
             if readonly[i]:
-                buf = buf.toreadonly()
-            elif copy:  # was writable on the sender: give a writable copy of a read-only payload
-                buf = bytearray(buf)
-            buffers.append(buf)
+                buffers.append(buf.toreadonly())
+            elif copy:  # was writable on the sender: a writable copy of a read-only payload
+                buffers.append(bytearray(buf))
+            else:
+                buffers.append(buf)
             pos = end
         if pos != total or len(stream) != stream_len:
             raise SerializationError(f"pickle frame: its parts end at byte {pos}, the frame has {total}")
