@@ -383,3 +383,11 @@ def test_fuzz_crafted_headers(exts: list[tuple[int, list[Any]]], data_len: int, 
 @given(st.binary(max_size=200))
 def test_fuzz_random_bytes_after_magic(tail: bytes) -> None:
     _decode_or_refuse(b"NCND" + tail)
+
+
+def test_serialize_parts_is_the_payload_without_the_copy() -> None:
+    obj = {"w": np.arange(4096, dtype=np.float32), "f": np.asfortranarray(np.ones((64, 32))), "n": 3}
+    parts = SER.serialize_parts(obj)
+    assert b"".join(parts) == SER.serialize(obj)
+    for arr in (obj["w"], obj["f"]):
+        assert any(np.shares_memory(np.frombuffer(p, np.uint8), arr) for p in parts if len(p))

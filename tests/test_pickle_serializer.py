@@ -146,3 +146,11 @@ async def test_handler_gets_writable_arrays_and_never_the_callers() -> None:
         back = await a.call("b", "scale", mine, serializer="pickle")
     assert np.array_equal(back["w"], np.full((64, 64), 2, np.float32))
     assert np.array_equal(mine["w"], np.ones((64, 64), np.float32))
+
+
+def test_serialize_parts_is_the_payload_without_the_copy() -> None:
+    obj = weights()
+    parts = SER.serialize_parts(obj)
+    assert b"".join(parts) == SER.serialize(obj)
+    assert any(np.shares_memory(np.frombuffer(p, np.uint8), obj["w"]) for p in parts if len(p))
+    assert SER.serialize_parts({"a": 1}) == [pickle.dumps({"a": 1}, protocol=5)]

@@ -74,6 +74,12 @@ class NumpySerializer(Serializer):
 
     # ------------------------------------------------------------------ encode
     def serialize(self, obj: Any) -> bytes:
+        return b"".join(self.serialize_parts(obj))  # the one copy of each array
+
+    def serialize_parts(self, obj: Any) -> list[Any]:
+        """The payload as a list of buffers, ``b"".join(parts) == serialize(obj)``, without the copy:
+        arrays are views of their own memory (a strided one is gathered first), valid until they
+        change. For a transport that can send a list of buffers (scatter-gather)."""
         np = _numpy()
         arrays: list[Any] = []  # the data region, in order
         size = 0  # bytes of the data region so far
@@ -143,7 +149,7 @@ class NumpySerializer(Serializer):
                 parts.append(_PAD[:pad])
             if data.nbytes:  # a flat byte view: datetimes and ml_dtypes export no buffer of their own
                 parts.append(data.reshape(-1).view(np.uint8))
-        return b"".join(parts)  # the one copy of each array
+        return parts
 
     # ------------------------------------------------------------------ decode
     def deserialize(self, data: bytes) -> Any:

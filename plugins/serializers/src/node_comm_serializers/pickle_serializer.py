@@ -47,6 +47,13 @@ class PickleSerializer(Serializer):
         return "pickle"
 
     def serialize(self, obj: Any) -> bytes:
+        parts = self.serialize_parts(obj)
+        return parts[0] if len(parts) == 1 else b"".join(parts)  # type: ignore[return-value]  # the one copy
+
+    def serialize_parts(self, obj: Any) -> list[bytes | memoryview]:
+        """The payload as a list of buffers, ``b"".join(parts) == serialize(obj)``, without the copy:
+        large buffers are views of the objects' own memory, valid until those objects change. For a
+        transport that can send a list of buffers (scatter-gather)."""
         bufs: list[memoryview] = []
 
         def out_of_band(pb: pickle.PickleBuffer) -> bool:
@@ -58,7 +65,7 @@ class PickleSerializer(Serializer):
 
         stream = pickle.dumps(obj, protocol=5, buffer_callback=out_of_band)
         if not bufs:
-            return stream
+            return [stream]
         n = len(bufs)
         head = _HEAD.pack(_MAGIC, n, len(stream)) + struct.pack(f"<{n}Q", *(b.nbytes for b in bufs))
         head += bytes(b.readonly for b in bufs)
@@ -68,7 +75,7 @@ class PickleSerializer(Serializer):
             parts.append(_PAD[: _up(pos) - pos])
             parts.append(b)
             pos = _up(pos) + b.nbytes
-        return b"".join(parts)  # the one copy of each buffer
+        return parts
 
     def deserialize(self, data: bytes) -> Any:
         if data[:4] != _MAGIC:
