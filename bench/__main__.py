@@ -19,8 +19,7 @@ async def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     ap.add_argument("--quick", action="store_true", help="about one minute smoke run (short rounds)")
     ap.add_argument("--only", default=",".join(WORKLOADS), help="comma-separated workloads to run")
-    ap.add_argument("--out", default=RESULTS,
-                    help="where latest.json and chart.png go")
+    ap.add_argument("--out", default=RESULTS, help="where latest.json and chart.png go")
     ap.add_argument("--no-write", action="store_true", help="print the table only")
     ap.add_argument("--chart-only", action="store_true", help="redraw chart.png from latest.json")
     args = ap.parse_args(argv)
