@@ -166,11 +166,12 @@ def test_encoding_copies_each_array_once() -> None:
         np.zeros(2, dtype=[("a", "f4"), ("b", "O")]),
         np.zeros(2, dtype=[("a", "f4"), ("b", "i4")]),
         np.zeros(2, dtype="V8"),
+        np.ma.masked_array([1, 2], mask=[True, False]),
         {"x": object()},
         {1, 2},
         2**70,
     ],
-    ids=["object-array", "record-with-object", "record", "void", "object", "set", "big-int"],
+    ids=["object-array", "record-with-object", "record", "void", "masked", "object", "set", "big-int"],
 )
 def test_encode_refuses_what_it_cannot_carry_safely(bad: Any) -> None:
     with pytest.raises((TypeError, ValueError, OverflowError)):
@@ -391,3 +392,10 @@ def test_serialize_parts_is_the_payload_without_the_copy() -> None:
     assert b"".join(parts) == SER.serialize(obj)
     for arr in (obj["w"], obj["f"]):
         assert any(np.shares_memory(np.frombuffer(p, np.uint8), arr) for p in parts if len(p))
+
+
+def test_memmapped_weights_are_sent_as_plain_arrays(tmp_path: Any) -> None:
+    mm = np.memmap(tmp_path / "w.bin", dtype=np.float32, mode="w+", shape=(64, 16))
+    mm[:] = 1.5
+    back = roundtrip({"w": mm})["w"]
+    assert type(back) is np.ndarray and back.shape == (64, 16) and np.all(back == 1.5)

@@ -114,7 +114,9 @@ class NumpySerializer(Serializer):
         def default(o: Any) -> Any:
             nonlocal depth
             if isinstance(o, np.ndarray):
-                return add(o, _ARRAY)
+                if isinstance(o, np.ma.MaskedArray):  # its mask would be silently lost
+                    raise TypeError("masked arrays cannot be sent; send their .data and .mask as two arrays")
+                return add(o, _ARRAY)  # subclasses (np.memmap, ...) arrive as plain arrays
             if isinstance(o, np.generic):
                 return add(np.asarray(o), _SCALAR)
             if isinstance(o, tuple):
