@@ -275,6 +275,14 @@ def test_hostile_payloads_are_serialization_errors(name: str) -> None:
             SER.deserialize(buf)  # type: ignore[arg-type]
 
 
+def test_odd_buffers_are_serialization_errors() -> None:
+    good = SER.serialize({"w": np.ones(4)})
+    for odd in (memoryview(good * 2)[::2], memoryview(np.zeros((2, len(good)), np.uint8))[:, 0]):
+        with pytest.raises(SerializationError):
+            SER.deserialize(odd)  # type: ignore[arg-type]
+    assert np.array_equal(SER.deserialize(memoryview(bytearray(good)))["w"], np.ones(4))
+
+
 def test_hostile_shape_is_refused_without_allocating() -> None:
     data = frame(arr_ext("<f8", [1 << 30]), bytes(64))  # 8 GiB announced, 64 bytes present
     tracemalloc.start()

@@ -156,82 +156,87 @@ class NumpySerializer(Serializer):
     # ------------------------------------------------------------------ decode
     def deserialize(self, data: bytes) -> Any:
         np = _numpy()
-        view = memoryview(data)
-        if view.format != "B" or view.ndim != 1:
-            view = view.cast("B")
-        total = view.nbytes
-        if total < _PREFIX.size or view[:4] != _MAGIC:
-            raise SerializationError("not a numpy-serializer payload (bad magic)")
-        _, version, hlen = _PREFIX.unpack_from(view)
-        if version != _VERSION:
-            raise SerializationError(f"numpy-serializer payload of version {version}; this node reads {_VERSION}")
-        start = _up(_PREFIX.size + hlen)
-        if _PREFIX.size + hlen > total:
-            raise SerializationError(f"numpy-serializer header of {hlen} bytes runs past the payload's {total}")
-        header = view[_PREFIX.size : _PREFIX.size + hlen]
-        if view.readonly:  # arrays are always writable: one copy of a read-only payload
-            view = memoryview(bytearray(view))
-        region = max(total - start, 0)
-        depth = 0
-
-        def array(ext: bytes, code: int) -> Any:
-            try:
-                dtype_s, shape, offset, flags = msgpack.unpackb(ext, use_list=True)
-            except Exception:
-                raise ValueError("malformed array descriptor") from None
-            dt = _dtype(np, dtype_s)
-            if (
-                type(shape) is not list
-                or len(shape) > _MAX_NDIM
-                or any(type(d) is not int or not 0 <= d < _MAX_DIM for d in shape)
-            ):
-                raise ValueError(f"bad array shape {shape!r}")
-            if type(offset) is not int or type(flags) is not int or not 0 <= flags < 4:
-                raise ValueError("bad array offset or flags")
-            count = 1
-            for d in shape:
-                count *= d
-            nbytes = count * dt.itemsize
-            if not 0 <= offset or offset + nbytes > region:
-                raise ValueError(f"array of {nbytes} bytes at offset {offset} runs past the data region's {region}")
-            arr = np.frombuffer(view, dt, count, start + offset) if count else np.empty(0, dt)
-            if flags & _F_FORTRAN:
-                arr = arr.reshape(shape[::-1]).T
-            else:
-                arr = arr.reshape(shape)
-            if code == _SCALAR:
-                if shape:
-                    raise ValueError("a numpy scalar with a shape")
-                return arr[()]
-            if code == _TORCH:
-                return _to_tensor(np, arr, flags)
-            return arr
-
-        def hook(code: int, ext: bytes) -> Any:
-            nonlocal depth
-            if code == _TUPLE:
-                depth += 1
-                if depth > _MAX_DEPTH:
-                    raise ValueError(f"payload nests deeper than {_MAX_DEPTH} levels")
-                try:
-                    return tuple(unpack(ext))
-                finally:
-                    depth -= 1
-            if code in (_ARRAY, _SCALAR, _TORCH):
-                return array(ext, code)
-            raise ValueError(f"unknown extension type {code}")
-
-        def unpack(b: Any) -> Any:
-            return msgpack.unpackb(b, ext_hook=hook, raw=False, strict_map_key=False, use_list=True)
-
         try:
-            return unpack(header)
+            return _decode(np, data)
         except SerializationError:
             raise
         except RecursionError:
             raise SerializationError("numpy-serializer payload nests too deep") from None
         except Exception as exc:
             raise SerializationError(f"malformed numpy-serializer payload: {type(exc).__name__}: {exc}") from None
+
+
+def _decode(np: Any, data: Any) -> Any:
+    """``deserialize`` itself; anything it raises becomes a SerializationError there."""
+    view = memoryview(data)
+    if view.format != "B" or view.ndim != 1:
+        view = view.cast("B")
+    total = view.nbytes
+    if total < _PREFIX.size or view[:4] != _MAGIC:
+        raise SerializationError("not a numpy-serializer payload (bad magic)")
+    _, version, hlen = _PREFIX.unpack_from(view)
+    if version != _VERSION:
+        raise SerializationError(f"numpy-serializer payload of version {version}; this node reads {_VERSION}")
+    start = _up(_PREFIX.size + hlen)
+    if _PREFIX.size + hlen > total:
+        raise SerializationError(f"numpy-serializer header of {hlen} bytes runs past the payload's {total}")
+    header = view[_PREFIX.size : _PREFIX.size + hlen]
+    if view.readonly:  # arrays are always writable: one copy of a read-only payload
+        view = memoryview(bytearray(view))
+    region = max(total - start, 0)
+    depth = 0
+
+    def array(ext: bytes, code: int) -> Any:
+        try:
+            dtype_s, shape, offset, flags = msgpack.unpackb(ext, use_list=True)
+        except Exception:
+            raise ValueError("malformed array descriptor") from None
+        dt = _dtype(np, dtype_s)
+        if (
+            type(shape) is not list
+            or len(shape) > _MAX_NDIM
+            or any(type(d) is not int or not 0 <= d < _MAX_DIM for d in shape)
+        ):
+            raise ValueError(f"bad array shape {repr(shape)[:80]}")
+        if type(offset) is not int or type(flags) is not int or not 0 <= flags < 4:
+            raise ValueError("bad array offset or flags")
+        count = 1
+        for d in shape:
+            count *= d
+        nbytes = count * dt.itemsize
+        if not 0 <= offset or offset + nbytes > region:
+            raise ValueError(f"array of {nbytes} bytes at offset {offset} runs past the data region's {region}")
+        arr = np.frombuffer(view, dt, count, start + offset) if count else np.empty(0, dt)
+        if flags & _F_FORTRAN:
+            arr = arr.reshape(shape[::-1]).T
+        else:
+            arr = arr.reshape(shape)
+        if code == _SCALAR:
+            if shape:
+                raise ValueError("a numpy scalar with a shape")
+            return arr[()]
+        if code == _TORCH:
+            return _to_tensor(np, arr, flags)
+        return arr
+
+    def hook(code: int, ext: bytes) -> Any:
+        nonlocal depth
+        if code == _TUPLE:
+            depth += 1
+            if depth > _MAX_DEPTH:
+                raise ValueError(f"payload nests deeper than {_MAX_DEPTH} levels")
+            try:
+                return tuple(unpack(ext))
+            finally:
+                depth -= 1
+        if code in (_ARRAY, _SCALAR, _TORCH):
+            return array(ext, code)
+        raise ValueError(f"unknown extension type {code}")
+
+    def unpack(b: Any) -> Any:
+        return msgpack.unpackb(b, ext_hook=hook, raw=False, strict_map_key=False, use_list=True)
+
+    return unpack(header)
 
 
 def _dtype(np: Any, s: Any) -> Any:
