@@ -277,7 +277,7 @@ def test_hostile_payloads_are_serialization_errors(name: str) -> None:
 
 def test_odd_buffers_are_serialization_errors() -> None:
     good = SER.serialize({"w": np.ones(4)})
-    for odd in (memoryview(good * 2)[::2], memoryview(np.zeros((2, len(good)), np.uint8))[:, 0]):
+    for odd in (memoryview(good * 2)[::2], memoryview(np.zeros((len(good), 2), np.uint8)[:, 0])):
         with pytest.raises(SerializationError):
             SER.deserialize(odd)  # type: ignore[arg-type]
     assert np.array_equal(SER.deserialize(memoryview(bytearray(good)))["w"], np.ones(4))
