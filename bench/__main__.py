@@ -1,4 +1,4 @@
-"""``python -m bench [--quick] [--only memory,grpc,large,fanout,peers,signing]``."""
+"""``python -m bench [--quick] [--only memory,grpc,large,arrays,fanout,peers,signing]``."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from .common import Settings, log
 from .report import Results
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
-WORKLOADS = ("memory", "grpc", "large", "fanout", "peers", "signing")
+WORKLOADS = ("memory", "grpc", "large", "arrays", "fanout", "peers", "signing")
 
 
 async def main(argv: list[str] | None = None) -> int:
@@ -35,9 +35,17 @@ async def main(argv: list[str] | None = None) -> int:
         if w not in WORKLOADS:
             ap.error(f"unknown workload {w!r}; choose from {', '.join(WORKLOADS)}")
     t0 = time.perf_counter()
-    from . import fanout, grpc_bench, large, memory, peers, signing
+    from . import arrays, fanout, grpc_bench, large, memory, peers, signing
 
-    mods = {"memory": memory, "grpc": grpc_bench, "large": large, "fanout": fanout, "peers": peers, "signing": signing}
+    mods = {
+        "memory": memory,
+        "grpc": grpc_bench,
+        "large": large,
+        "arrays": arrays,
+        "fanout": fanout,
+        "peers": peers,
+        "signing": signing,
+    }
     for w in WORKLOADS:
         if w in wanted:
             t = time.perf_counter()

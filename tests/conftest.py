@@ -11,7 +11,7 @@ import pytest
 from node_comm import Node, NodeConfig, TransportConfig
 
 TRANSPORTS = ["memory", "grpc"]
-SERIALIZERS = ["json", "pickle", "msgpack"]
+SERIALIZERS = ["json", "pickle", "msgpack", "numpy"]
 CONTRACT_SECRET = "contract-suite-secret"
 
 

@@ -18,7 +18,7 @@ BIN = Path(sys.executable).parent / "node-comm"
 BUILTIN = {
     "grpc": ("node-comm-grpc", {"transports": ["grpc"]}),
     "memory": ("node-comm-memory", {"transports": ["memory"]}),
-    "serializers": ("node-comm-serializers", {"serializers": ["json", "msgpack", "pickle", "raw"]}),
+    "serializers": ("node-comm-serializers", {"serializers": ["json", "msgpack", "numpy", "pickle", "raw"]}),
     "interceptors": ("node-comm-interceptors", {"interceptors": ["acl", "auth", "logging", "metrics", "tracing"]}),
 }
 

@@ -403,7 +403,7 @@ def test_unknown_serializer_at_register_lists_installed() -> None:
     node = Node("ser-check")
     with pytest.raises(ConfigError) as info:
         node.register("m", lambda p, c: p, MethodOptions(serializer="yaml"))
-    assert "serializer 'yaml' is not installed; available: json, msgpack, pickle, raw" in str(info.value)
+    assert "serializer 'yaml' is not installed; available: json, msgpack, numpy, pickle, raw" in str(info.value)
 
 
 def test_section_of_a_transport_not_installed_here_is_kept(write: Write) -> None:

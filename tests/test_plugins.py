@@ -125,7 +125,7 @@ def test_builtin_plugins_are_discovered_with_distribution_and_what_they_register
     regs = discover()
     assert regs.plugins["memory"].distribution == "node-comm-memory"
     assert regs.plugins["memory"].transports == ["memory"]
-    assert sorted(regs.plugins["serializers"].serializers) == ["json", "msgpack", "pickle", "raw"]
+    assert sorted(regs.plugins["serializers"].serializers) == ["json", "msgpack", "numpy", "pickle", "raw"]
     assert sorted(regs.plugins["interceptors"].interceptors) == ["acl", "auth", "logging", "metrics", "tracing"]
     assert regs.transports.provider("memory") == "memory"
     assert regs.skipped == {}

@@ -17,6 +17,7 @@ UNENCODABLE = {
     "json": lambda: {"x": object()},
     "msgpack": lambda: {"x": object()},
     "pickle": lambda: {"x": threading.Lock()},
+    "numpy": lambda: {"x": object()},
 }
 
 

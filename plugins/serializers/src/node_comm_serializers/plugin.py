@@ -8,6 +8,7 @@ from node_comm import Serializer, hookimpl
 
 from .json_serializer import JsonSerializer
 from .msgpack_serializer import MsgpackSerializer
+from .numpy_serializer import NumpySerializer
 from .pickle_serializer import PickleSerializer
 from .raw_serializer import RawSerializer
 
@@ -18,3 +19,4 @@ def node_comm_register_serializers(register: Callable[[Serializer], None]) -> No
     register(PickleSerializer())
     register(MsgpackSerializer())
     register(RawSerializer())
+    register(NumpySerializer())
