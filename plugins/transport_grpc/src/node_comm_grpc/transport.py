@@ -36,6 +36,7 @@ from .config import GrpcTransportConfig
 from .link import Link, describe
 from .options import channel_options, message_limits, server_options
 from .proto import node_comm_pb2 as pb
+from .reassembly import ReceiveBudget
 from .security import channel_credentials, server_credentials
 from .wire import (
     F_HANDSHAKE,
@@ -75,8 +76,8 @@ class GrpcTransport(Transport):
         self._client_creds: grpc.ChannelCredentials | None = None
         cfg = self.cfg
         self._max_send, self._max_recv = message_limits(cfg)
-        #: Bytes of chunked payloads one connection may be receiving at once.
-        self.receive_buffer = (
+        #: Bytes of chunked payloads this node is reassembling, across all its links.
+        self.receive_budget = ReceiveBudget(
             cfg.max_receive_buffer if cfg.max_receive_buffer is not None else 2 * cfg.max_payload_size
         )
 
