@@ -107,6 +107,9 @@ class NodeConfig:
     shutdown_grace: float = 5.0
     #: Concurrent inbound calls allowed per peer; more get ``RESOURCE_EXHAUSTED``.
     max_concurrent_calls_per_peer: int = 4096
+    #: Notify handlers run at once per peer; at the cap the node stops reading that peer's
+    #: messages until one finishes (back-pressure: nothing is dropped).
+    max_concurrent_notifies_per_peer: int = 1024
     transport: TransportConfig = field(default_factory=TransportConfig)
     heartbeat: HeartbeatConfig = field(default_factory=HeartbeatConfig)
     interceptors: list[InterceptorConfig] = field(default_factory=list)
@@ -120,6 +123,7 @@ class NodeConfig:
         )
         _check_positive("connect_timeout", self.connect_timeout)
         _check_positive("shutdown_grace", self.shutdown_grace, allow_zero=True)
-        n = self.max_concurrent_calls_per_peer
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ConfigError(f"max_concurrent_calls_per_peer: expected an integer >= 1, got {n!r}")
+        for key in ("max_concurrent_calls_per_peer", "max_concurrent_notifies_per_peer"):
+            n = getattr(self, key)
+            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+                raise ConfigError(f"{key}: expected an integer >= 1, got {n!r}")

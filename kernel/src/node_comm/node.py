@@ -10,6 +10,7 @@ import itertools
 import logging
 import time
 import traceback
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,13 +66,23 @@ class _Pending:
     method: str
     timeout: float | None
     timer: Entry | None = None
+    #: The caller's task while it is inside ``transport.send`` (see ``Node._stop_sending``).
+    sending: asyncio.Task[Any] | None = None
+    stopped: bool = False
 
 
 @dataclass(slots=True)
 class _Peer:
     address: str | None
-    last_seen: float
+    last_seen: float  # time of the last message of any kind from the peer
     inbound: dict[int, asyncio.Task[None]] = field(default_factory=dict)
+    notifies: int = 0  # notify handlers running
+    #: Notifies past max_concurrent_notifies_per_peer, run as running ones finish.
+    held: deque[Message] = field(default_factory=deque)
+    #: Completed when the transport may read from the peer again (see ``reading_paused``).
+    resume: asyncio.Future[None] | None = None
+    pinging: bool = False  # a heartbeat to the peer is being sent
+    acking: bool = False  # a heartbeat ack to the peer is being sent
 
 
 def _task_is_cancelled() -> bool:
@@ -80,6 +91,12 @@ def _task_is_cancelled() -> bool:
     task = asyncio.current_task()
     cancelling = getattr(task, "cancelling", None)
     return cancelling is None or cancelling() > 0
+
+
+def _uncancel(task: asyncio.Task[Any]) -> int:
+    """Withdraw one cancellation request of ``task``; the requests left (0 on Python 3.10)."""
+    uncancel = getattr(task, "uncancel", None)
+    return int(uncancel()) if uncancel is not None else 0
 
 
 def _is_async_callable(handler: Callable[..., Any]) -> bool:
@@ -440,7 +457,16 @@ class Node:
             pend.timer = timers.call_at(loop.time() + msg.deadline, self._expire, call_id)
         self._pending[call_id] = pend
         try:
-            await self.transport.send(msg)
+            task = pend.sending = asyncio.current_task()
+            try:
+                await self.transport.send(msg)
+            except asyncio.CancelledError:
+                # Stopped by the deadline or an early reply (_stop_sending): the unsent rest is
+                # abandoned and the outcome is in ``fut``. Any other cancellation goes on.
+                if not pend.stopped or task is None or _uncancel(task) > 0:
+                    raise
+            finally:
+                pend.sending = None
             return await fut
         except asyncio.CancelledError:
             if call_id in self._pending and msg.target in self._peers:
@@ -456,8 +482,22 @@ class Node:
         if pend is None:
             return
         self._fail(pend, CallTimeoutError(pend.target, pend.method, pend.timeout))
+        if pend.sending is not None:
+            self._stop_sending(pend)
         if pend.target in self._peers:
             self._send_cancel(pend.target, call_id)
+
+    def _stop_sending(self, pend: _Pending) -> None:
+        """The call has its outcome while its caller is still inside ``transport.send`` (a peer that
+        stopped reading; a large payload refused at its first chunk): stop the send, so the caller
+        returns now. Safe for every transport: a caller may be cancelled in ``send`` any time (the
+        gRPC link never lets a caller's cancellation reach a half-done stream write, and aborts an
+        unfinished chunked transfer so the receiver drops it)."""
+        task = pend.sending
+        if task is None or pend.stopped or task is asyncio.current_task():
+            return
+        pend.stopped = True
+        task.cancel()
 
     def _fail(self, pend: _Pending, exc: BaseException) -> None:
         if pend.timer is not None and self._timers is not None:
@@ -543,6 +583,10 @@ class Node:
         for task in list(peer.inbound.values()):
             if task is not me:
                 task.cancel()
+        if peer.resume is not None:  # a transport waiting to read from it: read on (and find it gone)
+            if not peer.resume.done():
+                peer.resume.set_result(None)
+            peer.resume = None
         self._events.emit("disconnect", peer_id, reason)
 
     def deliver(self, message: Message) -> None:
@@ -551,6 +595,7 @@ class Node:
         if peer is None:
             log.debug("%s: dropped %s from unconnected %r", self._node_id, message.type, message.source)
             return
+        peer.last_seen = time.monotonic()  # any message shows the peer is alive
         mtype = message.type
         if mtype is _RESPONSE or mtype is _ERROR:
             # The caller (_send_request) removes the entry and its timer; a late reply to a call
@@ -558,17 +603,24 @@ class Node:
             pend = self._pending.get(message.id)
             if pend is not None and pend.target == message.source and not pend.future.done():
                 pend.future.set_result(message)
-        elif mtype is _REQUEST or mtype is _NOTIFY:
+                if pend.sending is not None:  # answered before its request was all sent
+                    self._stop_sending(pend)
+        elif mtype is _REQUEST:
             self._start_inbound(peer, message)
+        elif mtype is _NOTIFY:
+            self._start_notify(peer, message)
         elif mtype is _CANCEL:
             task = peer.inbound.get(message.id)
             if task is not None:
                 task.cancel()
         elif mtype is _HEARTBEAT:
-            peer.last_seen = time.monotonic()
-            self._spawn(self._send_quiet(Message(message.id, _HEARTBEAT_ACK, self._node_id, message.source)))
+            if not peer.acking:  # at most one ack on its way per peer, never a task per frame
+                peer.acking = True
+                self._spawn(self._send_flagged(
+                    peer, "acking", Message(message.id, _HEARTBEAT_ACK, self._node_id, message.source)
+                ))
         elif mtype is _HEARTBEAT_ACK:
-            peer.last_seen = time.monotonic()
+            pass
         else:
             log.warning("%s: dropped message of unknown type %r from %s", self._node_id, mtype, message.source)
 
@@ -590,13 +642,57 @@ class Node:
         assert loop is not None
         deadline = None if msg.deadline is None else time.monotonic() + msg.deadline
         task = loop.create_task(self._serve(peer, msg, deadline))
-        if msg.type is _REQUEST:
-            # Removed again by _serve itself. No deadline timer here: the caller sends CANCEL when
-            # its deadline passes, and a lost link cancels every inbound task of that peer.
-            peer.inbound[msg.id] = task
-        else:
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+        # Removed again by _serve itself. No deadline timer here: the caller sends CANCEL when
+        # its deadline passes, and a lost link cancels every inbound task of that peer.
+        peer.inbound[msg.id] = task
+
+    def _start_notify(self, peer: _Peer, msg: Message) -> None:
+        """Run a notify handler, or hold the notify while the peer has
+        ``max_concurrent_notifies_per_peer`` running (the transport stops reading that peer
+        meanwhile: see :meth:`reading_paused`; only what it had read already is held)."""
+        if peer.notifies >= self.config.max_concurrent_notifies_per_peer:
+            peer.held.append(msg)
+            return
+        self._run_notify(peer, msg)
+
+    def _run_notify(self, peer: _Peer, msg: Message) -> None:
+        loop = self._loop
+        assert loop is not None
+        deadline = None if msg.deadline is None else time.monotonic() + msg.deadline
+        task = loop.create_task(self._serve(peer, msg, deadline))
+        peer.notifies += 1
+        self._background.add(task)
+        task.add_done_callback(functools.partial(self._notify_done, peer))
+
+    def _notify_done(self, peer: _Peer, task: asyncio.Task[Any]) -> None:
+        self._background.discard(task)
+        peer.notifies -= 1
+        if peer.held:
+            if self._started:
+                self._run_notify(peer, peer.held.popleft())
+                return
+            log.debug("%s: %d notifies from %s not run: the node stopped", self._node_id, len(peer.held),
+                      peer.held[0].source)
+            peer.held.clear()
+        resume = peer.resume
+        if resume is not None and peer.notifies < self.config.max_concurrent_notifies_per_peer:
+            peer.resume = None
+            if not resume.done():
+                resume.set_result(None)
+
+    def reading_paused(self, peer_id: str) -> asyncio.Future[None] | None:
+        """Transport callback (flow control): ``None`` while the node takes more messages from
+        ``peer_id``; else a future done when it does again (its notify handlers are at
+        ``max_concurrent_notifies_per_peer``). See :class:`~node_comm.transport.TransportHost`."""
+        peer = self._peers.get(peer_id)
+        if peer is None or (peer.notifies < self.config.max_concurrent_notifies_per_peer and not peer.held):
+            return None
+        resume = peer.resume
+        if resume is None:
+            loop = self._loop
+            assert loop is not None
+            resume = peer.resume = loop.create_future()
+        return resume
 
     async def _serve(self, peer: _Peer, msg: Message, deadline: float | None) -> None:
         try:
@@ -706,6 +802,13 @@ class Node:
         if msg.type is _REQUEST:
             self._spawn(self._send_quiet(self._error_message(msg, code, text)))
 
+    async def _send_flagged(self, peer: _Peer, flag: str, msg: Message) -> None:
+        """Send a heartbeat or its ack, then clear ``peer.<flag>`` (one of each at a time per peer)."""
+        try:
+            await self._send_quiet(msg)
+        finally:
+            setattr(peer, flag, False)
+
     async def _send_quiet(self, msg: Message) -> None:
         """Send a reply, cancel or heartbeat; a vanished peer is not an error for us."""
         try:
@@ -731,6 +834,8 @@ class Node:
             await asyncio.sleep(interval)
             now = time.monotonic()
             for peer_id, peer in list(self._peers.items()):
+                if peer.resume is not None:  # this node stopped reading it: its silence is ours
+                    peer.last_seen = now
                 if now - peer.last_seen > timeout:
                     reason = f"{HEARTBEAT_TIMEOUT_REASON}: no message for {timeout:g}s"
                     try:
@@ -738,5 +843,6 @@ class Node:
                     except Exception:
                         log.exception("%s: transport failed to drop %s", self._node_id, peer_id)
                     self.peer_disconnected(peer_id, reason)
-                else:
-                    self._spawn(self._send_quiet(Message(0, _HEARTBEAT, self._node_id, peer_id)))
+                elif not peer.pinging:
+                    peer.pinging = True
+                    self._spawn(self._send_flagged(peer, "pinging", Message(0, _HEARTBEAT, self._node_id, peer_id)))
