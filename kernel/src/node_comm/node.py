@@ -692,7 +692,7 @@ class Node:
             loop = self._loop
             assert loop is not None
             resume = peer.resume = loop.create_future()
-        return resume
+        return asyncio.shield(resume)  # a waiter cancelled must not cancel it for the others
 
     async def _serve(self, peer: _Peer, msg: Message, deadline: float | None) -> None:
         try:
