@@ -140,12 +140,11 @@ class Link:
     # ------------------------------------------------------------------ outbound
     async def _put(self, parts: tuple[bytes | memoryview, ...], size: int) -> None:
         limit = self.t.cfg.send_queue_bytes
-        if self._queued >= limit and not self.closed:
+        while self._queued >= limit and not self.closed:
             self._congested()
-            while self._queued >= limit and not self.closed:
-                fut: asyncio.Future[None] = self._loop.create_future()
-                self._waiters.append(fut)
-                await fut
+            fut: asyncio.Future[None] = self._loop.create_future()
+            self._waiters.append(fut)
+            await fut
         if self.closed:
             raise NodeNotConnectedError(self.peer_id, f"connection to node {self.peer_id!r} is closed: "
                                         f"{self.close_reason}")
@@ -184,7 +183,7 @@ class Link:
 
     def _check_stall(self) -> None:
         self._stall = None
-        if self.closed or self._queued < self.t.cfg.send_queue_bytes:
+        if self.closed or (self._queued < self.t.cfg.send_queue_bytes and not self._waiters):
             return
         if self._writes != self._stall_mark:  # slow, but the peer reads: watch on
             self._congested()
