@@ -27,6 +27,8 @@ class Blocker:
         self.peak = 0
         self.done = 0
         self.started = asyncio.Event()
+        self.all_done = asyncio.Event()
+        self.expected = 0
 
     async def __call__(self, payload: Any, ctx: CallContext) -> None:
         self.running += 1
@@ -37,6 +39,8 @@ class Blocker:
         finally:
             self.running -= 1
             self.done += 1
+            if self.done == self.expected:
+                self.all_done.set()
 
 
 async def _stall_reading(a: Node, b: Node, blocker: Blocker) -> None:
@@ -50,6 +54,7 @@ async def test_notifies_past_the_cap_wait_and_none_is_dropped(make_node: NodeFac
     a = await make_node("a")
     b = await make_node("b", max_concurrent_notifies_per_peer=2)
     blocker = Blocker()
+    blocker.expected = 20
     b.register("block", blocker)
     await link(a, b)
 
@@ -66,8 +71,7 @@ async def test_notifies_past_the_cap_wait_and_none_is_dropped(make_node: NodeFac
     assert len(b._peers["a"].held) <= 1  # type: ignore[attr-defined]  # b stopped reading a instead
     blocker.release.set()
     await asyncio.wait_for(sender, WAIT)
-    while blocker.done < 20:
-        await asyncio.wait_for(asyncio.sleep(0.01), WAIT)
+    await asyncio.wait_for(blocker.all_done.wait(), WAIT)
     assert blocker.peak == 2
     assert a.is_connected("b")
 

@@ -46,9 +46,19 @@ async def read_batch(call: Any) -> list[pb.Envelope]:
 async def handshake(call: Any, node_id: str = "raw", expected: str = "b", token: str | None = None) -> pb.Envelope:
     """Do the dialler's side of the handshake on an open Connect ``call``; returns the server's
     ack frame (``ack.handshake.refused`` says why when it refused)."""
-    await call.write(batch(pb.Envelope(type=pb.HANDSHAKE, handshake=pb.Handshake(
-        node_id=node_id, protocol_version=PROTOCOL_VERSION, expected_node_id=expected, token=token or "",
-    ))))
+    await call.write(
+        batch(
+            pb.Envelope(
+                type=pb.HANDSHAKE,
+                handshake=pb.Handshake(
+                    node_id=node_id,
+                    protocol_version=PROTOCOL_VERSION,
+                    expected_node_id=expected,
+                    token=token or "",
+                ),
+            )
+        )
+    )
     frames = await read_batch(call)
     assert frames and frames[0].type == pb.HANDSHAKE_ACK, frames
     return frames[0]
@@ -88,8 +98,9 @@ class RawClient:
 
 
 @asynccontextmanager
-async def raw_client(address: str, node_id: str = "raw", expected: str = "b",
-                     token: str | None = None) -> AsyncIterator[RawClient]:
+async def raw_client(
+    address: str, node_id: str = "raw", expected: str = "b", token: str | None = None
+) -> AsyncIterator[RawClient]:
     """A :class:`RawClient` connected to the node at ``address`` as ``node_id``; closed on exit."""
     async with aio.insecure_channel(address) as channel:
         call = channel.stream_stream(METHOD)()

@@ -111,8 +111,8 @@ class Link:
         cfg = transport.cfg
         # Control frames may pass send_queue_bytes by this much: room for the one data frame that
         # may overshoot it plus a margin; past it the peer is taken for one that does not read.
-        self._hard_limit = cfg.send_queue_bytes + cfg.chunk_size + FRAME_OVERHEAD + max(
-            64 * 1024, cfg.send_queue_bytes // 4
+        self._hard_limit = (
+            cfg.send_queue_bytes + cfg.chunk_size + FRAME_OVERHEAD + max(64 * 1024, cfg.send_queue_bytes // 4)
         )
         self._writes = 0  # writes completed, to tell a stalled stream from a slow one
         self._stall: asyncio.TimerHandle | None = None
@@ -146,8 +146,9 @@ class Link:
             self._waiters.append(fut)
             await fut
         if self.closed:
-            raise NodeNotConnectedError(self.peer_id, f"connection to node {self.peer_id!r} is closed: "
-                                        f"{self.close_reason}")
+            raise NodeNotConnectedError(
+                self.peer_id, f"connection to node {self.peer_id!r} is closed: {self.close_reason}"
+            )
         self._queue.append((parts, size))
         self._queued += size
         self._kick()
@@ -164,9 +165,11 @@ class Link:
         if self.closed:
             return False
         if self._queued + size > self._hard_limit:
-            self._not_reading(f"{self._queued} bytes are waiting to be sent to it, past "
-                              f"send_queue_bytes={self.t.cfg.send_queue_bytes} and the room kept for "
-                              "replies and control frames")
+            self._not_reading(
+                f"{self._queued} bytes are waiting to be sent to it, past "
+                f"send_queue_bytes={self.t.cfg.send_queue_bytes} and the room kept for "
+                "replies and control frames"
+            )
             return False
         self._queue.append((parts, size))
         self._queued += size
@@ -188,8 +191,10 @@ class Link:
         if self._writes != self._stall_mark:  # slow, but the peer reads: watch on
             self._congested()
             return
-        self._not_reading(f"nothing could be written to it for {self.t.cfg.stall_timeout:g}s while its "
-                          "send queue was full (transport.grpc.stall_timeout)")
+        self._not_reading(
+            f"nothing could be written to it for {self.t.cfg.stall_timeout:g}s while its "
+            "send queue was full (transport.grpc.stall_timeout)"
+        )
 
     def _not_reading(self, why: str) -> None:
         reason = f"node {self.peer_id!r} is not reading its stream: {why}"
@@ -202,11 +207,19 @@ class Link:
         payload = msg.payload
         n = len(payload)
         if n > cfg.max_payload_size:
-            text = (f"payload of {msg.method or msg.type.name} to {msg.target!r} is {n} bytes, over "
-                    f"max_payload_size={cfg.max_payload_size}")
+            text = (
+                f"payload of {msg.method or msg.type.name} to {msg.target!r} is {n} bytes, over "
+                f"max_payload_size={cfg.max_payload_size}"
+            )
             if msg.type is _RESPONSE:  # tell the caller instead of leaving it waiting
-                msg = Message(msg.id, _ERROR, msg.source, msg.target, msg.method,
-                              error=ErrorInfo(ErrorCode.RESOURCE_EXHAUSTED.value, text))
+                msg = Message(
+                    msg.id,
+                    _ERROR,
+                    msg.source,
+                    msg.target,
+                    msg.method,
+                    error=ErrorInfo(ErrorCode.RESOURCE_EXHAUSTED.value, text),
+                )
                 payload, n = b"", 0
             else:
                 raise PayloadTooLargeError(text)
@@ -224,8 +237,7 @@ class Link:
             env = encode(msg, payload)
             if len(env) > cfg.chunk_size + FRAME_OVERHEAD:
                 raise PayloadTooLargeError(
-                    f"frame of {msg.method or msg.type.name} to {msg.target!r} is {len(env)} bytes "
-                    "(metadata too large)"
+                    f"frame of {msg.method or msg.type.name} to {msg.target!r} is {len(env)} bytes (metadata too large)"
                 )
             if self._queued < cfg.send_queue_bytes and not self.closed:  # fast path
                 prefix = b"\x0a" + varint(len(env))
@@ -239,8 +251,9 @@ class Link:
             if msg.type in _CONTROL and size < INLINE_PAYLOAD_MIN:
                 # Never a waiting task per refused call or heartbeat behind a full queue.
                 if not self._put_control(parts, size):
-                    raise NodeNotConnectedError(self.peer_id, f"connection to node {self.peer_id!r} is "
-                                                f"closed: {self.close_reason}")
+                    raise NodeNotConnectedError(
+                        self.peer_id, f"connection to node {self.peer_id!r} is closed: {self.close_reason}"
+                    )
                 return
             await self._put(parts, size)
             return
@@ -268,8 +281,14 @@ class Link:
         """A frame was queued: on an idle link whose traffic is one small frame at a time, start
         writing it here, in the sender's step (one event-loop hop less than waking the writer
         task); otherwise wake the writer task, which coalesces what is queued into one batch."""
-        if self._writing or self._defer or self._queued >= INLINE_PAYLOAD_MIN or self.closed \
-                or self._writer is None or len(self._queue) != 1:
+        if (
+            self._writing
+            or self._defer
+            or self._queued >= INLINE_PAYLOAD_MIN
+            or self.closed
+            or self._writer is None
+            or len(self._queue) != 1
+        ):
             if not self._wakeup.is_set():
                 self._wakeup.set()
             return
@@ -372,8 +391,7 @@ class Link:
                     frames = scan_batch(data) if len(data) >= SCAN_BATCH_MIN else Batch.FromString(data).frames
                 except DecodeError:
                     reason = f"node {self.peer_id!r} sent a malformed frame"
-                    self.status = (grpc.StatusCode.INVALID_ARGUMENT,
-                                   "malformed frame (not a node_comm Batch)")
+                    self.status = (grpc.StatusCode.INVALID_ARGUMENT, "malformed frame (not a node_comm Batch)")
                     break
                 del data
                 for env in frames:
@@ -407,9 +425,13 @@ class Link:
             payload = env.payload
             if len(payload) > self.t.cfg.max_payload_size:
                 limit = self.t.cfg.max_payload_size
-                self._refuse(env, mtype, ErrorCode.RESOURCE_EXHAUSTED,
-                             f"payload of {env.method or mtype.name} from {self.peer_id!r} is {len(payload)} "
-                             f"bytes, over max_payload_size={limit} of node {self.t.node_id!r}")
+                self._refuse(
+                    env,
+                    mtype,
+                    ErrorCode.RESOURCE_EXHAUSTED,
+                    f"payload of {env.method or mtype.name} from {self.peer_id!r} is {len(payload)} "
+                    f"bytes, over max_payload_size={limit} of node {self.t.node_id!r}",
+                )
                 return
             self._deliver(env, mtype, payload)
         elif ftype == F_CHUNK:
@@ -424,8 +446,10 @@ class Link:
         ``MAX_BAD_FRAMES``, close the stream."""
         self._bad += 1
         if self._bad > MAX_BAD_FRAMES:
-            reason = (f"node {self.peer_id!r} sent {self._bad} malformed or unknown frames "
-                      f"(the last: {text}); its stream is closed")
+            reason = (
+                f"node {self.peer_id!r} sent {self._bad} malformed or unknown frames "
+                f"(the last: {text}); its stream is closed"
+            )
             log.warning("%s: %s", self.t.node_id, reason)
             self.status = (grpc.StatusCode.INVALID_ARGUMENT, reason)
             self.t._lost(self, reason)
@@ -441,9 +465,18 @@ class Link:
             e = env.error
             err = ErrorInfo(e.code, e.message, e.traceback if e.HasField("traceback") else None)
         # A reassembled payload is the bytearray it was copied into: serializers take any buffer.
-        msg = Message(env.id, mtype, self.peer_id, self.t.node_id, env.method, payload, env.serializer,  # type: ignore[arg-type]
-                      dict(env.metadata) if env.metadata else {}, err,
-                      env.deadline if env.HasField("deadline") else None)
+        msg = Message(
+            env.id,
+            mtype,
+            self.peer_id,
+            self.t.node_id,
+            env.method,
+            payload,
+            env.serializer,  # type: ignore[arg-type]
+            dict(env.metadata) if env.metadata else {},
+            err,
+            env.deadline if env.HasField("deadline") else None,
+        )
         try:
             self.t.host.deliver(msg)
         except Exception:
@@ -474,19 +507,26 @@ class Link:
         what = env.method or mtype.name
         if transfer in self._partials or transfer in self._dropped:
             self._bad_frame(f"transfer id {transfer} reused while in progress")
-            self._refuse(env, mtype, ErrorCode.INVALID_ARGUMENT,
-                         f"payload of {what} from {self.peer_id!r} reuses transfer id {transfer}, "
-                         "still in progress")
+            self._refuse(
+                env,
+                mtype,
+                ErrorCode.INVALID_ARGUMENT,
+                f"payload of {what} from {self.peer_id!r} reuses transfer id {transfer}, still in progress",
+            )
             return
         limit = self.t.cfg.max_payload_size
         budget = self._budget
         if total > limit:
-            text = (f"payload of {what} from {self.peer_id!r} is {total} bytes, over "
-                    f"max_payload_size={limit} of node {self.t.node_id!r}")
+            text = (
+                f"payload of {what} from {self.peer_id!r} is {total} bytes, over "
+                f"max_payload_size={limit} of node {self.t.node_id!r}"
+            )
         elif not budget.take(total):
-            text = (f"node {self.t.node_id!r} is already receiving {budget.used} bytes of large payloads; "
-                    f"{total} more (of {what} from {self.peer_id!r}) would pass max_receive_buffer="
-                    f"{budget.limit}")
+            text = (
+                f"node {self.t.node_id!r} is already receiving {budget.used} bytes of large payloads; "
+                f"{total} more (of {what} from {self.peer_id!r}) would pass max_receive_buffer="
+                f"{budget.limit}"
+            )
         else:
             now = self._loop.time()
             self._partials[transfer] = Partial(env, total, now)
@@ -520,8 +560,10 @@ class Link:
             del self._partials[transfer]
             self._budget.give(part.total)
             env = part.env
-            text = (f"chunked payload of {env.method or MESSAGE_TYPES[env.type].name} from {self.peer_id!r} "
-                    f"has more bytes than the {part.total} announced")
+            text = (
+                f"chunked payload of {env.method or MESSAGE_TYPES[env.type].name} from {self.peer_id!r} "
+                f"has more bytes than the {part.total} announced"
+            )
             self._bad_frame(text)
             self._refuse(env, MESSAGE_TYPES[env.type], ErrorCode.INVALID_ARGUMENT, text)
             return
@@ -554,8 +596,10 @@ class Link:
             self._remember_dropped(transfer, part.total - part.got)
             env = part.env
             mtype = MESSAGE_TYPES[env.type]
-            text = (f"chunked payload of {env.method or mtype.name} from {self.peer_id!r} stalled: no chunk "
-                    f"for {timeout:g}s after {part.got} of {part.total} bytes (transport.grpc.transfer_timeout)")
+            text = (
+                f"chunked payload of {env.method or mtype.name} from {self.peer_id!r} stalled: no chunk "
+                f"for {timeout:g}s after {part.got} of {part.total} bytes (transport.grpc.transfer_timeout)"
+            )
             log.warning("%s: dropped %s", self.t.node_id, text)
             part.buf = None
             self._refuse(env, mtype, ErrorCode.DEADLINE_EXCEEDED, text, logged=True)
