@@ -5,13 +5,15 @@ and heartbeats, and peers that never read. The node stays up and keeps serving o
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 
 import grpc
+import pytest
 from conftest import grpc_config
 from rawclient import chunk, raw_client, request
 
-from node_comm import HeartbeatConfig
+from node_comm import CallTimeoutError, HeartbeatConfig
 from node_comm_grpc.link import MAX_BAD_FRAMES
 from node_comm_grpc.proto import node_comm_pb2 as pb
 from node_comm_grpc.reassembly import MAX_DROPPED
@@ -227,3 +229,28 @@ async def test_refused_calls_to_a_peer_that_never_reads_hold_no_tasks(nodes) -> 
     while b._background:  # and those of the last batch end at once
         await asyncio.wait_for(asyncio.sleep(0.01), WAIT)
     await still_serving(a, b)
+
+
+async def test_deadlines_hold_against_a_frozen_peer_process(nodes, spawn) -> None:
+    peer = await spawn("b")
+    a = await nodes("a", grpc_config("a", send_queue_bytes=256 * KiB))
+    c = await nodes("c")
+    c.register("echo", lambda p, ctx: p)
+    await a.connect("b", peer.address)
+    await a.connect("c", c.address)
+    assert await a.call("b", "echo", "hi") == "hi"
+    peer.signal(signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(CallTimeoutError):  # 32 MiB cannot all be written to a process that is stopped
+            await asyncio.wait_for(a.call("b", "echo", "x" * (32 * MiB), timeout=1.0), WAIT)
+        assert time.monotonic() - t0 < 2.5
+        t0 = time.monotonic()
+        results = await asyncio.wait_for(a.broadcast("echo", "all", timeout=1.0), WAIT)
+        assert time.monotonic() - t0 < 2.5
+        assert results["c"] == "all" and isinstance(results["b"], CallTimeoutError)
+        assert await a.call("c", "echo", "others are served") == "others are served"
+    finally:
+        peer.signal(signal.SIGCONT)
+    # The peer reads on: the abandoned transfer was aborted, the link still works.
+    assert await a.call("b", "echo", "back", timeout=WAIT) == "back"
