@@ -43,6 +43,15 @@ class Blocker:
                 self.all_done.set()
 
 
+async def eventually(condition: Any) -> None:
+    """Wait until ``condition()`` holds (for states no event announces), at most ``WAIT`` seconds."""
+    for _ in range(int(WAIT / 0.01)):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition never held")
+
+
 async def _stall_reading(a: Node, b: Node, blocker: Blocker) -> None:
     """Make ``b`` stop reading ``a``: its single notify slot is taken by a handler that blocks."""
     b.register("block", blocker)
@@ -117,3 +126,23 @@ async def test_broadcast_returns_at_its_timeout_with_the_slow_target_timed_out(m
 
     blocker.release.set()
     assert len(await asyncio.wait_for(filler, 30)) == STUCK_PAYLOAD
+
+
+async def test_a_transport_that_ignores_flow_control_still_runs_every_notify_within_the_cap(
+    make_node: NodeFactory,
+) -> None:
+    a = await make_node("a")
+    b = await make_node("b", max_concurrent_notifies_per_peer=2)
+    b.reading_paused = lambda peer_id: None  # type: ignore[method-assign]  # as a transport that never asks
+    blocker = Blocker()
+    blocker.expected = 20
+    b.register("block", blocker)
+    await link(a, b)
+    for i in range(20):
+        await asyncio.wait_for(a.notify("b", "block", i), WAIT)  # never waits: nobody pauses
+    await asyncio.wait_for(blocker.started.wait(), WAIT)
+    await eventually(lambda: len(b._peers["a"].held) == 18)  # type: ignore[attr-defined]  # grpc: in flight
+    assert blocker.running == 2
+    blocker.release.set()
+    await asyncio.wait_for(blocker.all_done.wait(), WAIT)
+    assert blocker.peak == 2

@@ -23,6 +23,15 @@ MiB = 1024 * KiB
 WAIT = 10.0
 
 
+async def eventually(condition) -> None:  # type: ignore[no-untyped-def]
+    """Wait until ``condition()`` holds (for states no event announces), at most ``WAIT`` seconds."""
+    for _ in range(int(WAIT / 0.01)):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition never held")
+
+
 async def serve(nodes, **grpc_opts):  # type: ignore[no-untyped-def]
     """Node ``b`` (with ``grpc_opts``) serving ``echo`` and ``hang``, and node ``a`` connected to it."""
     grpc_opts.setdefault("handshake_timeout", 2.0)
@@ -202,8 +211,7 @@ async def test_a_peer_that_never_reads_is_disconnected_and_its_tasks_end(nodes) 
         await still_serving(a, b)
         code, details = await raw.status()
         assert code is grpc.StatusCode.RESOURCE_EXHAUSTED and "not reading" in details
-    while len(asyncio.all_tasks()) > baseline + 2:
-        await asyncio.wait_for(asyncio.sleep(0.02), WAIT)
+    await eventually(lambda: len(asyncio.all_tasks()) <= baseline + 2)
     assert not b._peers.get("raw")
 
 
@@ -226,8 +234,7 @@ async def test_refused_calls_to_a_peer_that_never_reads_hold_no_tasks(nodes) -> 
         assert "send_queue_bytes=65536" in lost.reason  # type: ignore[attr-defined]
         assert i > 4 * batch  # several batches were refused before
     assert peak <= 3 * batch, peak
-    while b._background:  # and those of the last batch end at once
-        await asyncio.wait_for(asyncio.sleep(0.01), WAIT)
+    await eventually(lambda: not b._background)  # and those of the last batch end at once
     await still_serving(a, b)
 
 

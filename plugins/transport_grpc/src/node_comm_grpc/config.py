@@ -89,3 +89,7 @@ class GrpcTransportConfig:
             raise ValueError("max_batch_bytes and send_queue_bytes must be at least 1024 bytes")
         if self.max_payload_size < 0:
             raise ValueError(f"max_payload_size must be >= 0, got {self.max_payload_size}")
+        for key in ("transfer_timeout", "stall_timeout"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ValueError(f"{key} must be a number of seconds > 0, got {value!r}")
