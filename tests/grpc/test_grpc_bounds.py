@@ -246,6 +246,8 @@ async def test_deadlines_hold_against_a_frozen_peer_process(nodes, spawn) -> Non
     await a.connect("b", peer.address)
     await a.connect("c", c.address)
     assert await a.call("b", "echo", "hi") == "hi"
+    disconnects: list[str] = []
+    a.on("disconnect", lambda n, reason: disconnects.append(reason))
     peer.signal(signal.SIGSTOP)
     try:
         t0 = time.monotonic()
@@ -259,5 +261,7 @@ async def test_deadlines_hold_against_a_frozen_peer_process(nodes, spawn) -> Non
         assert await a.call("c", "echo", "others are served") == "others are served"
     finally:
         peer.signal(signal.SIGCONT)
-    # The peer reads on: the abandoned transfer was aborted, the link still works.
+    # The peer reads on: the abandoned transfer was aborted, and the stream was never cancelled
+    # (stopping the callers left every write whole): the same link still works.
     assert await a.call("b", "echo", "back", timeout=WAIT) == "back"
+    assert disconnects == []
