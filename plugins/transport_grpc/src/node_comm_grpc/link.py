@@ -186,7 +186,8 @@ class Link:
 
     def _check_stall(self) -> None:
         self._stall = None
-        if self.closed or (self._queued < self.t.cfg.send_queue_bytes and not self._waiters):
+        waiting = any(not fut.done() for fut in self._waiters)  # cancelled senders do not count
+        if self.closed or (self._queued < self.t.cfg.send_queue_bytes and not waiting):
             return
         if self._writes != self._stall_mark:  # slow, but the peer reads: watch on
             self._congested()
