@@ -72,10 +72,10 @@ async def test_notifies_past_the_cap_wait_and_none_is_dropped(make_node: NodeFac
             await a.notify("b", "block", i)
 
     sender = asyncio.ensure_future(send_all())
-    await asyncio.wait_for(blocker.started.wait(), WAIT)
-    # Give the transport every chance to deliver more: the cap must hold anyway.
-    for _ in range(50):
-        await asyncio.sleep(0)
+    await eventually(lambda: blocker.running == 2)
+    # Give the transport time to deliver more if it would: the cap must hold anyway (an absence
+    # cannot be awaited as an event).
+    await asyncio.sleep(0.1)
     assert blocker.running == 2
     assert len(b._peers["a"].held) <= 1  # type: ignore[attr-defined]  # b stopped reading a instead
     blocker.release.set()
@@ -140,9 +140,8 @@ async def test_a_transport_that_ignores_flow_control_still_runs_every_notify_wit
     await link(a, b)
     for i in range(20):
         await asyncio.wait_for(a.notify("b", "block", i), WAIT)  # never waits: nobody pauses
-    await asyncio.wait_for(blocker.started.wait(), WAIT)
-    await eventually(lambda: len(b._peers["a"].held) == 18)  # type: ignore[attr-defined]  # grpc: in flight
-    assert blocker.running == 2
+    held = b._peers["a"].held  # type: ignore[attr-defined]
+    await eventually(lambda: blocker.running == 2 and len(held) == 18)  # grpc: frames still in flight
     blocker.release.set()
     await asyncio.wait_for(blocker.all_done.wait(), WAIT)
     assert blocker.peak == 2
