@@ -337,6 +337,8 @@ def test_ill_typed_values(write: Write, text: str, expected: str) -> None:
         ("node_id: n\ndefault_timeout: .nan\n", "default_timeout: expected a number > 0, got nan"),
         ("node_id: n\nmax_concurrent_calls_per_peer: 0\n",
          "max_concurrent_calls_per_peer: expected an integer >= 1"),
+        ("node_id: n\nmax_concurrent_notifies_per_peer: 0\n",
+         "max_concurrent_notifies_per_peer: expected an integer >= 1"),
         ("node_id: n\nheartbeat: {interval: 0}\n", "heartbeat.interval: expected a number > 0"),
         ("node_id: n\nheartbeat: {interval: 10, timeout: -1}\n", "heartbeat.timeout: expected a number > 0"),
         ("node_id: n\nheartbeat: {enabled: true, interval: 10, timeout: 10}\n",

@@ -21,7 +21,8 @@ SECRET = "grpc-tests-secret"
 
 def grpc_config(node_id: str, port: int | None = 0, **grpc: Any) -> NodeConfig:
     """A grpc node config on 127.0.0.1 (``port=None``: dial-only); ``grpc`` are transport options."""
-    node_keys = ("heartbeat", "shutdown_grace", "default_timeout", "interceptors", "debug")
+    node_keys = ("heartbeat", "shutdown_grace", "default_timeout", "interceptors", "debug",
+                 "max_concurrent_calls_per_peer", "max_concurrent_notifies_per_peer")
     node_opts = {k: grpc.pop(k) for k in node_keys if k in grpc}
     node_opts.setdefault("shutdown_grace", 0.5)
     return NodeConfig(

@@ -42,6 +42,8 @@ def test_yaml_builds_nested_grpc_options(tmp_path: Path) -> None:
     ("    reconnect: {enabled: maybe}\n", "enabled"),
     ("    port: 70000\n", "port"),
     ("    chunk_sise: 1\n", "chunk_sise"),
+    ("    transfer_timeout: 0\n", "transfer_timeout"),
+    ("    stall_timeout: -1\n", "stall_timeout"),
 ])
 def test_yaml_typos_are_config_errors(tmp_path: Path, bad: str, key: str) -> None:
     path = tmp_path / "node.yaml"

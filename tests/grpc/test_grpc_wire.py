@@ -12,27 +12,13 @@ import pytest
 from conftest import grpc_config
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from rawclient import batch, handshake, read_batch
 
 from node_comm_grpc.proto import node_comm_pb2 as pb
-from node_comm_grpc.transport import METHOD, PROTOCOL_VERSION
+from node_comm_grpc.transport import METHOD
 
 ROOT = Path(__file__).resolve().parents[2]
 PLUGIN = ROOT / "plugins" / "transport_grpc"
-
-
-def batch(*envs: pb.Envelope) -> bytes:
-    return pb.Batch(frames=list(envs)).SerializeToString()
-
-
-def handshake(node_id: str = "raw", expected: str = "b") -> bytes:
-    return batch(pb.Envelope(type=pb.HANDSHAKE, handshake=pb.Handshake(
-        node_id=node_id, protocol_version=PROTOCOL_VERSION, expected_node_id=expected)))
-
-
-async def read_batch(call) -> list[pb.Envelope]:  # type: ignore[no-untyped-def]
-    data = await call.read()
-    assert data is not aio.EOF
-    return list(pb.Batch.FromString(data).frames)
 
 
 @pytest.fixture
@@ -58,8 +44,7 @@ async def test_garbage_bytes_close_that_stream_only(served) -> None:
         assert await call.code() is grpc.StatusCode.INVALID_ARGUMENT
         # garbage after a good handshake: same
         call = channel.stream_stream(METHOD)()
-        await call.write(handshake())
-        (ack,) = await read_batch(call)
+        ack = await handshake(call)
         assert ack.type == pb.HANDSHAKE_ACK and ack.handshake.node_id == "b"
         await call.write(b"\x0a\xff\xff\xff\xff\x0f")
         assert await call.code() is grpc.StatusCode.INVALID_ARGUMENT
@@ -81,8 +66,7 @@ async def test_unknown_frame_type_gets_an_error_and_the_stream_keeps_serving(ser
     a, b = served
     async with aio.insecure_channel(b.address) as channel:
         call = channel.stream_stream(METHOD)()
-        await call.write(handshake())
-        (ack,) = await read_batch(call)
+        ack = await handshake(call)
         assert not ack.handshake.refused
         await call.write(batch(pb.Envelope(type=99, id=7)))  # type: ignore[arg-type]
         (err,) = await read_batch(call)

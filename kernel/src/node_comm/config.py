@@ -139,6 +139,9 @@ class NodeConfig:
     shutdown_grace: float = 5.0
     #: Concurrent inbound calls allowed per peer; more get ``RESOURCE_EXHAUSTED``.
     max_concurrent_calls_per_peer: int = 4096
+    #: Notify handlers run at once per peer; at the cap the node stops reading that peer's
+    #: messages until one finishes (back-pressure: nothing is dropped).
+    max_concurrent_notifies_per_peer: int = 1024
     #: Payloads of this many bytes or more are serialized and deserialized in a worker thread, off
     #: the event loop (0: every payload); smaller ones inline. For encoding, the size is estimated.
     offload_threshold: int = 1024 * 1024
@@ -164,6 +167,12 @@ class NodeConfig:
         check_int(
             "max_concurrent_calls_per_peer",
             self.max_concurrent_calls_per_peer,
+            minimum=1,
+            maximum=MAX_CALLS_PER_PEER,
+        )
+        check_int(
+            "max_concurrent_notifies_per_peer",
+            self.max_concurrent_notifies_per_peer,
             minimum=1,
             maximum=MAX_CALLS_PER_PEER,
         )

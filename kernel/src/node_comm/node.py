@@ -10,6 +10,7 @@ import itertools
 import logging
 import time
 import traceback
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -70,16 +71,26 @@ class _Pending:
     method: str
     timeout: float | None
     timer: Entry | None = None
+    #: The caller's task while it is inside ``transport.send`` (see ``Node._stop_sending``).
+    sending: asyncio.Task[Any] | None = None
+    stopped: bool = False
 
 
 @dataclass(slots=True)
 class _Peer:
     address: str | None
-    last_seen: float
+    last_seen: float  # time of the last message of any kind from the peer
     inbound: dict[int, asyncio.Task[None]] = field(default_factory=dict)
     identity: str | None = None  # how the transport authenticated it; None: not authenticated
     #: Inbound tasks the caller cancelled (their slot is free again) that have not finished yet.
     cancelling: set[asyncio.Task[None]] = field(default_factory=set)
+    notifies: int = 0  # notify handlers running
+    #: Notifies past max_concurrent_notifies_per_peer, run as running ones finish.
+    held: deque[Message] = field(default_factory=deque)
+    #: Completed when the transport may read from the peer again (see ``reading_paused``).
+    resume: asyncio.Future[None] | None = None
+    pinging: bool = False  # a heartbeat to the peer is being sent
+    acking: bool = False  # a heartbeat ack to the peer is being sent
 
 
 def _task_is_cancelled() -> bool:
@@ -101,6 +112,12 @@ def _inbound_done(peer: _Peer, call_id: int, task: asyncio.Task[None]) -> None:
 
 def _encode_error(ser: Serializer, target: str, method: str, exc: Exception) -> SerializationError:
     return SerializationError(f"cannot encode the payload of {target}.{method} with serializer {ser.name!r}: {exc}")
+
+
+def _uncancel(task: asyncio.Task[Any]) -> int:
+    """Withdraw one cancellation request of ``task``; the requests left (0 on Python 3.10)."""
+    uncancel = getattr(task, "uncancel", None)
+    return int(uncancel()) if uncancel is not None else 0
 
 
 def _is_async_callable(handler: Callable[..., Any]) -> bool:
@@ -507,7 +524,16 @@ class Node:
             pend.timer = timers.call_at(loop.time() + msg.deadline, self._expire, call_id)
         self._pending[call_id] = pend
         try:
-            await self.transport.send(msg)
+            task = pend.sending = asyncio.current_task()
+            try:
+                await self.transport.send(msg)
+            except asyncio.CancelledError:
+                # Stopped by the deadline or an early reply (_stop_sending): the unsent rest is
+                # abandoned and the outcome is in ``fut``. Any other cancellation goes on.
+                if not pend.stopped or task is None or _uncancel(task) > 0:
+                    raise
+            finally:
+                pend.sending = None
             return await fut
         except asyncio.CancelledError:
             if call_id in self._pending and msg.target in self._peers:
@@ -523,8 +549,22 @@ class Node:
         if pend is None:
             return
         self._fail(pend, CallTimeoutError(pend.target, pend.method, pend.timeout))
+        if pend.sending is not None:
+            self._stop_sending(pend)
         if pend.target in self._peers:
             self._send_cancel(pend.target, call_id)
+
+    def _stop_sending(self, pend: _Pending) -> None:
+        """The call has its outcome while its caller is still inside ``transport.send`` (a peer that
+        stopped reading; a large payload refused at its first chunk): stop the send, so the caller
+        returns now. Safe for every transport: a caller may be cancelled in ``send`` any time (the
+        gRPC link never lets a caller's cancellation reach a half-done stream write, and aborts an
+        unfinished chunked transfer so the receiver drops it)."""
+        task = pend.sending
+        if task is None or pend.stopped or task is asyncio.current_task():
+            return
+        pend.stopped = True
+        task.cancel()
 
     def _fail(self, pend: _Pending, exc: BaseException) -> None:
         if pend.timer is not None and self._timers is not None:
@@ -618,6 +658,10 @@ class Node:
         for task in list(peer.inbound.values()):
             if task is not me:
                 task.cancel()
+        if peer.resume is not None:  # a transport waiting to read from it: read on (and find it gone)
+            if not peer.resume.done():
+                peer.resume.set_result(None)
+            peer.resume = None
         self._events.emit("disconnect", peer_id, reason)
 
     def deliver(self, message: Message) -> None:
@@ -635,8 +679,12 @@ class Node:
             pend = self._pending.get(message.id)
             if pend is not None and pend.target == message.source and not pend.future.done():
                 pend.future.set_result(message)
-        elif mtype is _REQUEST or mtype is _NOTIFY:
+                if pend.sending is not None:  # answered before its request was all sent
+                    self._stop_sending(pend)
+        elif mtype is _REQUEST:
             self._start_inbound(peer, message)
+        elif mtype is _NOTIFY:
+            self._start_notify(peer, message)
         elif mtype is _CANCEL:
             # The slot is the caller's again at once (its next call must not find it taken); the
             # task counts among those finishing their cancellation until it is done.
@@ -645,7 +693,11 @@ class Node:
                 peer.cancelling.add(task)
                 task.cancel()
         elif mtype is _HEARTBEAT:
-            self._spawn(self._send_quiet(Message(message.id, _HEARTBEAT_ACK, self._node_id, message.source)))
+            if not peer.acking:  # at most one ack on its way per peer, never a task per frame
+                peer.acking = True
+                self._spawn(self._send_flagged(
+                    peer, "acking", Message(message.id, _HEARTBEAT_ACK, self._node_id, message.source)
+                ))
         elif mtype is _HEARTBEAT_ACK:
             pass  # liveness only: recorded above
         else:
@@ -673,17 +725,59 @@ class Node:
         assert loop is not None
         deadline = None if msg.deadline is None else time.monotonic() + msg.deadline
         task = loop.create_task(self._serve(peer, msg, deadline))
-        if msg.type is _REQUEST:
-            # No deadline timer here: the caller sends CANCEL when its deadline passes, and a lost
-            # link cancels every inbound task of that peer. The entry leaves the table when the task
-            # is done, by a done callback and not by the coroutine itself: a CANCEL that arrives
-            # before the task first runs cancels a coroutine that never starts, whose own cleanup
-            # would never run (the slot would be held for good).
-            peer.inbound[msg.id] = task
-            task.add_done_callback(functools.partial(_inbound_done, peer, msg.id))
-        else:
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+        # No deadline timer here: the caller sends CANCEL when its deadline passes, and a lost
+        # link cancels every inbound task of that peer. The entry leaves the table as the call ends
+        # (in _serve) or, for a task cancelled before it ever ran, by its done callback.
+        peer.inbound[msg.id] = task
+        task.add_done_callback(functools.partial(_inbound_done, peer, msg.id))
+
+    def _start_notify(self, peer: _Peer, msg: Message) -> None:
+        """Run a notify handler, or hold the notify while the peer has
+        ``max_concurrent_notifies_per_peer`` running (the transport stops reading that peer
+        meanwhile: see :meth:`reading_paused`; only what it had read already is held)."""
+        if peer.notifies >= self.config.max_concurrent_notifies_per_peer:
+            peer.held.append(msg)
+            return
+        self._run_notify(peer, msg)
+
+    def _run_notify(self, peer: _Peer, msg: Message) -> None:
+        loop = self._loop
+        assert loop is not None
+        deadline = None if msg.deadline is None else time.monotonic() + msg.deadline
+        task = loop.create_task(self._serve(peer, msg, deadline))
+        peer.notifies += 1
+        self._background.add(task)
+        task.add_done_callback(functools.partial(self._notify_done, peer))
+
+    def _notify_done(self, peer: _Peer, task: asyncio.Task[Any]) -> None:
+        self._background.discard(task)
+        peer.notifies -= 1
+        if peer.held:
+            if self._started:
+                self._run_notify(peer, peer.held.popleft())
+                return
+            log.debug("%s: %d notifies from %r not run: the node stopped", self._node_id, len(peer.held),
+                      peer.held[0].source)
+            peer.held.clear()
+        resume = peer.resume
+        if resume is not None and peer.notifies < self.config.max_concurrent_notifies_per_peer:
+            peer.resume = None
+            if not resume.done():
+                resume.set_result(None)
+
+    def reading_paused(self, peer_id: str) -> asyncio.Future[None] | None:
+        """Transport callback (flow control): ``None`` while the node takes more messages from
+        ``peer_id``; else a future done when it does again (its notify handlers are at
+        ``max_concurrent_notifies_per_peer``). See :class:`~node_comm.transport.TransportHost`."""
+        peer = self._peers.get(peer_id)
+        if peer is None or (peer.notifies < self.config.max_concurrent_notifies_per_peer and not peer.held):
+            return None
+        resume = peer.resume
+        if resume is None:
+            loop = self._loop
+            assert loop is not None
+            resume = peer.resume = loop.create_future()
+        return asyncio.shield(resume)  # a waiter cancelled must not cancel it for the others
 
     async def _serve(self, peer: _Peer, msg: Message, deadline: float | None) -> None:
         try:
@@ -813,6 +907,13 @@ class Node:
         if msg.type is _REQUEST:
             self._spawn(self._send_quiet(self._error_message(msg, code, text)))
 
+    async def _send_flagged(self, peer: _Peer, flag: str, msg: Message) -> None:
+        """Send a heartbeat or its ack, then clear ``peer.<flag>`` (one of each at a time per peer)."""
+        try:
+            await self._send_quiet(msg)
+        finally:
+            setattr(peer, flag, False)
+
     async def _send_quiet(self, msg: Message) -> None:
         """Send a reply, cancel or heartbeat; a vanished peer is not an error for us."""
         try:
@@ -840,6 +941,8 @@ class Node:
             await asyncio.sleep(interval)
             now = time.monotonic()
             for peer_id, peer in list(self._peers.items()):
+                if peer.resume is not None:  # this node stopped reading it: its silence is ours
+                    peer.last_seen = now
                 if now - peer.last_seen > timeout:
                     reason = f"{HEARTBEAT_TIMEOUT_REASON}: no message for {timeout:g}s"
                     try:
@@ -848,5 +951,6 @@ class Node:
                         self._rlog.exception(("drop", peer_id), "%s: transport failed to drop %r",
                                              self._node_id, peer_id)
                     self.peer_disconnected(peer_id, reason)
-                else:
-                    self._spawn(self._send_quiet(Message(0, _HEARTBEAT, self._node_id, peer_id)))
+                elif not peer.pinging:
+                    peer.pinging = True
+                    self._spawn(self._send_flagged(peer, "pinging", Message(0, _HEARTBEAT, self._node_id, peer_id)))

@@ -8,6 +8,7 @@ kernel what happens through the :class:`TransportHost` it is started with.
 from __future__ import annotations
 
 import abc
+from collections.abc import Awaitable
 from typing import Any, ClassVar, Protocol
 
 from .message import Message
@@ -41,6 +42,16 @@ class TransportHost(Protocol):
 
     def deliver(self, message: Message) -> None:
         """A message arrived from ``message.source``. Never blocks; never raises for bad input."""
+        ...
+
+    def reading_paused(self, peer_id: str) -> Awaitable[None] | None:
+        """Flow control: ``None`` when the transport may read on from ``peer_id``; else an awaitable
+        that completes when it may (the node is busy with that peer's messages: its notify handlers
+        are at ``max_concurrent_notifies_per_peer``). A transport calls this before it reads the next
+        message or batch from ``peer_id`` and awaits what it returns, so the peer's data waits in
+        the network (TCP and HTTP/2 flow control), not in memory. Optional: a transport that never
+        calls it still works (what it delivers meanwhile is queued by the node, unbounded).
+        Completes too when the peer disconnects."""
         ...
 
 

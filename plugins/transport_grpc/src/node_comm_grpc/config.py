@@ -130,13 +130,18 @@ class GrpcTransportConfig:
     chunk_size: int = 1 * MiB
     #: Largest payload sent or accepted; larger ones fail that call with RESOURCE_EXHAUSTED.
     max_payload_size: int = 2048 * MiB
-    #: Bytes of large payloads one connection may be receiving at once (``None``: twice
-    #: ``max_payload_size``); a transfer past it fails that call with RESOURCE_EXHAUSTED.
+    #: Bytes of chunked payloads this node may be reassembling at once, across all its connections
+    #: (``None``: twice ``max_payload_size``); a transfer past it fails that call with RESOURCE_EXHAUSTED.
     max_receive_buffer: int | None = None
+    #: Seconds a chunked transfer may go without a new chunk before it is dropped and its buffer freed.
+    transfer_timeout: float = 60.0
     #: Frames queued on a connection are coalesced into one gRPC message of up to this size.
     max_batch_bytes: int = 4 * MiB
     #: Bytes queued per connection before ``send`` waits (back-pressure).
     send_queue_bytes: int = 8 * MiB
+    #: Seconds a connection's outbound queue may stay full with no write completing (the peer is
+    #: not reading) before the connection is closed.
+    stall_timeout: float = 30.0
     #: Seconds an accepted stream may take to send its handshake.
     handshake_timeout: float = 10.0
     #: gRPC keepalive ping interval and ack timeout, in seconds.
@@ -177,3 +182,5 @@ class GrpcTransportConfig:
         check_seconds(f"{PATH}.keepalive_time", self.keepalive_time, minimum=MIN_KEEPALIVE)
         check_seconds(f"{PATH}.keepalive_timeout", self.keepalive_timeout, minimum=MIN_KEEPALIVE)
         check_seconds(f"{PATH}.stop_grace", self.stop_grace, minimum=0)
+        check_seconds(f"{PATH}.transfer_timeout", self.transfer_timeout)
+        check_seconds(f"{PATH}.stall_timeout", self.stall_timeout)

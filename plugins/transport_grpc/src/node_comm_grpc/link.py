@@ -4,7 +4,13 @@ A writer task drains the queue and sends everything queued as one ``Batch`` (on 
 carrying one small frame at a time, the sender starts the write itself: see ``Link._kick``).
 Payloads larger than ``chunk_size`` go as a head frame plus ``CHUNK`` frames, interleaved with
 other traffic. The reader hands each frame to the transport's host, reassembling chunked payloads
-first.
+first (in buffers that grow as bytes arrive, within the node-wide ``ReceiveBudget``).
+
+Bounds a peer cannot push past: the bytes being reassembled (node-wide), a transfer's idle time
+(``transfer_timeout``), the refused transfers remembered (``MAX_DROPPED``), malformed or unknown
+frames (``MAX_BAD_FRAMES``, then the stream is closed), and the outbound queue: control frames
+(error replies, cancels, heartbeats) never wait but may pass ``send_queue_bytes`` only by a fixed
+margin, and a queue that stays full with no write completing for ``stall_timeout`` closes the link.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from node_comm import (
     PayloadTooLargeError,
 )
 
+from .reassembly import MAX_DROPPED, Partial
 from .wire import (
     F_CHUNK,
     F_GOODBYE,
@@ -62,19 +69,11 @@ _ERROR = MessageType.ERROR
 
 _PROBE = Envelope(type=F_PROBE).SerializeToString()
 _PROBE_ACK = Envelope(type=F_PROBE_ACK).SerializeToString()
-
-
-class _Partial:
-    """A chunked payload being reassembled, in place: each chunk is copied into one buffer of the
-    announced size as it arrives and then freed, so a payload of N bytes never needs 2N."""
-
-    __slots__ = ("buf", "env", "got", "total")
-
-    def __init__(self, env: Any, total: int) -> None:
-        self.env = env
-        self.total = total
-        self.got = 0
-        self.buf: bytearray | bytes | None = None  # allocated by the first chunk
+_NOTIFY_FRAME = int(MessageType.NOTIFY)
+#: Small frames that never wait for queue space: replies to refused calls, cancels, heartbeats.
+_CONTROL = frozenset({_ERROR, MessageType.CANCEL, MessageType.HEARTBEAT, MessageType.HEARTBEAT_ACK})
+#: Malformed or unknown frames a peer may send (each answered with an error) before its stream is closed.
+MAX_BAD_FRAMES = 16
 
 
 class Link:
@@ -110,9 +109,20 @@ class Link:
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._final = False
         self._transfers = itertools.count(1)
-        self._partials: dict[int, _Partial] = {}
-        self._buffered = 0  # announced bytes of the chunked payloads being received
-        self._dropped: dict[int, int] = {}  # transfer id -> bytes still to skip
+        self._partials: dict[int, Partial] = {}
+        self._budget = transport.receive_budget
+        self._sweep: asyncio.TimerHandle | None = None  # drops transfers idle for transfer_timeout
+        self._dropped: dict[int, int] = {}  # refused or dropped transfer id -> bytes still to skip
+        self._bad = 0  # malformed or unknown frames received
+        cfg = transport.cfg
+        # Control frames may pass send_queue_bytes by this much: room for the one data frame that
+        # may overshoot it plus a margin; past it the peer is taken for one that does not read.
+        self._hard_limit = (
+            cfg.send_queue_bytes + cfg.chunk_size + FRAME_OVERHEAD + max(64 * 1024, cfg.send_queue_bytes // 4)
+        )
+        self._writes = 0  # writes completed, to tell a stalled stream from a slow one
+        self._stall: asyncio.TimerHandle | None = None
+        self._stall_mark = 0
         self.closed = False
         self.close_reason = ""
         self.status: tuple[grpc.StatusCode, str] | None = None
@@ -138,37 +148,88 @@ class Link:
 
     # ------------------------------------------------------------------ outbound
     async def _put(self, parts: tuple[bytes | memoryview, ...], size: int) -> None:
-        while self._queued >= self.t.cfg.send_queue_bytes and not self.closed:
+        limit = self.t.cfg.send_queue_bytes
+        while self._queued >= limit and not self.closed:
+            self._congested()
             fut: asyncio.Future[None] = self._loop.create_future()
             self._waiters.append(fut)
             await fut
         if self.closed:
-            raise NodeNotConnectedError(self.peer_id, f"connection to node {self.peer_id!r} is closed: "
-                                        f"{self.close_reason}")
+            raise NodeNotConnectedError(
+                self.peer_id, f"connection to node {self.peer_id!r} is closed: {self.close_reason}"
+            )
         self._queue.append((parts, size))
         self._queued += size
         self._kick()
 
-    def _put_nowait(self, env_bytes: bytes) -> None:
-        """Queue a small control frame ignoring the byte limit (replies to bad input, aborts)."""
-        if self.closed:
-            return
+    def _put_nowait(self, env_bytes: bytes) -> bool:
+        """Queue a small control frame without waiting (replies to bad input, aborts)."""
         parts = item(env_bytes)
-        size = len(parts[0]) + len(parts[1])
+        return self._put_control(parts, len(parts[0]) + len(parts[1]))
+
+    def _put_control(self, parts: tuple[bytes | memoryview, ...], size: int) -> bool:
+        """Queue a small control frame without waiting for ``send_queue_bytes``: it may pass it by
+        a fixed margin only; past that the peer is not reading and the link is closed. False
+        when not queued (closed)."""
+        if self.closed:
+            return False
+        if self._queued + size > self._hard_limit:
+            self._not_reading(
+                f"{self._queued} bytes are waiting to be sent to it, past "
+                f"send_queue_bytes={self.t.cfg.send_queue_bytes} and the room kept for "
+                "replies and control frames"
+            )
+            return False
         self._queue.append((parts, size))
         self._queued += size
+        if self._queued >= self.t.cfg.send_queue_bytes:
+            self._congested()
         self._wakeup.set()
+        return True
+
+    def _congested(self) -> None:
+        """The outbound queue is full: watch that writes still complete (see ``_check_stall``)."""
+        if self._stall is None and not self.closed:
+            self._stall_mark = self._writes
+            self._stall = self._loop.call_later(self.t.cfg.stall_timeout, self._check_stall)
+
+    def _check_stall(self) -> None:
+        self._stall = None
+        waiting = any(not fut.done() for fut in self._waiters)  # cancelled senders do not count
+        if self.closed or (self._queued < self.t.cfg.send_queue_bytes and not waiting):
+            return
+        if self._writes != self._stall_mark:  # slow, but the peer reads: watch on
+            self._congested()
+            return
+        self._not_reading(
+            f"nothing could be written to it for {self.t.cfg.stall_timeout:g}s while its "
+            "send queue was full (transport.grpc.stall_timeout)"
+        )
+
+    def _not_reading(self, why: str) -> None:
+        reason = f"node {self.peer_id!r} is not reading its stream: {why}"
+        self.t.rlog.warning(("stall", self.peer_id), "%s: closing the stream to %r: %r", self.t.node_id, self.peer_id, reason)
+        self.status = (grpc.StatusCode.RESOURCE_EXHAUSTED, reason)
+        self.t._lost(self, reason)
 
     async def send(self, msg: Message) -> None:
         cfg = self.t.cfg
         payload = msg.payload
         n = len(payload)
         if n > cfg.max_payload_size:
-            text = (f"payload of {msg.method or msg.type.name} to {msg.target!r} is {n} bytes, over "
-                    f"max_payload_size={cfg.max_payload_size}")
+            text = (
+                f"payload of {msg.method or msg.type.name} to {msg.target!r} is {n} bytes, over "
+                f"max_payload_size={cfg.max_payload_size}"
+            )
             if msg.type is _RESPONSE:  # tell the caller instead of leaving it waiting
-                msg = Message(msg.id, _ERROR, msg.source, msg.target, msg.method,
-                              error=ErrorInfo(ErrorCode.RESOURCE_EXHAUSTED.value, text))
+                msg = Message(
+                    msg.id,
+                    _ERROR,
+                    msg.source,
+                    msg.target,
+                    msg.method,
+                    error=ErrorInfo(ErrorCode.RESOURCE_EXHAUSTED.value, text),
+                )
                 payload, n = b"", 0
             else:
                 raise PayloadTooLargeError(text)
@@ -186,8 +247,7 @@ class Link:
             env = encode(msg, payload)
             if len(env) > cfg.chunk_size + FRAME_OVERHEAD:
                 raise PayloadTooLargeError(
-                    f"frame of {msg.method or msg.type.name} to {msg.target!r} is {len(env)} bytes "
-                    "(metadata too large)"
+                    f"frame of {msg.method or msg.type.name} to {msg.target!r} is {len(env)} bytes (metadata too large)"
                 )
             if self._queued < cfg.send_queue_bytes and not self.closed:  # fast path
                 prefix = b"\x0a" + varint(len(env))
@@ -197,7 +257,15 @@ class Link:
                 self._kick()
                 return
             parts = item(env)
-            await self._put(parts, len(parts[0]) + len(parts[1]))
+            size = len(parts[0]) + len(parts[1])
+            if msg.type in _CONTROL and size < INLINE_PAYLOAD_MIN:
+                # Never a waiting task per refused call or heartbeat behind a full queue.
+                if not self._put_control(parts, size):
+                    raise NodeNotConnectedError(
+                        self.peer_id, f"connection to node {self.peer_id!r} is closed: {self.close_reason}"
+                    )
+                return
+            await self._put(parts, size)
             return
         await self._send_chunked(msg, payload, n)
 
@@ -223,8 +291,14 @@ class Link:
         """A frame was queued: on an idle link whose traffic is one small frame at a time, start
         writing it here, in the sender's step (one event-loop hop less than waking the writer
         task); otherwise wake the writer task, which coalesces what is queued into one batch."""
-        if self._writing or self._defer or self._queued >= INLINE_PAYLOAD_MIN or self.closed \
-                or self._writer is None or len(self._queue) != 1:
+        if (
+            self._writing
+            or self._defer
+            or self._queued >= INLINE_PAYLOAD_MIN
+            or self.closed
+            or self._writer is None
+            or len(self._queue) != 1
+        ):
             if not self._wakeup.is_set():
                 self._wakeup.set()
             return
@@ -253,6 +327,7 @@ class Link:
 
     def _direct_done(self, exc: BaseException | None) -> None:
         self._direct = False
+        self._writes += 1
         # What was queued meanwhile is the writer task's; it also notices a final goodbye.
         self._writing = bool(self._queue)
         self._wakeup.set()
@@ -290,6 +365,7 @@ class Link:
                 data = b"".join(chunks)
                 del chunks
                 await self._write(data)
+                self._writes += 1
         except asyncio.CancelledError:
             if self.closed:
                 raise
@@ -307,8 +383,17 @@ class Link:
     # ------------------------------------------------------------------ inbound
     async def _read_loop(self) -> None:
         reason = f"node {self.peer_id!r} closed the stream"
+        # Flow control: the node may ask to stop reading this peer for a while (its notify
+        # handlers are at max_concurrent_notifies_per_peer). A host without it never pauses.
+        paused = getattr(self.t.host, "reading_paused", None)
+        peer = self.peer_id
         try:
             while True:
+                if paused is not None:
+                    gate = paused(peer)
+                    if gate is not None:
+                        await gate
+                        continue
                 data = await self._read()
                 if data is aio.EOF or data is None:
                     break
@@ -316,8 +401,7 @@ class Link:
                     frames = scan_batch(data) if len(data) >= SCAN_BATCH_MIN else Batch.FromString(data).frames
                 except DecodeError:
                     reason = f"node {self.peer_id!r} sent a malformed frame"
-                    self.status = (grpc.StatusCode.INVALID_ARGUMENT,
-                                   "malformed frame (not a node_comm Batch)")
+                    self.status = (grpc.StatusCode.INVALID_ARGUMENT, "malformed frame (not a node_comm Batch)")
                     break
                 del data
                 for env in frames:
@@ -327,6 +411,10 @@ class Link:
                         self._on_chunk_data(env[0], env[1], False)
                     else:
                         self._on_frame(env)
+                        if env.type == _NOTIFY_FRAME and paused is not None:
+                            gate = paused(peer)
+                            if gate is not None:  # the rest of this batch waits too
+                                await gate
         except asyncio.CancelledError:
             if self.closed:
                 raise
@@ -343,8 +431,19 @@ class Link:
         if mtype is not None:
             if env.transfer:
                 self._begin_transfer(env, mtype)
-            else:
-                self._deliver(env, mtype, env.payload)
+                return
+            payload = env.payload
+            if len(payload) > self.t.cfg.max_payload_size:
+                limit = self.t.cfg.max_payload_size
+                self._refuse(
+                    env,
+                    mtype,
+                    ErrorCode.RESOURCE_EXHAUSTED,
+                    f"payload of {env.method or mtype.name} from {self.peer_id!r} is {len(payload)} "
+                    f"bytes, over max_payload_size={limit} of node {self.t.node_id!r}",
+                )
+                return
+            self._deliver(env, mtype, payload)
         elif ftype == F_CHUNK:
             self._on_chunk(env)
         elif ftype == F_GOODBYE:
@@ -355,11 +454,25 @@ class Link:
             if self._probe is not None and not self._probe.done():
                 self._probe.set_result(None)
         else:
-            self.t.rlog.warning(("unknown-frame", self.peer_id), "%s: frame of unknown type %d from %r",
-                                self.t.node_id, ftype, self.peer_id)
-            self._put_nowait(error_frame(
-                env.id, ErrorCode.INVALID_ARGUMENT.value, f"unknown frame type {ftype}"
-            ).SerializeToString())
+            self._bad_frame(f"unknown frame type {ftype}", env.id)
+
+    def _bad_frame(self, text: str, reply_to: int | None = None) -> None:
+        """Count a malformed or unknown frame; answer it (``reply_to``: the id to answer) or, past
+        ``MAX_BAD_FRAMES``, close the stream."""
+        self._bad += 1
+        if self._bad > MAX_BAD_FRAMES:
+            reason = (
+                f"node {self.peer_id!r} sent {self._bad} malformed or unknown frames "
+                f"(the last: {text}); its stream is closed"
+            )
+            self.t.rlog.warning(("bad-frames", self.peer_id), "%s: %s", self.t.node_id, reason)
+            self.status = (grpc.StatusCode.INVALID_ARGUMENT, reason)
+            self.t._lost(self, reason)
+            return
+        if self._bad == 1:
+            self.t.rlog.warning(("bad-frame", self.peer_id), "%s: %s from %r", self.t.node_id, text, self.peer_id)
+        if reply_to is not None:
+            self._put_nowait(error_frame(reply_to, ErrorCode.INVALID_ARGUMENT.value, text).SerializeToString())
 
     def _deliver(self, env: Any, mtype: MessageType, payload: bytes | bytearray) -> None:
         err = None
@@ -367,48 +480,86 @@ class Link:
             e = env.error
             err = ErrorInfo(e.code, e.message, e.traceback if e.HasField("traceback") else None)
         # A reassembled payload is the bytearray it was copied into: serializers take any buffer.
-        msg = Message(env.id, mtype, self.peer_id, self.t.node_id, env.method, payload, env.serializer,  # type: ignore[arg-type]
-                      dict(env.metadata) if env.metadata else {}, err,
-                      env.deadline if env.HasField("deadline") else None)
+        msg = Message(
+            env.id,
+            mtype,
+            self.peer_id,
+            self.t.node_id,
+            env.method,
+            payload,
+            env.serializer,  # type: ignore[arg-type]
+            dict(env.metadata) if env.metadata else {},
+            err,
+            env.deadline if env.HasField("deadline") else None,
+        )
         try:
             self.t.host.deliver(msg)
         except Exception:
             self.t.rlog.exception(("deliver", self.peer_id), "%s: deliver failed for a message from %r",
                                   self.t.node_id, self.peer_id)
 
-    def _begin_transfer(self, env: Any, mtype: MessageType) -> None:
-        total = env.total_size
-        limit = self.t.cfg.max_payload_size
-        if total <= limit and self._buffered + total <= self.t.receive_buffer:
-            self._partials[env.transfer] = _Partial(env, total)
-            self._buffered += total
-            if total == 0:
-                self._finish(env.transfer)
-            return
-        self._dropped[env.transfer] = total
-        if total > limit:
-            text = (f"payload of {env.method or mtype.name} from {self.peer_id!r} is {total} bytes, over "
-                    f"max_payload_size={limit} of node {self.t.node_id!r}")
-        else:
-            text = (f"node {self.t.node_id!r} is already receiving {self._buffered} bytes of large payloads "
-                    f"from {self.peer_id!r}; {total} more would pass max_receive_buffer="
-                    f"{self.t.receive_buffer}")
+    def _refuse(self, env: Any, mtype: MessageType, code: ErrorCode, text: str, *, logged: bool = False) -> None:
+        """Answer a message that will not be delivered: an error to the peer for a request, to the
+        local caller for a reply, a log line for the rest."""
         if mtype is _REQUEST:
-            self._put_nowait(error_frame(
-                env.id, ErrorCode.RESOURCE_EXHAUSTED.value, text, env.method
-            ).SerializeToString())
+            self._put_nowait(error_frame(env.id, code.value, text, env.method).SerializeToString())
         elif mtype is _RESPONSE or mtype is _ERROR:
-            fake = error_frame(env.id, ErrorCode.RESOURCE_EXHAUSTED.value, text, env.method)
-            self._deliver(fake, _ERROR, b"")
-        else:
+            self._deliver(error_frame(env.id, code.value, text, env.method), _ERROR, b"")
+        elif not logged:
             self.t.rlog.warning(("dropped", self.peer_id), "%s: dropped %r", self.t.node_id, text)
+
+    def _remember_dropped(self, transfer: int, left: int) -> None:
+        """Skip the ``left`` bytes still to come of a refused or dropped transfer, quietly."""
+        dropped = self._dropped
+        if left <= 0:
+            return
+        if len(dropped) >= MAX_DROPPED:  # forget the oldest: its chunks are then merely unknown
+            del dropped[next(iter(dropped))]
+        dropped[transfer] = left
+
+    def _begin_transfer(self, env: Any, mtype: MessageType) -> None:
+        transfer = env.transfer
+        total = env.total_size
+        what = env.method or mtype.name
+        if transfer in self._partials or transfer in self._dropped:
+            self._bad_frame(f"transfer id {transfer} reused while in progress")
+            self._refuse(
+                env,
+                mtype,
+                ErrorCode.INVALID_ARGUMENT,
+                f"payload of {what} from {self.peer_id!r} reuses transfer id {transfer}, still in progress",
+            )
+            return
+        limit = self.t.cfg.max_payload_size
+        budget = self._budget
+        if total > limit:
+            text = (
+                f"payload of {what} from {self.peer_id!r} is {total} bytes, over "
+                f"max_payload_size={limit} of node {self.t.node_id!r}"
+            )
+        elif not budget.take(total):
+            text = (
+                f"node {self.t.node_id!r} is already receiving {budget.used} bytes of large payloads; "
+                f"{total} more (of {what} from {self.peer_id!r}) would pass max_receive_buffer="
+                f"{budget.limit}"
+            )
+        else:
+            now = self._loop.time()
+            self._partials[transfer] = Partial(env, total, now)
+            if total == 0:
+                self._finish(transfer)
+            elif self._sweep is None:
+                self._sweep = self._loop.call_at(now + self.t.cfg.transfer_timeout, self._drop_stalled)
+            return
+        self._remember_dropped(transfer, total)
+        self._refuse(env, mtype, ErrorCode.RESOURCE_EXHAUSTED, text)
 
     def _on_chunk(self, env: Any) -> None:
         self._on_chunk_data(env.transfer, env.payload, bool(env.reason))
 
     def _on_chunk_data(self, transfer: int, data: bytes | memoryview, aborted: bool) -> None:
         part = self._partials.get(transfer)
-        if part is None:
+        if part is None:  # refused, dropped or unknown: skipped
             left = self._dropped.get(transfer)
             if left is not None:
                 left -= len(data)
@@ -419,40 +570,57 @@ class Link:
             return
         if aborted:  # the sender aborted this transfer
             del self._partials[transfer]
-            self._buffered -= part.total
+            self._budget.give(part.total)
             return
-        got = part.got
-        end = got + len(data)
-        if end > part.total:  # more than announced: refuse it whole
-            part.got = end
-            self._finish(transfer)
+        if part.got + len(data) > part.total:  # more than announced: refuse it whole
+            del self._partials[transfer]
+            self._budget.give(part.total)
+            env = part.env
+            text = (
+                f"chunked payload of {env.method or MESSAGE_TYPES[env.type].name} from {self.peer_id!r} "
+                f"has more bytes than the {part.total} announced"
+            )
+            self._bad_frame(text)
+            self._refuse(env, MESSAGE_TYPES[env.type], ErrorCode.INVALID_ARGUMENT, text)
             return
-        if part.buf is None:
-            if end == part.total:  # a single chunk: no copy of bytes, one of a batch's view
-                part.buf = data if isinstance(data, bytes) else data.tobytes()
-                part.got = end
-                self._finish(transfer)
-                return
-            part.buf = bytearray(part.total)
-        buf = part.buf
-        assert isinstance(buf, bytearray)
-        buf[got:end] = data
-        part.got = end
-        if end >= part.total:
+        part.add(data)
+        part.last = self._loop.time()
+        if part.got == part.total:
             self._finish(transfer)
 
     def _finish(self, transfer: int) -> None:
         part = self._partials.pop(transfer)
-        self._buffered -= part.total
-        if part.got != part.total:
-            self.t.rlog.warning(("chunks", self.peer_id),
-                                "%s: chunked payload from %r has %d bytes, announced %d; dropped",
-                                self.t.node_id, self.peer_id, part.got, part.total)
-            return
-        payload = part.buf if part.buf is not None else b""
-        part.buf = None
+        self._budget.give(part.total)
         env = part.env
-        self._deliver(env, MESSAGE_TYPES[env.type], payload)
+        self._deliver(env, MESSAGE_TYPES[env.type], part.payload())
+
+    def _drop_stalled(self) -> None:
+        """Drop the transfers that got no chunk for ``transfer_timeout``, freeing their budget;
+        re-armed while transfers are in progress."""
+        self._sweep = None
+        if self.closed:
+            return
+        timeout = self.t.cfg.transfer_timeout
+        now = self._loop.time()
+        due: float | None = None
+        for transfer, part in list(self._partials.items()):
+            if now - part.last < timeout:
+                due = part.last if due is None else min(due, part.last)
+                continue
+            del self._partials[transfer]
+            self._budget.give(part.total)
+            self._remember_dropped(transfer, part.total - part.got)
+            env = part.env
+            mtype = MESSAGE_TYPES[env.type]
+            text = (
+                f"chunked payload of {env.method or mtype.name} from {self.peer_id!r} stalled: no chunk "
+                f"for {timeout:g}s after {part.got} of {part.total} bytes (transport.grpc.transfer_timeout)"
+            )
+            self.t.rlog.warning(("stalled", self.peer_id), "%s: dropped %r", self.t.node_id, text)
+            part.buf = None
+            self._refuse(env, mtype, ErrorCode.DEADLINE_EXCEEDED, text, logged=True)
+        if due is not None:
+            self._sweep = self._loop.call_at(due + timeout, self._drop_stalled)
 
     async def probe(self, timeout: float) -> bool:
         """Whether the peer answers a liveness probe on this link within ``timeout`` seconds."""
@@ -477,8 +645,14 @@ class Link:
         self.close_reason = reason
         if self._probe is not None and not self._probe.done():
             self._probe.set_result(None)  # probe() sees the link closed: not alive
+        for part in self._partials.values():  # the node-wide budget they hold is free again
+            self._budget.give(part.total)
         self._partials.clear()
         self._dropped.clear()
+        for handle in (self._sweep, self._stall):
+            if handle is not None:
+                handle.cancel()
+        self._sweep = self._stall = None
         self._wake_waiters()
         task = self._loop.create_task(self._teardown(reason if goodbye else None))
         self.t._tasks.add(task)

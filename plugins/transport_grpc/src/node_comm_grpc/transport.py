@@ -40,6 +40,7 @@ from .health import BoundedHealthServicer
 from .link import Link, describe
 from .options import channel_options, message_limits, server_options
 from .proto import node_comm_pb2 as pb
+from .reassembly import ReceiveBudget
 from .security import channel_credentials, server_credentials
 from .wire import (
     F_HANDSHAKE,
@@ -86,8 +87,8 @@ class GrpcTransport(Transport):
         cfg = self.cfg
         self._secret = cfg.token.encode() if cfg.token else None
         self._max_send, self._max_recv = message_limits(cfg)
-        #: Bytes of chunked payloads one connection may be receiving at once.
-        self.receive_buffer = (
+        #: Bytes of chunked payloads this node is reassembling, across all its links.
+        self.receive_budget = ReceiveBudget(
             cfg.max_receive_buffer if cfg.max_receive_buffer is not None else 2 * cfg.max_payload_size
         )
 

@@ -108,6 +108,17 @@ class MemoryTransport(Transport):
         other = self._links.get(message.target)
         if other is None:
             raise NodeNotConnectedError(message.target)
+        if not self._frozen:
+            # Flow control: while the receiver is not reading from this node (its notify handlers
+            # are at their cap), the sender waits, as over a network whose buffers are full.
+            paused = getattr(other.host, "reading_paused", None)
+            gate = paused(self._node_id) if paused is not None else None
+            while gate is not None:
+                await gate
+                other = self._links.get(message.target)
+                if other is None:
+                    raise NodeNotConnectedError(message.target)
+                gate = paused(self._node_id) if paused is not None else None
         # Always a copy: the sender's interceptors still hold ``message`` (a logging interceptor reads
         # its payload after the reply), and what the receiver's interceptors do to theirs must not
         # show there, as over a network.
