@@ -208,7 +208,9 @@ class Link:
 
     def _not_reading(self, why: str) -> None:
         reason = f"node {self.peer_id!r} is not reading its stream: {why}"
-        self.t.rlog.warning(("stall", self.peer_id), "%s: closing the stream to %r: %r", self.t.node_id, self.peer_id, reason)
+        self.t.rlog.warning(
+            ("stall", self.peer_id), "%s: closing the stream to %r: %r", self.t.node_id, self.peer_id, reason
+        )
         self.status = (grpc.StatusCode.RESOURCE_EXHAUSTED, reason)
         self.t._lost(self, reason)
 
