@@ -354,3 +354,29 @@ async def test_a_stream_that_sends_no_handshake_is_closed(nodes) -> None:
     async with RawConnection(b.address) as conn:
         assert await asyncio.wait_for(conn.call.code(), 5) is grpc.StatusCode.DEADLINE_EXCEEDED
 
+
+
+async def test_a_connection_that_opens_no_stream_is_closed(nodes) -> None:
+    """A TCP connection that speaks HTTP/2 but never opens a stream is closed by the node."""
+    b = await nodes("b", grpc_config("b", handshake_timeout=0.5))
+    host, port = b.address.rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    # The HTTP/2 client preface and an empty SETTINGS frame; then nothing.
+    writer.write(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+    await writer.drain()
+    try:
+        while await asyncio.wait_for(reader.read(65536), 10):
+            pass  # the node's SETTINGS, then GOAWAY, then end of stream
+    finally:
+        writer.close()
+
+
+async def test_a_connection_that_never_speaks_is_closed(nodes) -> None:
+    b = await nodes("b", grpc_config("b", handshake_timeout=0.5))
+    host, port = b.address.rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        while await asyncio.wait_for(reader.read(65536), 10):
+            pass
+    finally:
+        writer.close()

@@ -49,5 +49,12 @@ def server_options(cfg: GrpcTransportConfig, max_send: int, max_recv: int) -> li
         ("grpc.http2.min_ping_interval_without_data_ms", 1000),
         ("grpc.http2.max_ping_strikes", 0),
         ("grpc.so_reuseport", 0),
+        # A connection that never opens a stream (or whose streams all ended) is closed after
+        # handshake_timeout, and so is one stuck in its TLS/HTTP2 handshake: idle connections
+        # cannot pile up. A node_comm link keeps its one stream open, so it is never idle.
+        ("grpc.max_connection_idle_ms", int(cfg.handshake_timeout * 1000)),
+        ("grpc.server_handshake_timeout_ms", int(cfg.handshake_timeout * 1000)),
+        # Streams per connection: a link uses one, a health checker a few.
+        ("grpc.max_concurrent_streams", 16),
     ]
     return opts
