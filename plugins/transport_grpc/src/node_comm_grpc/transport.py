@@ -35,7 +35,7 @@ from node_comm.peer_logging import RateLimitedLog
 from node_comm.transport import HEARTBEAT_TIMEOUT_REASON
 
 from . import handshake as hsk
-from .config import GrpcTransportConfig
+from .config import MIN_BACKOFF, GrpcTransportConfig
 from .health import BoundedHealthServicer
 from .link import Link, describe
 from .options import channel_options, message_limits, server_options
@@ -219,7 +219,8 @@ class GrpcTransport(Transport):
         attempt = 0
         while rc.max_attempts <= 0 or attempt < rc.max_attempts:
             attempt += 1
-            await asyncio.sleep(max(0.0, delay * (1 + random.uniform(-rc.jitter, rc.jitter))))
+            # Never below the smallest backoff allowed, even with jitter 1: no redial floods.
+            await asyncio.sleep(max(MIN_BACKOFF, delay * (1 + random.uniform(-rc.jitter, rc.jitter))))
             delay = min(delay * rc.multiplier, rc.max_backoff)
             if self._stopping or peer_id in self._links:
                 return
