@@ -133,7 +133,7 @@ async def test_a_transport_that_ignores_flow_control_still_runs_every_notify_wit
 ) -> None:
     a = await make_node("a")
     b = await make_node("b", max_concurrent_notifies_per_peer=2)
-    b.reading_paused = lambda peer_id: None  # type: ignore[method-assign]  # as a transport that never asks
+    b.transport.host.reading_paused = lambda peer_id: None  # type: ignore[method-assign]  # as a transport that never asks
     blocker = Blocker()
     blocker.expected = 20
     b.register("block", blocker)
