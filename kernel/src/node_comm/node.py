@@ -401,6 +401,10 @@ class Node:
                 raise NodeCommError(f"an interceptor swallowed the reply of {target}.{method}")
         else:
             reply = await self._send_request(msg)
+        return self._decode_reply(reply, target, method, ser)
+
+    def _decode_reply(self, reply: Message, target: str, method: str, ser: Serializer) -> Any:
+        """The result a reply carries, or the error it stands for."""
         if reply.type is _ERROR:
             err = reply.error or ErrorInfo(ErrorCode.INTERNAL.value, "remote error without details")
             raise RemoteExecutionError(err.message, err.code, err.traceback, target=target, method=method)
@@ -513,11 +517,68 @@ class Node:
         if not targets:
             return {}
         ser, data = self._encode(serializer, payload, "<broadcast>", method)  # once, not per target
-        results = await asyncio.gather(
-            *(self._call_encoded(t, method, ser, data, timeout, None) for t in targets),
-            return_exceptions=True,
-        )
+        if self._interceptor_chain or len(targets) < 2:  # interceptors see each call on its own
+            results = await asyncio.gather(
+                *(self._call_encoded(t, method, ser, data, timeout, None) for t in targets),
+                return_exceptions=True,
+            )
+        else:
+            results = await self._broadcast_encoded(targets, method, ser, data, timeout)
         return dict(zip(targets, results, strict=True))
+
+    async def _broadcast_encoded(
+        self, targets: list[str], method: str, ser: Serializer, data: bytes, timeout: float | None
+    ) -> list[Any]:
+        """``broadcast()`` without interceptors: one ``transport.send_many`` hands the request to
+        every target (a broker transport publishes the payload once); each reply, error or timeout
+        is then that target's own, as with ``call()``."""
+        budget = self.config.default_timeout if timeout is None else timeout
+        inherited = current_deadline.get()
+        remaining: float | None = budget
+        if inherited is not None:
+            left = inherited - time.monotonic()
+            remaining = left if remaining is None else min(remaining, left)
+        if remaining is not None and remaining <= 0:
+            return [CallTimeoutError(t, method, budget if budget is not None else 0.0) for t in targets]
+        loop, timers = self._loop, self._timers
+        assert loop is not None and timers is not None
+        msgs: list[Message] = []
+        futures: list[asyncio.Future[Message]] = []
+        for target in targets:
+            msg = Message(next(self._ids), _REQUEST, self._node_id, target, method, data, ser.name, {}, None,
+                          remaining)
+            pend = _Pending(loop.create_future(), target, method, remaining)
+            if remaining is not None:
+                pend.timer = timers.call_at(loop.time() + remaining, self._expire, msg.id)
+            self._pending[msg.id] = pend
+            msgs.append(msg)
+            futures.append(pend.future)
+        try:
+            for msg, err in zip(msgs, await self.transport.send_many(msgs), strict=True):
+                failed = self._pending.pop(msg.id, None) if err is not None else None
+                if failed is not None and err is not None:
+                    self._fail(failed, err)
+            replies = await asyncio.gather(*futures, return_exceptions=True)
+        except asyncio.CancelledError:
+            for msg in msgs:
+                if msg.id in self._pending and msg.target in self._peers:
+                    self._send_cancel(msg.target, msg.id)
+            raise
+        finally:
+            for msg in msgs:
+                done = self._pending.pop(msg.id, None)
+                if done is not None and done.timer is not None:
+                    timers.cancel(done.timer)
+        results: list[Any] = []
+        for target, reply in zip(targets, replies, strict=True):
+            if isinstance(reply, BaseException):
+                results.append(reply)
+                continue
+            try:
+                results.append(self._decode_reply(reply, target, method, ser))
+            except NodeCommError as exc:
+                results.append(exc)
+        return results
 
     # ------------------------------------------------------------------ TransportHost
     def peer_connected(self, peer_id: str, address: str | None) -> None:
