@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
-PKGS   := kernel plugins/transport_memory plugins/serializers plugins/interceptors plugins/transport_grpc
+PKGS   := kernel plugins/transport_memory plugins/serializers plugins/interceptors plugins/transport_grpc plugins/transport_nats
 PYPROJECTS := pyproject.toml $(addsuffix /pyproject.toml,$(PKGS))
 
 .PHONY: install test demo lint bench proto proto-check clean
