@@ -98,6 +98,8 @@ class NatsTransportConfig:
     tls: NatsTlsConfig | None = None
     #: Seconds to dial one server.
     connect_timeout: float = 2.0
+    #: Seconds ``start()`` keeps trying the servers before it fails.
+    start_timeout: float = 10.0
     #: Seconds between tries to reach a server again after the connection to it broke.
     reconnect_time_wait: float = 0.5
     #: Tries to reach a server again before the node gives up on the broker (-1: forever).
@@ -155,7 +157,14 @@ class NatsTransportConfig:
             raise ConfigError(f"{_PATH}: user and password go together; give both or neither")
         _file(f"{_PATH}.nkeys_seed", self.nkeys_seed)
         _file(f"{_PATH}.creds_file", self.creds_file)
-        for key in ("connect_timeout", "reconnect_time_wait", "ping_interval", "presence_interval", "transfer_timeout"):
+        for key in (
+            "connect_timeout",
+            "start_timeout",
+            "reconnect_time_wait",
+            "ping_interval",
+            "presence_interval",
+            "transfer_timeout",
+        ):
             _number(f"{_PATH}.{key}", getattr(self, key))
         _number(f"{_PATH}.stop_grace", self.stop_grace, strict=False)
         _integer(f"{_PATH}.max_reconnect_attempts", self.max_reconnect_attempts, -1)

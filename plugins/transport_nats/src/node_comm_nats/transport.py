@@ -16,6 +16,7 @@ See ``wire`` for subjects and frames and ``transfers`` for chunked payloads.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import math
@@ -25,7 +26,6 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
-import nats
 from nats import errors as nats_errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -125,6 +125,7 @@ class NatsTransport(Transport):
         self._stopping = False
         self._broker_up = asyncio.Event()
         self._status = ""
+        self._last_error: BaseException | None = None
 
     # ------------------------------------------------------------------ properties
     @property
@@ -167,13 +168,19 @@ class NatsTransport(Transport):
         self.node_id = host.node_id
         self._reset()
         cfg = self.cfg
+        nc = Client()
         try:
-            nc = await nats.connect(**self._connect_options())
+            await asyncio.wait_for(nc.connect(**self._connect_options()), cfg.start_timeout)
         except Exception as exc:
+            # nats-py retries the servers until it gets in; what stopped each try went to _on_error.
+            why = _describe(self._last_error or exc)
+            self._last_error = None
+            with contextlib.suppress(Exception):
+                await nc.close()
             raise ConfigError(
                 f"transport.nats: node {self.node_id!r} cannot connect to the NATS servers "
-                f"{', '.join(cfg.servers)}: {_describe(exc)}; check transport.nats.servers, the "
-                "credentials and TLS options, and that a server is running"
+                f"{', '.join(cfg.servers)} within {cfg.start_timeout:g}s (start_timeout): {why}; check "
+                "transport.nats.servers, the credentials and TLS options, and that a server is running"
             ) from None
         self._nc = nc
         prefix = cfg.subject_prefix
@@ -271,6 +278,7 @@ class NatsTransport(Transport):
 
     # ------------------------------------------------------------------ broker events
     async def _on_error(self, exc: Exception) -> None:
+        self._last_error = exc
         if isinstance(exc, nats_errors.SlowConsumerError):
             log.warning(
                 "%s: NATS dropped messages to %s: this node reads too slowly (raise transport.nats.max_pending_bytes?)",
