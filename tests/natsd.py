@@ -38,6 +38,7 @@ class NatsServer:
         cluster_port: int | None = None,
         routes: list[str] | None = None,
         extra_conf: str = "",
+        monitor: bool = False,
     ) -> None:
         binary = server_binary()
         if binary is None:
@@ -48,6 +49,8 @@ class NatsServer:
         self.cluster_port = cluster_port
         self.routes = routes or []
         self.extra_conf = extra_conf
+        #: Port of the HTTP monitoring endpoint (/varz, /connz), when ``monitor``.
+        self.monitor_port = free_port() if monitor else None
         self.proc: subprocess.Popen[bytes] | None = None
         self._dir = tempfile.mkdtemp(prefix="natsd-")
         self.log = os.path.join(self._dir, f"{name}.log")
@@ -58,6 +61,8 @@ class NatsServer:
 
     def _conf(self) -> str:
         lines = [f"server_name: {self.name}", "host: 127.0.0.1", f"port: {self.port}", self.extra_conf]
+        if self.monitor_port is not None:
+            lines.append(f"http: 127.0.0.1:{self.monitor_port}")
         if self.cluster_port is not None:
             routes = ", ".join(f'"{r}"' for r in self.routes)
             lines.append(f"cluster {{ name: nc_test, host: 127.0.0.1, port: {self.cluster_port}, routes: [{routes}] }}")
@@ -78,6 +83,21 @@ class NatsServer:
             except OSError:
                 time.sleep(0.02)
         raise RuntimeError(f"nats-server did not listen on {self.port} within {timeout:g}s")
+
+    def connections(self) -> dict[str, dict[str, int]]:
+        """Per client connection name: bytes and messages it sent to the server and got from it
+        (from the monitoring endpoint ``/connz``)."""
+        import json
+        import urllib.request
+
+        assert self.monitor_port is not None, "start the server with monitor=True"
+        url = f"http://127.0.0.1:{self.monitor_port}/connz?limit=10000"
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            data = json.load(resp)
+        return {
+            c.get("name", ""): {k: int(c[k]) for k in ("in_bytes", "out_bytes", "in_msgs", "out_msgs")}
+            for c in data["connections"]
+        }
 
     def kill(self) -> None:
         """SIGKILL: connections drop at once, no lame-duck goodbye."""

@@ -2,7 +2,8 @@
 
 ``python peer.py SERVERS PREFIX ID[,ID...] [--connect HUB] [--fail ID[,ID...]]`` starts one nats node
 per id (SERVERS is a comma-separated URL list), each serving ``echo``, ``hang`` (never returns)
-and ``work`` (returns its node id, or raises for the ids in ``--fail``); with ``--connect`` each
+``work`` (returns its node id, or raises for the ids in ``--fail``) and ``size`` (raw bytes in,
+their length out); with ``--connect`` each
 node connects to node HUB. Prints ``READY`` and runs until killed; SIGTERM stops it gracefully.
 """
 
@@ -12,7 +13,7 @@ import asyncio
 import signal
 import sys
 
-from node_comm import Node, NodeConfig, TransportConfig
+from node_comm import MethodOptions, Node, NodeConfig, TransportConfig
 from node_comm_nats import NatsTransportConfig
 
 
@@ -33,6 +34,9 @@ async def main() -> None:
             raise RuntimeError(f"{me} fails on purpose")
         return str(me)
 
+    async def size(payload: bytes, ctx: object) -> bytes:
+        return str(len(payload)).encode()
+
     nodes = []
     for node_id in ids:
         nats = NatsTransportConfig(servers=servers, subject_prefix=prefix)
@@ -42,6 +46,7 @@ async def main() -> None:
         node.register("echo", echo)
         node.register("hang", hang)
         node.register("work", work)
+        node.register("size", size, MethodOptions(serializer="raw"))
         nodes.append(node)
     await asyncio.gather(*(n.start() for n in nodes))
     if hub is not None:
