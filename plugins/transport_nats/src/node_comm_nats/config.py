@@ -100,6 +100,9 @@ class NatsTransportConfig:
     connect_timeout: float = 2.0
     #: Seconds ``start()`` keeps trying the servers before it fails.
     start_timeout: float = 10.0
+    #: Seconds ``connect()`` keeps asking when no node answers ("no responders"): in a cluster, a
+    #: node that just started takes a moment to be known on every server.
+    no_responders_grace: float = 0.5
     #: Seconds between tries to reach a server again after the connection to it broke.
     reconnect_time_wait: float = 0.5
     #: Tries to reach a server again before the node gives up on the broker (-1: forever).
@@ -167,6 +170,7 @@ class NatsTransportConfig:
         ):
             _number(f"{_PATH}.{key}", getattr(self, key))
         _number(f"{_PATH}.stop_grace", self.stop_grace, strict=False)
+        _number(f"{_PATH}.no_responders_grace", self.no_responders_grace, strict=False)
         _integer(f"{_PATH}.max_reconnect_attempts", self.max_reconnect_attempts, -1)
         _integer(f"{_PATH}.chunk_size", self.chunk_size, 4 * KiB)
         _integer(f"{_PATH}.max_payload_size", self.max_payload_size, 0)

@@ -411,7 +411,7 @@ class NatsTransport(Transport):
         subject = f"{self.cfg.subject_prefix}.node.{token(node_id)}.{token(self.node_id)}"
         try:
             try:
-                reply = await nc.request(subject, encode(HELLO, extra={"expect": node_id}), timeout=timeout)
+                reply = await self._ask(nc, subject, encode(HELLO, extra={"expect": node_id}), timeout)
             except nats_errors.NoRespondersError:
                 raise ConnectFailedError(
                     node_id,
@@ -466,6 +466,20 @@ class NatsTransport(Transport):
             if self._connecting.get(node_id) is fut:
                 del self._connecting[node_id]
             self._early.pop(node_id, None)
+
+    async def _ask(self, nc: Client, subject: str, hello: bytes, timeout: float) -> Msg:
+        """The handshake request, asked again for ``no_responders_grace`` seconds while nobody
+        answers (within ``timeout`` in all)."""
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        grace = min(self.cfg.no_responders_grace, timeout)
+        while True:
+            try:
+                return await nc.request(subject, hello, timeout=max(0.001, timeout - (loop.time() - start)))
+            except nats_errors.NoRespondersError:
+                if loop.time() - start + 0.05 > grace:
+                    raise
+            await asyncio.sleep(0.05)
 
     async def _on_hello(self, source: str, frame: Frame, reply: str) -> None:
         if not reply:
@@ -523,7 +537,7 @@ class NatsTransport(Transport):
         self._told[source] = now
         subject = f"{self.cfg.subject_prefix}.node.{token(source)}.{token(self.node_id)}"
         reason = f"node {self.node_id!r} has no connection from node {source!r} (it restarted or dropped it)"
-        await self._publish(subject, encode(GOODBYE, extra={"reason": reason}), source, quiet=True)
+        await self._publish(subject, encode(GOODBYE, extra={"reason": reason, "unlinked": True}), source, quiet=True)
 
     async def _on_frame(self, link: _Link, frame: Frame) -> None:
         kind = frame.kind
@@ -563,7 +577,10 @@ class NatsTransport(Transport):
         elif kind == GOODBYE:
             reason = frame.extra.get("reason")
             text = str(reason)[:1000] if reason else f"node {source!r} said goodbye"
-            self._drop(link, text)
+            if frame.extra.get("unlinked") is True:  # it is alive but lost our link: open it again
+                self._lost(link, text)
+            else:
+                self._drop(link, text)
         elif kind != PROBE and kind != HELLO_ACK:
             log.warning("%s: frame of unknown kind %d from %r", self.node_id, kind, source)
 
