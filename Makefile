@@ -24,6 +24,7 @@ test: install
 demo: install
 	$(PY) examples/quickstart_memory.py
 	$(PY) examples/quickstart_grpc.py
+	$(PY) examples/quickstart_nats.py
 
 lint: install
 	$(PY) -m ruff check kernel plugins tests examples node_comm bench

@@ -96,3 +96,22 @@ def load_config_for(url: str, **opts: object) -> object:
     from tests.nats.conftest import nats_config
 
     return nats_config("n", url, "cfgtest", connect_timeout=1.0, start_timeout=1.0, **opts)
+
+
+def test_quickstart_nats_runs_as_written() -> None:
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run(
+        [sys.executable, str(root / "examples" / "quickstart_nats.py")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=root,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "Result: {'echo': {'msg': 'hello'}}",
+        "Broadcast: {'node_2': {'echo': 'to everyone'}}",
+    ]
