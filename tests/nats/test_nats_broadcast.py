@@ -88,8 +88,9 @@ async def test_excluded_and_unlinked_nodes_are_not_called(nodes: NodesFactory, s
     assert sorted(results) == ["p0", "p2"] and sorted(called) == ["p0", "p2"]
 
 
-async def test_large_broadcast_goes_once_in_chunks(nodes: NodesFactory, spy: list[Any]) -> None:
-    hub, parts = await star(nodes, 3, chunk_size=256 * 1024, flow_window=1 * MiB)
+async def test_large_broadcast_goes_once_in_chunks_to_its_targets_only(nodes: NodesFactory, spy: list[Any]) -> None:
+    hub, parts = await star(nodes, 4, chunk_size=256 * 1024, flow_window=1 * MiB)
+    stranger = await nodes("stranger")  # same broker and prefix, not linked with hub
 
     async def size(payload: bytes, ctx: CallContext) -> bytes:
         return str(len(payload)).encode() + bytes(payload[:1])
@@ -97,12 +98,39 @@ async def test_large_broadcast_goes_once_in_chunks(nodes: NodesFactory, spy: lis
     for p in parts:
         p.register("size", size, MethodOptions(serializer="raw"))
     data = b"B" * (6 * MiB)
+
+    def received(node: Node) -> int:
+        return int(node.transport.client.stats["in_bytes"])  # type: ignore[attr-defined]
+
     before = hub.transport.client.stats["out_bytes"]  # type: ignore[attr-defined]
-    results = await hub.broadcast("size", data, serializer="raw", timeout=30)
-    assert results == {p.node_id: b"%dB" % len(data) for p in parts}
+    idle = {n.node_id: received(n) for n in (stranger, parts[3])}
+    results = await hub.broadcast("size", data, exclude=["p3"], serializer="raw", timeout=30)
+    assert results == {p.node_id: b"%dB" % len(data) for p in parts[:3]}
     sent = hub.transport.client.stats["out_bytes"] - before  # type: ignore[attr-defined]
     assert len(data) <= sent < 1.1 * len(data)  # once, not three times
-    assert len(spy) == 1 + len(data) // (256 * 1024)  # the head and its chunks
+    assert len(spy) == 1  # only the head goes to every node; chunks have a subject of their own
+    for n in (stranger, parts[3]):  # nodes it is not for get the head, never the payload
+        assert received(n) - idle[n.node_id] < 64 * 1024
+    for p in parts:  # every chunk subscription is gone again
+        assert not p.transport._receiving.transfers  # type: ignore[attr-defined]
+
+
+async def test_broadcast_target_that_never_subscribes_is_dropped(nodes: NodesFactory) -> None:
+    hub, parts = await star(nodes, 2, chunk_size=64 * 1024, flow_window=256 * 1024, transfer_timeout=0.5)
+
+    async def size(payload: bytes, ctx: CallContext) -> bytes:
+        return str(len(payload)).encode()
+
+    for p in parts:
+        p.register("size", size, MethodOptions(serializer="raw"))
+
+    async def deaf(source: str, transfer: int, inc: Any) -> None:
+        return None  # takes the head, never joins the chunk subject
+
+    parts[1].transport._join_chunks = deaf  # type: ignore[attr-defined]
+    results = await hub.broadcast("size", b"D" * (1 * MiB), serializer="raw", timeout=10)
+    assert results["p0"] == str(MiB).encode()
+    assert "took no part of the broadcast payload" in str(results["p1"])
 
 
 async def test_broadcast_with_interceptors_still_works(nats_server: NatsServer, nats_prefix: str) -> None:

@@ -2,7 +2,9 @@
 the sending side.
 
 A payload larger than one NATS message travels as a head frame (message fields, ``transfer`` id,
-total size, the sender's flow window) and ``CHUNK`` frames carrying their offset. The receiver
+total size, the sender's flow window) and ``CHUNK`` frames carrying their offset. A broadcast's
+chunks go to a subject of their own that only its targets subscribe to (each says so with a
+``CHUNK_ACK`` of 0 bytes before the first chunk is sent), so nodes it is not for never receive them. The receiver
 copies each chunk straight into one buffer of the announced size and acknowledges every half window
 (``CHUNK_ACK`` with the bytes received); the sender keeps at most one window unacknowledged per
 receiver, so neither side's memory grows with the payload beyond that buffer, and a receiver that
@@ -13,7 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from node_comm import MessageType
 
@@ -38,13 +42,17 @@ class Incoming:
     acked: int = 0
     buf: bytearray | bytes | None = None  # allocated by the first chunk
     touched: float = field(default_factory=time.monotonic)
+    #: The subscription to a broadcast's own chunk subject, closed when the transfer ends.
+    sub: Any = None
 
 
 class Receiving:
     """Every chunked payload this node is receiving, within one node-wide byte budget."""
 
-    def __init__(self, budget: int) -> None:
+    def __init__(self, budget: int, on_drop: Callable[[Incoming], None] | None = None) -> None:
         self.budget = budget
+        #: Called with every transfer that ends (complete or dropped).
+        self.on_drop = on_drop
         self.buffered = 0
         self.transfers: dict[tuple[str, int], Incoming] = {}
 
@@ -105,6 +113,8 @@ class Receiving:
         inc = self.transfers.pop((source, transfer), None)
         if inc is not None:
             self.buffered -= inc.total
+            if self.on_drop is not None:
+                self.on_drop(inc)
         return inc
 
     def drop_peer(self, source: str) -> None:
@@ -122,8 +132,8 @@ class Receiving:
         return out
 
     def clear(self) -> None:
-        self.transfers.clear()
-        self.buffered = 0
+        for source, transfer in list(self.transfers):
+            self.drop(source, transfer)
 
 
 class Outgoing:
@@ -132,8 +142,9 @@ class Outgoing:
 
     __slots__ = ("acked", "gone", "wake")
 
-    def __init__(self, receivers: list[str]) -> None:
-        self.acked: dict[str, int] = dict.fromkeys(receivers, 0)
+    def __init__(self, receivers: list[str], *, ready: bool = True) -> None:
+        #: -1 until a receiver said it is ready (subscribed to a broadcast's chunk subject).
+        self.acked: dict[str, int] = dict.fromkeys(receivers, 0 if ready else -1)
         self.gone: dict[str, str] = {}
         self.wake = asyncio.Event()
 
@@ -149,3 +160,9 @@ class Outgoing:
 
     def slowest(self) -> int:
         return min(self.acked.values())
+
+    def blocked(self, offset: int, window: int) -> bool:
+        """Whether sending the chunk at ``offset`` must wait: a receiver is not ready, or the slowest
+        is a whole window behind."""
+        slowest = self.slowest()
+        return slowest < 0 or offset - slowest >= window

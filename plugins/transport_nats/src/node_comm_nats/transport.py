@@ -118,7 +118,7 @@ class NatsTransport(Transport):
         self._dials: dict[str, float] = {}  # peer -> connect timeout, for redials
         self._redials: dict[str, asyncio.Task[None]] = {}
         self._told: dict[str, float] = {}  # unlinked peer -> when it was last told so
-        self._receiving = Receiving(self.cfg.receive_buffer)
+        self._receiving = Receiving(self.cfg.receive_buffer, self._transfer_ended)
         self._outgoing: dict[int, Outgoing] = {}
         self._transfers = itertools.count(1)
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -608,7 +608,9 @@ class NatsTransport(Transport):
             return
         ident, deadline, metadata = mine
         if frame.transfer:
-            await self._begin_incoming(source, frame, mtype, ident, deadline, metadata)
+            inc = await self._begin_incoming(source, frame, mtype, ident, deadline, metadata)
+            if inc is not None and frame.extra.get("xs") is True:
+                await self._join_chunks(source, frame.transfer, inc)
         else:
             self._deliver(
                 Message(
@@ -639,7 +641,9 @@ class NatsTransport(Transport):
         ident: int,
         deadline: float | None,
         metadata: dict[str, str],
-    ) -> None:
+    ) -> Incoming | None:
+        """Take a transfer head; returns the transfer when it is under way (``None``: refused, or
+        already complete when empty)."""
         total = frame.size
         window = frame.extra.get("win")
         if isinstance(window, bool) or not isinstance(window, int) or window < 1:
@@ -654,7 +658,8 @@ class NatsTransport(Transport):
             if total == 0:
                 self._receiving.drop(source, frame.transfer)
                 self._finish(inc)
-            return
+                return None
+            return inc
         await self._send_abort(source, frame.transfer)
         if mtype is _REQUEST:
             err = Message(
@@ -679,6 +684,50 @@ class NatsTransport(Transport):
             )
         else:
             log.warning("%s: dropped %s", self.node_id, why)
+        return None
+
+    def _chunk_subject(self, transfer: int, source: str | None = None) -> str:
+        """Where the chunks of broadcast ``transfer`` of ``source`` (default: this node) go."""
+        return f"{self.cfg.subject_prefix}.xfer.{token(source or self.node_id)}.{transfer}"
+
+    async def _join_chunks(self, source: str, transfer: int, inc: Incoming) -> None:
+        """Subscribe to a broadcast's chunk subject, then tell the sender (a CHUNK_ACK of 0 bytes,
+        sent after the SUB on the same connection, so the broker knows of the interest first)."""
+        nc = self._nc
+        if nc is None:
+            return
+
+        async def on_chunk(msg: Msg) -> None:
+            try:
+                frame = decode(msg.data)
+            except BadFrame as exc:
+                log.warning("%s: dropped a malformed chunk from %r: %s", self.node_id, source, exc)
+                return
+            if frame.transfer != transfer:
+                return
+            if frame.kind == CHUNK:
+                await self._on_chunk(source, frame)
+            elif frame.kind == ABORT:
+                self._receiving.drop(source, transfer)
+
+        try:
+            inc.sub = await nc.subscribe(
+                self._chunk_subject(transfer, source), cb=on_chunk, pending_bytes_limit=self.cfg.max_pending_bytes
+            )
+        except nats_errors.Error as exc:
+            log.warning("%s: cannot take a broadcast from %r: %s", self.node_id, source, _describe(exc))
+            self._receiving.drop(source, transfer)
+            await self._send_abort(source, transfer)
+            return
+        if (source, transfer) not in self._receiving.transfers:  # ended meanwhile
+            self._transfer_ended(inc)
+            return
+        await self._send_control(source, encode(CHUNK_ACK, transfer=transfer, size=0))
+
+    def _transfer_ended(self, inc: Incoming) -> None:
+        sub, inc.sub = inc.sub, None
+        if sub is not None and self._nc is not None:
+            self._spawn(_unsubscribe(sub))
 
     async def _on_chunk(self, source: str, frame: Frame) -> None:
         done = self._receiving.add(source, frame.transfer, frame.size, frame.payload)
@@ -857,13 +906,22 @@ class NatsTransport(Transport):
         # "refused": the receiver answers the call with RESOURCE_EXHAUSTED itself.
 
     async def _send_transfer(
-        self, subject: str, reply: str, head: Callable[[int, int], bytes], payload: bytes, receivers: list[str]
+        self,
+        subject: str,
+        reply: str,
+        head: Callable[[int, int], bytes],
+        payload: bytes,
+        receivers: list[str],
+        *,
+        chunk_subject: Callable[[int], str] | None = None,
     ) -> Outgoing:
         """Send ``payload`` in chunks after the frame ``head(transfer, size)``, at most one flow
-        window ahead of the slowest receiver; returns who left the transfer and why."""
+        window ahead of the slowest receiver; returns who left the transfer and why. With
+        ``chunk_subject``, chunks go there once every receiver said it subscribed."""
         cfg = self.cfg
         transfer = next(self._transfers)
-        out = Outgoing(receivers)
+        out = Outgoing(receivers, ready=chunk_subject is None)
+        chunks_to = subject if chunk_subject is None else chunk_subject(transfer)
         self._outgoing[transfer] = out
         n = len(payload)
         view = memoryview(payload)
@@ -875,18 +933,18 @@ class NatsTransport(Transport):
             await self._publish(subject, head(transfer, n), peer, reply)
             off = 0
             while off < n and out.acked:
-                while out.acked and off - out.slowest() >= window:
+                while out.acked and out.blocked(off, window):
                     out.wake.clear()
                     try:
                         await asyncio.wait_for(out.wake.wait(), cfg.transfer_timeout)
                     except asyncio.TimeoutError:
                         for p, got in list(out.acked.items()):
-                            if off - got >= window:
+                            if got < 0 or off - got >= window:
                                 out.leave(p, "stalled")
                 if not out.acked:
                     break
                 chunk = encode(CHUNK, transfer=transfer, size=off, payload=view[off : off + step])
-                await self._publish(subject, chunk, peer)
+                await self._publish(chunks_to, chunk, peer)
                 off += step
                 await asyncio.sleep(0)  # let other senders' frames in between the chunks
             done = off >= n
@@ -894,7 +952,7 @@ class NatsTransport(Transport):
             del self._outgoing[transfer]
             if not done and self._nc is not None:
                 abort = encode(ABORT, id=_SENDER, transfer=transfer)
-                self._spawn(self._publish(subject, abort, peer, quiet=True))
+                self._spawn(self._publish(chunks_to, abort, peer, quiet=True))
         return out
 
     async def send_many(self, messages: Sequence[Message]) -> list[BaseException | None]:
@@ -944,6 +1002,7 @@ class NatsTransport(Transport):
                     await self._publish(subject, frame, "<broadcast>")
                     return results
             extra["win"] = self.cfg.flow_window
+            extra["xs"] = True  # chunks on their own subject: see _chunk_subject
             head_room = len(encode(int(first.type), method=first.method, serializer=first.serializer, extra=extra))
             if head_room > self._max_frame - _FRAME_ROOM // 4:
                 return await super().send_many(messages)  # a target list too long for one frame
@@ -958,7 +1017,9 @@ class NatsTransport(Transport):
                     extra=extra,
                 )
 
-            out = await self._send_transfer(subject, "", head, first.payload, list(to))
+            out = await self._send_transfer(
+                subject, "", head, first.payload, list(to), chunk_subject=self._chunk_subject
+            )
         except NodeCommError as exc:
             for i in index.values():
                 results[i] = exc
@@ -996,6 +1057,11 @@ class NatsTransport(Transport):
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+async def _unsubscribe(sub: Any) -> None:
+    with contextlib.suppress(Exception):
+        await sub.unsubscribe()
 
 
 async def _flush(nc: Client, timeout: float) -> None:
