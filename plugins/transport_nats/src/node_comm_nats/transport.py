@@ -125,7 +125,8 @@ class NatsTransport(Transport):
         self._stopping = False
         self._broker_up = asyncio.Event()
         self._status = ""
-        self._last_error: BaseException | None = None
+        #: Distinct errors of the tries to reach a server while starting (a few).
+        self._start_errors: list[str] = []
 
     # ------------------------------------------------------------------ properties
     @property
@@ -173,8 +174,8 @@ class NatsTransport(Transport):
             await asyncio.wait_for(nc.connect(**self._connect_options()), cfg.start_timeout)
         except Exception as exc:
             # nats-py retries the servers until it gets in; what stopped each try went to _on_error.
-            why = _describe(self._last_error or exc)
-            self._last_error = None
+            why = "; ".join(self._start_errors) or _describe(exc)
+            self._start_errors = []
             with contextlib.suppress(Exception):
                 await nc.close()
             raise ConfigError(
@@ -278,7 +279,8 @@ class NatsTransport(Transport):
 
     # ------------------------------------------------------------------ broker events
     async def _on_error(self, exc: Exception) -> None:
-        self._last_error = exc
+        if self._nc is None and len(self._start_errors) < 3 and _describe(exc) not in self._start_errors:
+            self._start_errors.append(_describe(exc))
         if isinstance(exc, nats_errors.SlowConsumerError):
             log.warning(
                 "%s: NATS dropped messages to %s: this node reads too slowly (raise transport.nats.max_pending_bytes?)",
