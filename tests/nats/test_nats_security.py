@@ -10,7 +10,7 @@ from typing import Any
 import nats
 import pytest
 
-from node_comm import CallContext, Node
+from node_comm import CallContext, MethodOptions, Node
 from tests.natsd import NatsServer
 
 from .conftest import nats_config
@@ -22,15 +22,17 @@ def user(name: str) -> str:
     """A NATS user that may publish only as node ``name`` and read only what is sent to it."""
     return (
         f'{{user: {name}, password: "pw-{name}", permissions: {{'
-        f'publish: {{allow: ["{P}.node.*.{name}", "{P}.bcast.{name}"]}}, '
-        f'subscribe: {{allow: ["{P}.node.{name}.*", "{P}.bcast.*", "_INBOX.>"]}}, '
+        f'publish: {{allow: ["{P}.node.*.{name}", "{P}.bcast.{name}", "{P}.xfer.{name}.*"]}}, '
+        f'subscribe: {{allow: ["{P}.node.{name}.*", "{P}.bcast.*", "{P}.xfer.*.*", "_INBOX.>"]}}, '
         "allow_responses: true}}"
     )
 
 
 @pytest.fixture
 def locked_server() -> Iterator[NatsServer]:
-    server = NatsServer(extra_conf=f"authorization {{ users = [{user('a')}, {user('b')}, {user('mallory')}] }}")
+    server = NatsServer(
+        extra_conf=f"authorization {{ users = [{user('a')}, {user('b')}, {user('c')}, {user('mallory')}] }}"
+    )
     server.start()
     try:
         yield server
@@ -41,7 +43,13 @@ def locked_server() -> Iterator[NatsServer]:
 async def test_permissions_stop_a_participant_from_impersonating_another(locked_server: NatsServer) -> None:
     def cfg(node_id: str) -> Any:
         return nats_config(
-            node_id, locked_server.url, P, user=node_id, password=f"pw-{node_id}", broker_enforces_identity=True
+            node_id,
+            locked_server.url,
+            P,
+            user=node_id,
+            password=f"pw-{node_id}",
+            broker_enforces_identity=True,
+            chunk_size=256 * 1024,
         )
 
     calls: list[str] = []
@@ -50,11 +58,20 @@ async def test_permissions_stop_a_participant_from_impersonating_another(locked_
         calls.append(ctx.source)
         return "done"
 
-    async with Node("a", cfg("a")) as a, Node("b", cfg("b")) as b:
+    async def size(payload: bytes, ctx: CallContext) -> bytes:
+        return str(len(payload)).encode()
+
+    async with Node("a", cfg("a")) as a, Node("b", cfg("b")) as b, Node("c", cfg("c")) as c:
         b.register("transfer", transfer)
         await a.connect("b")
         assert await a.call("b", "transfer", 1) == "done"
         assert b.transport.peer_identity("a") == "a"  # type: ignore[attr-defined]
+        # The documented permissions are enough for everything, a chunked broadcast included.
+        for node in (b, c):
+            node.register("size", size, MethodOptions(serializer="raw"))
+        await a.connect("c")
+        big = await a.broadcast("size", b"x" * (3 * 1024 * 1024), serializer="raw", timeout=10)
+        assert big == {"b": b"3145728", "c": b"3145728"}
 
         # mallory, logged in as herself, claims to be "a" on the wire: the broker refuses it.
         refused = asyncio.Event()
