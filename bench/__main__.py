@@ -1,4 +1,4 @@
-"""``python -m bench [--quick] [--only memory,grpc,large,fanout,peers]``."""
+"""``python -m bench [--quick] [--only memory,grpc,large,fanout,peers,nats]``."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from .common import Settings, log
 from .report import Results
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
-WORKLOADS = ("memory", "grpc", "large", "fanout", "peers")
+WORKLOADS = ("memory", "grpc", "large", "fanout", "peers", "nats")
 
 
 async def main(argv: list[str] | None = None) -> int:
@@ -36,9 +36,10 @@ async def main(argv: list[str] | None = None) -> int:
         if w not in WORKLOADS:
             ap.error(f"unknown workload {w!r}; choose from {', '.join(WORKLOADS)}")
     t0 = time.perf_counter()
-    from . import fanout, grpc_bench, large, memory, peers
+    from . import fanout, grpc_bench, large, memory, nats_bench, peers
 
-    mods = {"memory": memory, "grpc": grpc_bench, "large": large, "fanout": fanout, "peers": peers}
+    mods = {"memory": memory, "grpc": grpc_bench, "large": large, "fanout": fanout, "peers": peers,
+            "nats": nats_bench}
     for w in WORKLOADS:
         if w in wanted:
             t = time.perf_counter()

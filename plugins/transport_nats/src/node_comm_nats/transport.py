@@ -58,6 +58,7 @@ from .wire import (
     PROBE,
     BadFrame,
     Frame,
+    compact_targets,
     decode,
     encode,
     encode_message,
@@ -602,7 +603,7 @@ class NatsTransport(Transport):
             mtype = MESSAGE_TYPES.get(kind)
             if mtype is None:
                 return
-            mine = targets_of(frame.extra, self.node_id)
+            mine = targets_of(frame.extra, self.node_id, frame.deadline)
             if mine is None:
                 return  # not among this broadcast's targets
         except BadFrame as exc:
@@ -990,13 +991,22 @@ class NatsTransport(Transport):
         except PayloadTooLargeError as exc:
             return [exc] * len(messages)
         subject = f"{self.cfg.subject_prefix}.bcast.{token(self.node_id)}"
-        extra: dict[str, Any] = {"to": to}
+        sent = [messages[i] for i in index.values()]
+        deadline: float | None = None
+        if all(
+            not m.metadata and m.deadline == sent[0].deadline and m.id == sent[0].id + k for k, m in enumerate(sent)
+        ):
+            extra: dict[str, Any] = compact_targets(list(to), sent[0].id)
+            deadline = sent[0].deadline
+        else:
+            extra = {"to": to}
         try:
             if len(first.payload) <= self._chunk_size:
                 frame = encode(
                     int(first.type),
                     method=first.method,
                     serializer=first.serializer,
+                    deadline=deadline,
                     extra=extra,
                     payload=first.payload,
                 )
@@ -1014,6 +1024,7 @@ class NatsTransport(Transport):
                     int(first.type),
                     method=first.method,
                     serializer=first.serializer,
+                    deadline=deadline,
                     transfer=transfer,
                     size=size,
                     extra=extra,
