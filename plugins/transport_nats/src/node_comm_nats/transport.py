@@ -714,9 +714,9 @@ class NatsTransport(Transport):
                 self._receiving.drop(source, transfer)
 
         try:
-            inc.sub = await nc.subscribe(
-                self._chunk_subject(transfer, source), cb=on_chunk, pending_bytes_limit=self.cfg.max_pending_bytes
-            )
+            # An honest sender keeps one window in flight: room for two, whatever a head claims.
+            limit = min(max(2 * inc.window, 4 * self._chunk_size), self.cfg.max_pending_bytes)
+            inc.sub = await nc.subscribe(self._chunk_subject(transfer, source), cb=on_chunk, pending_bytes_limit=limit)
         except nats_errors.Error as exc:
             log.warning("%s: cannot take a broadcast from %r: %s", self.node_id, source, _describe(exc))
             self._receiving.drop(source, transfer)
