@@ -126,6 +126,8 @@ class NatsTransport(Transport):
         self._stopping = False
         self._broker_up = asyncio.Event()
         self._status = ""
+        #: How this node appears in a compact broadcast target list (see wire.compact_targets).
+        self._bcast_needle = b""
         #: Distinct errors of the tries to reach a server while starting (a few).
         self._start_errors: list[str] = []
 
@@ -169,6 +171,7 @@ class NatsTransport(Transport):
         await super().start(host)
         self.node_id = host.node_id
         self._reset()
+        self._bcast_needle = f" {token(self.node_id)} ".encode()
         cfg = self.cfg
         nc = Client()
         try:
@@ -591,8 +594,11 @@ class NatsTransport(Transport):
         source = untoken(msg.subject.rpartition(".")[2])
         if source is None or source == self.node_id or source not in self._links:
             return  # a broadcast of a node we are not linked with
+        data = msg.data
+        if self._bcast_needle not in data and b'"to":' not in data:
+            return  # a compact target list without this node: not decoded at all
         try:
-            frame = decode(msg.data)
+            frame = decode(data)
             kind = frame.kind
             if kind == CHUNK:
                 await self._on_chunk(source, frame)
