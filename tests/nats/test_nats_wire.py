@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from node_comm_nats.wire import BadFrame, compact_targets, decode, encode, targets_of, token, untoken
+from node_comm_nats.wire import BadFrame, decode, encode, token, untoken
 
 
 @pytest.mark.parametrize("node_id", ["a", "worker_7-b", "w.1", "sp ace", "*", ">", "~x", "参与方"])
@@ -32,20 +32,6 @@ def test_frame_round_trip() -> None:
         b"{}",
     )
     assert decode(encode(6)).deadline is None
-
-
-def test_compact_broadcast_targets() -> None:
-    ids = ["p0", "w.1", "p10", "p1"]
-    extra = compact_targets(ids, 100)
-    assert [targets_of(extra, i, 3.0) for i in ids] == [(100, 3.0, {}), (101, 3.0, {}), (102, 3.0, {}), (103, 3.0, {})]
-    assert targets_of(extra, "p", 3.0) is None  # a prefix of another id is not a match
-    assert targets_of(extra, "other", 3.0) is None
-    with pytest.raises(BadFrame):
-        targets_of({"t": 5, "base": 1}, "p0")
-    with pytest.raises(BadFrame):
-        targets_of({"t": " p0 ", "base": -1}, "p0")
-    with pytest.raises(BadFrame):
-        targets_of({"to": {"p0": [1, "soon", None]}}, "p0")
 
 
 @pytest.mark.parametrize(

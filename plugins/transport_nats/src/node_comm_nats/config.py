@@ -119,6 +119,9 @@ class NatsTransportConfig:
     #: Bytes of chunked payloads this node may be receiving at once, from all peers together
     #: (``None``: twice ``max_payload_size``); a transfer past it fails with RESOURCE_EXHAUSTED.
     max_receive_buffer: int | None = None
+    #: Broadcast payloads from this size on are published once and fanned out by the broker;
+    #: smaller ones go to each target on its own.
+    broadcast_once_min: int = 64 * KiB
     #: Bytes of one chunked payload a sender may have in flight before the receiver acknowledges.
     flow_window: int = 8 * MiB
     #: Seconds a chunked transfer may make no progress before either side drops it.
@@ -174,6 +177,7 @@ class NatsTransportConfig:
         _integer(f"{_PATH}.max_reconnect_attempts", self.max_reconnect_attempts, -1)
         _integer(f"{_PATH}.chunk_size", self.chunk_size, 4 * KiB)
         _integer(f"{_PATH}.max_payload_size", self.max_payload_size, 0)
+        _integer(f"{_PATH}.broadcast_once_min", self.broadcast_once_min, 0)
         _integer(f"{_PATH}.flow_window", self.flow_window, self.chunk_size)
         _integer(f"{_PATH}.max_pending_bytes", self.max_pending_bytes, 1 * MiB)
         if self.max_receive_buffer is not None:

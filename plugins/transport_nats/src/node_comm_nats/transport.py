@@ -23,7 +23,7 @@ import math
 import random
 import ssl
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from nats import errors as nats_errors
@@ -58,14 +58,12 @@ from .wire import (
     PROBE,
     BadFrame,
     Frame,
-    compact_targets,
     decode,
     encode,
     encode_message,
     error_of,
     message_extra,
     metadata_of,
-    targets_of,
     token,
     untoken,
 )
@@ -126,8 +124,6 @@ class NatsTransport(Transport):
         self._stopping = False
         self._broker_up = asyncio.Event()
         self._status = ""
-        #: How this node appears in a compact broadcast target list (see wire.compact_targets).
-        self._bcast_needle = b""
         #: Distinct errors of the tries to reach a server while starting (a few).
         self._start_errors: list[str] = []
 
@@ -171,7 +167,6 @@ class NatsTransport(Transport):
         await super().start(host)
         self.node_id = host.node_id
         self._reset()
-        self._bcast_needle = f" {token(self.node_id)} ".encode()
         cfg = self.cfg
         nc = Client()
         try:
@@ -194,7 +189,6 @@ class NatsTransport(Transport):
             await nc.subscribe(
                 f"{prefix}.node.{token(self.node_id)}.*", cb=self._on_node_msg, pending_bytes_limit=limit
             )
-            await nc.subscribe(f"{prefix}.bcast.*", cb=self._on_bcast_msg, pending_bytes_limit=limit)
             self._status = nc.new_inbox()
             await nc.subscribe(f"{self._status}.*", cb=self._on_status)
             await _flush(nc, cfg.connect_timeout)  # subscriptions live at the server before we return
@@ -551,7 +545,11 @@ class NatsTransport(Transport):
         source = link.peer_id
         if mtype is not None:
             if frame.transfer:
-                await self._begin_incoming(source, frame, mtype, frame.id, frame.deadline, metadata_of(frame.extra))
+                inc = await self._begin_incoming(
+                    source, frame, mtype, frame.id, frame.deadline, metadata_of(frame.extra)
+                )
+                if inc is not None and frame.extra.get("xs") is True:
+                    await self._join_chunks(source, frame.transfer, inc)
             else:
                 self._deliver(
                     Message(
@@ -589,52 +587,6 @@ class NatsTransport(Transport):
                 self._drop(link, text)
         elif kind != PROBE and kind != HELLO_ACK:
             log.warning("%s: frame of unknown kind %d from %r", self.node_id, kind, source)
-
-    async def _on_bcast_msg(self, msg: Msg) -> None:
-        source = untoken(msg.subject.rpartition(".")[2])
-        if source is None or source == self.node_id or source not in self._links:
-            return  # a broadcast of a node we are not linked with
-        data = msg.data
-        if self._bcast_needle not in data and b'"to":' not in data:
-            return  # a compact target list without this node: not decoded at all
-        try:
-            frame = decode(data)
-            kind = frame.kind
-            if kind == CHUNK:
-                await self._on_chunk(source, frame)
-                return
-            if kind == ABORT:
-                self._receiving.drop(source, frame.transfer)
-                return
-            mtype = MESSAGE_TYPES.get(kind)
-            if mtype is None:
-                return
-            mine = targets_of(frame.extra, self.node_id, frame.deadline)
-            if mine is None:
-                return  # not among this broadcast's targets
-        except BadFrame as exc:
-            log.warning("%s: dropped a malformed broadcast from %r: %s", self.node_id, source, exc)
-            return
-        ident, deadline, metadata = mine
-        if frame.transfer:
-            inc = await self._begin_incoming(source, frame, mtype, ident, deadline, metadata)
-            if inc is not None and frame.extra.get("xs") is True:
-                await self._join_chunks(source, frame.transfer, inc)
-        else:
-            self._deliver(
-                Message(
-                    ident,
-                    mtype,
-                    source,
-                    self.node_id,
-                    frame.method,
-                    frame.payload,  # type: ignore[arg-type]
-                    frame.serializer,
-                    metadata,
-                    None,
-                    deadline,
-                )
-            )
 
     def _deliver(self, msg: Message) -> None:
         try:
@@ -887,22 +839,7 @@ class NatsTransport(Transport):
             if len(frame) <= self._max_frame - _FRAME_ROOM // 4:
                 await self._publish(link.subject, frame, msg.target, link.reply)
                 return
-        extra = message_extra(msg) or {}
-
-        def head(transfer: int, size: int) -> bytes:
-            extra["win"] = self.cfg.flow_window
-            return encode(
-                int(msg.type),
-                id=msg.id,
-                method=msg.method,
-                serializer=msg.serializer,
-                deadline=msg.deadline,
-                transfer=transfer,
-                size=size,
-                extra=extra,
-            )
-
-        out = await self._send_transfer(link.subject, link.reply, head, msg.payload, [msg.target])
+        out = await self._send_transfer([msg], msg.payload)
         why = out.gone.get(msg.target)
         if why == "lost":
             raise NodeNotConnectedError(msg.target, f"connection to node {msg.target!r} was lost during a transfer")
@@ -914,32 +851,49 @@ class NatsTransport(Transport):
             )
         # "refused": the receiver answers the call with RESOURCE_EXHAUSTED itself.
 
-    async def _send_transfer(
-        self,
-        subject: str,
-        reply: str,
-        head: Callable[[int, int], bytes],
-        payload: bytes,
-        receivers: list[str],
-        *,
-        chunk_subject: Callable[[int], str] | None = None,
-    ) -> Outgoing:
-        """Send ``payload`` in chunks after the frame ``head(transfer, size)``, at most one flow
-        window ahead of the slowest receiver; returns who left the transfer and why. With
-        ``chunk_subject``, chunks go there once every receiver said it subscribed."""
+    def _head(self, msg: Message, transfer: int, size: int, shared: bool) -> bytes:
+        """The head frame of ``msg``'s payload sent as transfer ``transfer`` of ``size`` bytes;
+        ``shared``: its chunks go on the transfer's own subject (a broadcast)."""
+        extra = message_extra(msg) or {}
+        extra["win"] = self.cfg.flow_window
+        if shared:
+            extra["xs"] = True
+        return encode(
+            int(msg.type),
+            id=msg.id,
+            method=msg.method,
+            serializer=msg.serializer,
+            deadline=msg.deadline,
+            transfer=transfer,
+            size=size,
+            extra=extra,
+        )
+
+    async def _send_transfer(self, msgs: list[Message], payload: bytes) -> Outgoing:
+        """Send ``payload`` in chunks after a head frame to each target of ``msgs``, at most one
+        flow window ahead of the slowest receiver; returns who left the transfer and why. For one
+        target the chunks follow the head on its subject; for several (a broadcast) they go once,
+        on the transfer's own subject, when every target said it subscribed."""
         cfg = self.cfg
         transfer = next(self._transfers)
-        out = Outgoing(receivers, ready=chunk_subject is None)
-        chunks_to = subject if chunk_subject is None else chunk_subject(transfer)
+        shared = len(msgs) > 1
+        out = Outgoing([m.target for m in msgs], ready=not shared)
+        links = [self._links[m.target] for m in msgs if m.target in self._links]
+        chunks_to = self._chunk_subject(transfer) if shared or not links else links[0].subject
         self._outgoing[transfer] = out
         n = len(payload)
         view = memoryview(payload)
         step = self._chunk_size
         window = cfg.flow_window
-        peer = receivers[0] if len(receivers) == 1 else "<broadcast>"
+        peer = msgs[0].target if not shared else "<broadcast>"
         done = False
         try:
-            await self._publish(subject, head(transfer, n), peer, reply)
+            for m in msgs:
+                link = self._links.get(m.target)
+                if link is None:
+                    out.leave(m.target, "lost")
+                    continue
+                await self._publish(link.subject, self._head(m, transfer, n, shared), m.target, link.reply)
             off = 0
             while off < n and out.acked:
                 while out.acked and out.blocked(off, window):
@@ -965,12 +919,15 @@ class NatsTransport(Transport):
         return out
 
     async def send_many(self, messages: Sequence[Message]) -> list[BaseException | None]:
-        """One broadcast, published once: the broker fans it out to every node, and each target
-        finds its call id, deadline and metadata in the frame's target list."""
+        """One broadcast. A payload from ``broadcast_once_min`` bytes on is published once: each
+        target gets a small head frame with its own call id, then the chunks go once on the
+        transfer's own subject, which only the targets join; the broker fans them out. Smaller
+        payloads go to each target on its own (cheaper than every node reading every broadcast)."""
         first = messages[0] if messages else None
         if (
             first is None
             or len(messages) < 2
+            or len(first.payload) < self.cfg.broadcast_once_min
             or first.type not in (_REQUEST, _NOTIFY)
             or any(
                 m.payload is not first.payload
@@ -982,63 +939,20 @@ class NatsTransport(Transport):
         ):
             return await super().send_many(messages)
         results: list[BaseException | None] = [None] * len(messages)
-        to: dict[str, list[Any]] = {}
         index: dict[str, int] = {}
         for i, m in enumerate(messages):
-            if m.target not in self._links or m.target in to:
+            if m.target not in self._links or m.target in index:
                 results[i] = NodeNotConnectedError(m.target)
-                continue
-            to[m.target] = [m.id, m.deadline, m.metadata or None]
-            index[m.target] = i
-        if not to:
+            else:
+                index[m.target] = i
+        if not index:
             return results
         try:
             self._check_size(first)
         except PayloadTooLargeError as exc:
             return [exc] * len(messages)
-        subject = f"{self.cfg.subject_prefix}.bcast.{token(self.node_id)}"
-        sent = [messages[i] for i in index.values()]
-        deadline: float | None = None
-        if all(
-            not m.metadata and m.deadline == sent[0].deadline and m.id == sent[0].id + k for k, m in enumerate(sent)
-        ):
-            extra: dict[str, Any] = compact_targets(list(to), sent[0].id)
-            deadline = sent[0].deadline
-        else:
-            extra = {"to": to}
         try:
-            if len(first.payload) <= self._chunk_size:
-                frame = encode(
-                    int(first.type),
-                    method=first.method,
-                    serializer=first.serializer,
-                    deadline=deadline,
-                    extra=extra,
-                    payload=first.payload,
-                )
-                if len(frame) <= self._max_frame - _FRAME_ROOM // 4:
-                    await self._publish(subject, frame, "<broadcast>")
-                    return results
-            extra["win"] = self.cfg.flow_window
-            extra["xs"] = True  # chunks on their own subject: see _chunk_subject
-            head_room = len(encode(int(first.type), method=first.method, serializer=first.serializer, extra=extra))
-            if head_room > self._max_frame - _FRAME_ROOM // 4:
-                return await super().send_many(messages)  # a target list too long for one frame
-
-            def head(transfer: int, size: int) -> bytes:
-                return encode(
-                    int(first.type),
-                    method=first.method,
-                    serializer=first.serializer,
-                    deadline=deadline,
-                    transfer=transfer,
-                    size=size,
-                    extra=extra,
-                )
-
-            out = await self._send_transfer(
-                subject, "", head, first.payload, list(to), chunk_subject=self._chunk_subject
-            )
+            out = await self._send_transfer([messages[i] for i in index.values()], first.payload)
         except NodeCommError as exc:
             for i in index.values():
                 results[i] = exc

@@ -5,10 +5,11 @@ Subjects (``P`` is ``subject_prefix``; node ids are subject tokens, see :func:`t
 * ``P.node.TARGET.SOURCE`` — every frame from SOURCE to TARGET. TARGET subscribes ``P.node.TARGET.*``
   and reads the sender from the subject, so a broker that limits each user's publish permissions
   to ``P.node.*.ITS_ID`` makes node ids unforgeable.
-* ``P.bcast.SOURCE`` — one broadcast from SOURCE, read by every node; the frame lists its targets.
+* ``P.xfer.SOURCE.N`` — the chunks of SOURCE's broadcast N, read by its targets only (each got
+  its own head frame on its node subject first).
 
 A frame is a fixed header, then method, serializer, an optional JSON ``extra`` (metadata, error,
-broadcast targets, handshake fields) and the payload, so the common small call needs no JSON and
+flow window, handshake fields) and the payload, so the common small call needs no JSON and
 a payload is sliced, never re-encoded. Nothing in a frame is trusted: :func:`decode` checks every
 length and type, and raises :class:`BadFrame` for anything else.
 """
@@ -187,43 +188,3 @@ def error_of(extra: dict[str, Any]) -> ErrorInfo | None:
     ):
         raise BadFrame("frame error is malformed")
     return ErrorInfo(err[0], err[1], err[2])
-
-
-def compact_targets(targets: list[str], base_id: int) -> dict[str, Any]:
-    """The ``extra`` of a broadcast whose calls have ids ``base_id, base_id + 1, ...`` in the order
-    of ``targets`` and no metadata (what ``Node.broadcast`` sends): the targets as one string of
-    space-separated subject tokens, so each receiver finds itself with one substring search
-    instead of decoding a mapping of every target."""
-    return {"base": base_id, "t": " " + " ".join(token(t) for t in targets) + " "}
-
-
-def targets_of(
-    extra: dict[str, Any], node_id: str, deadline: float | None = None
-) -> tuple[int, float | None, dict[str, str]] | None:
-    """This node's entry of a broadcast frame: (call id, deadline, metadata), or ``None`` when the
-    broadcast is not for it. ``deadline`` is the frame's (compact form). Raises :class:`BadFrame`
-    for a malformed entry."""
-    listed = extra.get("t")
-    if listed is not None:
-        base = extra.get("base")
-        if not isinstance(listed, str) or isinstance(base, bool) or not isinstance(base, int) or base < 0:
-            raise BadFrame("broadcast target list is malformed")
-        pos = listed.find(f" {token(node_id)} ")
-        if pos < 0:
-            return None
-        return base + listed.count(" ", 0, pos), deadline, {}
-    to = extra.get("to")
-    if not isinstance(to, dict):
-        raise BadFrame("broadcast frame has no target list")
-    entry = to.get(node_id)
-    if entry is None:
-        return None
-    if not isinstance(entry, list) or len(entry) != 3 or not isinstance(entry[0], int) or entry[0] < 0:
-        raise BadFrame("broadcast target entry is malformed")
-    ident, deadline, md = entry
-    if deadline is not None and (not isinstance(deadline, (int, float)) or not math.isfinite(deadline) or deadline < 0):
-        raise BadFrame("broadcast target deadline is malformed")
-    metadata = {} if md is None else _str_map(md)
-    if metadata is None:
-        raise BadFrame("broadcast target metadata is malformed")
-    return ident, None if deadline is None else float(deadline), metadata
