@@ -1,5 +1,8 @@
-"""The ``nats`` transport: node-comm peers found by id through a NATS broker."""
+"""The ``nats`` transport: node-comm peers found by id through a NATS broker.
 
-from .config import NatsTransportConfig
+Importing this package never imports nats-py; ``NatsTransport`` (in ``.transport``) does.
+"""
 
-__all__ = ["NatsTransportConfig"]
+from .config import NatsRedialConfig, NatsTlsConfig, NatsTransportConfig
+
+__all__ = ["NatsRedialConfig", "NatsTlsConfig", "NatsTransportConfig"]
