@@ -149,3 +149,20 @@ async def test_broadcast_with_interceptors_still_works(nats_server: NatsServer, 
         finally:
             for p in parts:
                 await p.stop()
+
+
+async def test_one_target_refusing_a_large_broadcast_fails_alone(nodes: NodesFactory) -> None:
+    hub = await nodes("hub", chunk_size=64 * 1024, flow_window=256 * 1024)
+    parts = [await nodes("p0"), await nodes("p1", max_receive_buffer=512 * 1024), await nodes("p2")]
+
+    async def size(payload: bytes, ctx: CallContext) -> bytes:
+        return str(len(payload)).encode()
+
+    for p in parts:
+        p.register("size", size, MethodOptions(serializer="raw"))
+        await p.connect("hub")
+    results = await hub.broadcast("size", b"R" * MiB, serializer="raw", timeout=10)
+    assert results["p0"] == results["p2"] == str(MiB).encode()
+    refused = results["p1"]
+    assert isinstance(refused, RemoteExecutionError) and refused.code == "RESOURCE_EXHAUSTED"
+    assert "max_receive_buffer" in str(refused)
