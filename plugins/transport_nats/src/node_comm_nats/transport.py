@@ -502,6 +502,8 @@ class NatsTransport(Transport):
         source = untoken(msg.subject.rpartition(".")[2])
         if source is None or source == self.node_id or self._nc is None:
             return
+        if msg.data == _PROBE_FRAME and source in self._links:
+            return  # the common case of a probe: nothing to do (its delivery was the point)
         try:
             frame = decode(msg.data)
         except BadFrame as exc:
