@@ -29,7 +29,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def nats_config(node_id: str, servers: list[str] | str, prefix: str, **opts: Any) -> NodeConfig:
     """A nats node config; node-level keys (heartbeat, shutdown_grace, ...) beside transport options."""
-    node_keys = ("heartbeat", "shutdown_grace", "default_timeout", "interceptors", "debug")
+    node_keys = (
+        "heartbeat",
+        "shutdown_grace",
+        "default_timeout",
+        "interceptors",
+        "debug",
+        "max_concurrent_calls_per_peer",
+    )
     node_opts = {k: opts.pop(k) for k in node_keys if k in opts}
     node_opts.setdefault("shutdown_grace", 0.5)
     urls = [servers] if isinstance(servers, str) else list(servers)

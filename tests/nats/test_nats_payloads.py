@@ -216,3 +216,38 @@ async def test_chunk_acks_come_every_half_window(nodes: NodesFactory, raw: Clien
         await raw.publish(subject, encode(CHUNK, transfer=1, size=i * 65536, payload=b"c" * 65536))
     await asyncio.wait_for(got_all.wait(), 5)
     assert acks == [65536, 2 * 65536, 3 * 65536, 4 * 65536]
+
+
+async def test_a_flood_of_requests_is_bounded_per_peer(nodes: NodesFactory, raw: Client, nats_prefix: str) -> None:
+    """2000 requests at once from one peer: at most max_concurrent_calls_per_peer run, the rest are
+    answered RESOURCE_EXHAUSTED, and another peer's calls still go through."""
+    a = await nodes("a")
+    b = await nodes("b", max_concurrent_calls_per_peer=50)
+    started = 0
+
+    async def hang(payload: Any, ctx: CallContext) -> None:
+        nonlocal started
+        started += 1
+        await asyncio.Event().wait()
+
+    b.register("hang", hang)
+    b.register("len", echo_len, RAW)
+    await a.connect("b")
+    refused = 0
+    all_answered = asyncio.Event()
+
+    async def collect(msg: Any) -> None:
+        nonlocal refused
+        frame = decode(msg.data)
+        if frame.kind == 3 and frame.extra["err"][0] == "RESOURCE_EXHAUSTED":
+            refused += 1
+            if refused == 1950:
+                all_answered.set()
+
+    await raw.subscribe(f"{nats_prefix}.node.evil.*", cb=collect)
+    subject = await handshake(raw, nats_prefix, "b", "evil", listen=False)
+    for i in range(2000):
+        await raw.publish(subject, encode(1, id=i + 1, method="hang", serializer="json", payload=b"null"))
+    await asyncio.wait_for(all_answered.wait(), 10)
+    assert started == 50
+    assert await a.call("b", "len", b"still", serializer="raw") == b"stil" + (5).to_bytes(8, "big")
