@@ -126,6 +126,8 @@ class NatsTransport(Transport):
         self._status = ""
         #: Distinct errors of the tries to reach a server while starting (a few).
         self._start_errors: list[str] = []
+        #: Set when a try failed in a way another try cannot fix (credentials, certificates).
+        self._start_refused = asyncio.Event()
 
     # ------------------------------------------------------------------ properties
     @property
@@ -169,17 +171,27 @@ class NatsTransport(Transport):
         self._reset()
         cfg = self.cfg
         nc = Client()
+        connecting = asyncio.ensure_future(nc.connect(**self._connect_options()))
+        refused = asyncio.ensure_future(self._start_refused.wait())
         try:
-            await asyncio.wait_for(nc.connect(**self._connect_options()), cfg.start_timeout)
+            await asyncio.wait({connecting, refused}, timeout=cfg.start_timeout, return_when=asyncio.FIRST_COMPLETED)
+            refused.cancel()
+            if not connecting.done():  # timed out, or refused for good (credentials, certificates)
+                connecting.cancel()
+                with contextlib.suppress(BaseException):
+                    await connecting
+                raise asyncio.TimeoutError
+            connecting.result()
         except Exception as exc:
             # nats-py retries the servers until it gets in; what stopped each try went to _on_error.
             why = "; ".join(self._start_errors) or _describe(exc)
             self._start_errors = []
             with contextlib.suppress(Exception):
                 await nc.close()
+            when = "" if self._start_refused.is_set() else f" within {cfg.start_timeout:g}s (start_timeout)"
             raise ConfigError(
                 f"transport.nats: node {self.node_id!r} cannot connect to the NATS servers "
-                f"{', '.join(cfg.servers)} within {cfg.start_timeout:g}s (start_timeout): {why}; check "
+                f"{', '.join(cfg.servers)}{when}: {why}; check "
                 "transport.nats.servers, the credentials and TLS options, and that a server is running"
             ) from None
         self._nc = nc
@@ -277,8 +289,11 @@ class NatsTransport(Transport):
 
     # ------------------------------------------------------------------ broker events
     async def _on_error(self, exc: Exception) -> None:
-        if self._nc is None and len(self._start_errors) < 3 and _describe(exc) not in self._start_errors:
-            self._start_errors.append(_describe(exc))
+        if self._nc is None:
+            if len(self._start_errors) < 3 and _describe(exc) not in self._start_errors:
+                self._start_errors.append(_describe(exc))
+            if isinstance(exc, (ssl.SSLError, nats_errors.AuthorizationError)) or "authorization" in str(exc).lower():
+                self._start_refused.set()
         if isinstance(exc, nats_errors.SlowConsumerError):
             log.warning(
                 "%s: NATS dropped messages to %s: this node reads too slowly (raise transport.nats.max_pending_bytes?)",
