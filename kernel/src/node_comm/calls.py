@@ -96,6 +96,38 @@ class OutboundCalls:
             if done is not None and done.timer is not None:
                 timers.cancel(done.timer)
 
+    async def request_many(self, msgs: list[Message]) -> list[Message | BaseException]:
+        """Send one broadcast's requests with one ``transport.send_many`` (a broker transport
+        publishes the payload once), then wait for each reply; each target's reply, error or
+        timeout is its own, as with :meth:`request`."""
+        rt = self._rt
+        loop, timers = rt.loop, rt.timers
+        assert loop is not None and timers is not None
+        futures: list[asyncio.Future[Message]] = []
+        for msg in msgs:
+            pend = Pending(loop.create_future(), msg.target, msg.method, msg.deadline)
+            if msg.deadline is not None:
+                pend.timer = timers.call_at(loop.time() + msg.deadline, self._expire, msg.id)
+            self.pending[msg.id] = pend
+            futures.append(pend.future)
+        try:
+            for msg, err in zip(msgs, await rt.transport.send_many(msgs), strict=True):
+                if err is not None:
+                    failed = self.pending.pop(msg.id, None)
+                    if failed is not None:
+                        self._fail(failed, err)
+            return list(await asyncio.gather(*futures, return_exceptions=True))
+        except asyncio.CancelledError:
+            for msg in msgs:
+                if msg.id in self.pending and msg.target in self._connected:
+                    self._send_cancel(msg.target, msg.id)
+            raise
+        finally:
+            for msg in msgs:
+                done = self.pending.pop(msg.id, None)
+                if done is not None and done.timer is not None:
+                    timers.cancel(done.timer)
+
     def resolve(self, message: Message) -> None:
         """A RESPONSE or ERROR arrived. The caller (:meth:`request`) removes the entry and its timer;
         a late reply to a call that timed out or was cancelled finds nothing."""

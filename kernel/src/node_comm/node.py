@@ -356,6 +356,11 @@ class Node:
                 raise NodeCommError(f"an interceptor swallowed the reply of {target}.{method}")
         else:
             reply = await calls.request(msg)
+        return await self._decode_reply(reply, target, method, ser)
+
+    async def _decode_reply(self, reply: Message, target: str, method: str, ser: Serializer) -> Any:
+        """The result a reply carries (decoded within this node's limits), or the error it stands for."""
+        config = self.config
         if reply.type is _ERROR:
             err = reply.error or ErrorInfo(ErrorCode.INTERNAL.value, "remote error without details")
             raise RemoteExecutionError(err.message, err.code, err.traceback, target=target, method=method)
@@ -432,8 +437,37 @@ class Node:
             ser, data = await self._encode_in_thread(serializer, payload, "<broadcast>", method)
         else:
             ser, data = self._encode(serializer, payload, "<broadcast>", method)
-        results = await asyncio.gather(
-            *(self._call_encoded(t, method, ser, data, timeout, None) for t in targets),
-            return_exceptions=True,
-        )
+        if self._interceptor_chain or len(targets) < 2:  # interceptors see each call on its own
+            results = await asyncio.gather(
+                *(self._call_encoded(t, method, ser, data, timeout, None) for t in targets),
+                return_exceptions=True,
+            )
+        else:
+            results = await self._broadcast_encoded(targets, method, ser, data, timeout)
         return dict(zip(targets, results, strict=True))
+
+    async def _broadcast_encoded(
+        self, targets: list[str], method: str, ser: Serializer, data: bytes, timeout: float | None
+    ) -> list[Any]:
+        """``broadcast()`` without interceptors: one ``transport.send_many`` for every target."""
+        budget = self.config.default_timeout if timeout is None else timeout
+        inherited = current_deadline.get()
+        remaining: float | None = budget
+        if inherited is not None:
+            left = inherited - time.monotonic()
+            remaining = left if remaining is None else min(remaining, left)
+        if remaining is not None and remaining <= 0:
+            return [CallTimeoutError(t, method, budget if budget is not None else 0.0) for t in targets]
+        calls = self._calls
+        msgs = [Message(calls.next_id(), _REQUEST, self._node_id, t, method, data, ser.name, {}, None, remaining)
+                for t in targets]
+        results: list[Any] = []
+        for target, reply in zip(targets, await calls.request_many(msgs), strict=True):
+            if isinstance(reply, BaseException):
+                results.append(reply)
+                continue
+            try:
+                results.append(await self._decode_reply(reply, target, method, ser))
+            except NodeCommError as exc:
+                results.append(exc)
+        return results

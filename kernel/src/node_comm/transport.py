@@ -8,7 +8,8 @@ kernel what happens through the :class:`TransportHost` it is started with.
 from __future__ import annotations
 
 import abc
-from collections.abc import Awaitable
+import asyncio
+from collections.abc import Awaitable, Sequence
 from typing import Any, ClassVar, Protocol
 
 from .message import Message
@@ -97,6 +98,15 @@ class Transport(abc.ABC):
         """Hand ``message`` to the link to ``message.target``. Raise
         :class:`~node_comm.exceptions.NodeNotConnectedError` when there is none, or another
         :class:`~node_comm.exceptions.NodeCommError` for a problem with this message only."""
+
+    async def send_many(self, messages: Sequence[Message]) -> list[BaseException | None]:
+        """Hand one broadcast to many peers. ``messages`` share type, method, serializer and payload
+        (the same bytes object) and differ in target, id, deadline and metadata. Returns, per
+        message, ``None`` once handed over or the exception :meth:`send` would have raised for it;
+        one target's failure never stops the others. The default sends each concurrently; a
+        transport that can fan out (a broker) overrides it to send the payload once."""
+        results = await asyncio.gather(*(self.send(m) for m in messages), return_exceptions=True)
+        return [r if isinstance(r, BaseException) else None for r in results]
 
     @abc.abstractmethod
     async def disconnect(self, node_id: str, reason: str) -> None:
