@@ -110,12 +110,23 @@ class OutboundCalls:
                 pend.timer = timers.call_at(loop.time() + msg.deadline, self._expire, msg.id)
             self.pending[msg.id] = pend
             futures.append(pend.future)
-        try:
-            for msg, err in zip(msgs, await rt.transport.send_many(msgs), strict=True):
+        # The sends run beside the wait: a target that stops reading must not hold the others'
+        # results past their deadlines (the unsent rest is abandoned when every outcome is in).
+        sender = asyncio.ensure_future(rt.transport.send_many(msgs))
+
+        def sent(task: asyncio.Future[list[BaseException | None]]) -> None:
+            if task.cancelled():
+                return
+            exc = task.exception()
+            errors = [exc] * len(msgs) if exc is not None else task.result()
+            for msg, err in zip(msgs, errors, strict=True):
                 if err is not None:
                     failed = self.pending.pop(msg.id, None)
                     if failed is not None:
                         self._fail(failed, err)
+
+        sender.add_done_callback(sent)
+        try:
             return list(await asyncio.gather(*futures, return_exceptions=True))
         except asyncio.CancelledError:
             for msg in msgs:
@@ -123,6 +134,8 @@ class OutboundCalls:
                     self._send_cancel(msg.target, msg.id)
             raise
         finally:
+            if not sender.done():
+                sender.cancel()
             for msg in msgs:
                 done = self.pending.pop(msg.id, None)
                 if done is not None and done.timer is not None:
