@@ -12,6 +12,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import CodeType
 from typing import TYPE_CHECKING, Any
 
 from ._offload import looks_large
@@ -22,6 +23,7 @@ from .interceptor import InterceptorChain
 from .message import ErrorInfo, Message, MessageType
 from .runtime import Runtime
 from .serializer import SerializerRegistry
+from .watchdog import handler_code
 
 if TYPE_CHECKING:
     from .node import Node
@@ -96,6 +98,15 @@ class InboundDispatcher:
         if authenticated_only is None:
             authenticated_only = ser.name == "pickle" or bool(getattr(ser, "requires_authentication", False))
         self.methods[name] = Method(name, handler, options.serializer, _is_async_callable(handler), authenticated_only)
+
+    def handler_codes(self) -> dict[CodeType, str]:
+        """Code object of each handler -> its method name (for the loop watchdog)."""
+        out: dict[CodeType, str] = {}
+        for m in list(self.methods.values()):
+            code = handler_code(m.handler)
+            if code is not None:
+                out[code] = m.name
+        return out
 
     def unregister(self, name: str) -> None:
         """See :meth:`Node.unregister`."""
@@ -182,10 +193,8 @@ class InboundDispatcher:
             if method.is_async:
                 result = await method.handler(payload, ctx)
             else:
-                loop = rt.loop
-                assert loop is not None
                 run: Callable[..., Any] = contextvars.copy_context().run
-                result = await loop.run_in_executor(None, run, method.handler, payload, ctx)
+                result = await rt.run_handler(method.name, run, method.handler, payload, ctx)
                 if inspect.isawaitable(result):
                     result = await result
         except asyncio.CancelledError:

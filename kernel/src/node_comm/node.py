@@ -16,7 +16,9 @@ from typing import Any
 from ._offload import looks_large
 from .config import InterceptorConfig, MethodOptions, NodeConfig
 from .config_loader import build_interceptor, options_for_transport
+from .connecting import retry_connect
 from .context import CallContext, current_deadline
+from .disconnects import DisconnectKind
 from .dispatch import Handler, InboundDispatcher
 from .events import EventEmitter, EventHandler
 from .exceptions import (
@@ -27,6 +29,7 @@ from .exceptions import (
     NodeNotConnectedError,
     NodeNotStartedError,
     PayloadTooLargeError,
+    PeersNotConnectedError,
     RemoteExecutionError,
     SerializationError,
 )
@@ -37,6 +40,7 @@ from .plugins import Registries, discover
 from .runtime import Runtime
 from .serializer import Serializer, SerializerRegistry
 from .transport import Transport
+from .watchdog import LoopWatchdog
 
 __all__ = ["Handler", "Node"]
 
@@ -93,6 +97,7 @@ class Node:
         self._pending = self._calls.pending
         self._background = self._rt.background
         self._heartbeat_task: asyncio.Task[None] | None = None
+        self._watchdog: LoopWatchdog | None = None
         self._register_framework_methods()
 
     # ------------------------------------------------------------------ construction helpers
@@ -213,6 +218,9 @@ class Node:
         rt.begin()
         await self.transport.start(self._peer_table)
         rt.started = True
+        if self.config.loop_block_warning is not None:
+            self._watchdog = LoopWatchdog.attach(self._node_id, self.config.loop_block_warning,
+                                                 self._dispatcher.handler_codes)
         hb = self.config.heartbeat
         if hb.enabled:
             assert rt.loop is not None
@@ -228,6 +236,9 @@ class Node:
         if self._heartbeat_task is not None:
             self._heartbeat_task.cancel()
             self._heartbeat_task = None
+        if self._watchdog is not None:
+            self._watchdog.detach(self._node_id)
+            self._watchdog = None
         grace = self.config.shutdown_grace if grace is None else grace
         me = asyncio.current_task()  # a handler may stop its own node: never wait for or cancel it
         inflight = self._peer_table.inflight(me)
@@ -235,9 +246,11 @@ class Node:
             await asyncio.wait(inflight, timeout=grace)
         for task in inflight:
             task.cancel()
+        self._peer_table.closing = True
         try:
             await self.transport.stop(f"node {self._node_id!r} stopped")
         finally:
+            self._peer_table.closing = False
             rt.started = False
             for peer_id in list(self._peers):
                 self._peer_table.peer_disconnected(peer_id, "local node stopped")
@@ -260,9 +273,21 @@ class Node:
             )
 
     # ------------------------------------------------------------------ connections
-    async def connect(self, node_id: str, address: str | None = None, *, timeout: float | None = None) -> None:
+    async def connect(
+        self,
+        node_id: str,
+        address: str | None = None,
+        *,
+        timeout: float | None = None,
+        retry: float | None = None,
+    ) -> None:
         """Connect to ``node_id`` (at ``address`` for network transports). After it, both nodes
-        list each other as connected and either may call the other. A no-op when connected."""
+        list each other as connected and either may call the other. A no-op when connected.
+
+        ``retry`` (seconds) keeps retrying a first dial that fails (the peer not started yet), with
+        backoff (0.1 s doubling to 2 s, with jitter), until it succeeds or ``retry`` seconds have
+        passed; then the last :class:`ConnectFailedError` is raised. ``timeout`` bounds each attempt
+        (default ``config.connect_timeout``)."""
         self._check_running()
         if not isinstance(node_id, str) or not node_id:
             raise ConfigError(f"node_id must be a non-empty string, got {node_id!r}")
@@ -270,14 +295,67 @@ class Node:
             raise ConfigError(f"node {node_id!r} cannot connect to itself")
         if node_id in self._peers:
             return
-        await self.transport.connect(node_id, address, self.config.connect_timeout if timeout is None else timeout)
+        attempt = self.config.connect_timeout if timeout is None else timeout
+        if not retry:
+            await self.transport.connect(node_id, address, attempt)
+            return
+        await retry_connect(self.transport, node_id, address, attempt, retry, lambda: node_id in self._peers)
 
     async def disconnect(self, node_id: str, reason: str = "disconnected by local node") -> None:
         """Close the connection to ``node_id``; its pending calls fail at once."""
         if node_id not in self._peers:
             return
+        self._peer_table.expect(node_id, DisconnectKind.LOCAL)
         await self.transport.disconnect(node_id, reason)
-        self._peer_table.peer_disconnected(node_id, reason)
+        self._peer_table.peer_disconnected(node_id, reason, kind=DisconnectKind.LOCAL)
+
+    async def wait_for_peers(self, peers: int | Iterable[str], timeout: float | None = None) -> list[str]:
+        """Wait until ``peers`` (a number of peers, or the ids that must all be) are connected;
+        returns the ids connected then. Raises :class:`PeersNotConnectedError` after ``timeout``
+        seconds (``None``: wait as long as it takes)."""
+        self._check_running()
+        if isinstance(peers, int):
+            if isinstance(peers, bool) or peers < 0:
+                raise ConfigError(f"wait_for_peers: expected a number of peers >= 0 or node ids, got {peers!r}")
+            wanted: set[str] | None = None
+            count = peers
+
+            def ready() -> bool:
+                return len(self._peers) >= count
+        else:
+            wanted = {peers} if isinstance(peers, str) else set(peers)
+            count = len(wanted)
+
+            def ready() -> bool:
+                return wanted <= self._peers.keys()
+
+        if ready():
+            return list(self._peers)
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+
+        def check() -> None:
+            if not done.done() and ready():
+                done.set_result(None)
+
+        self._peer_table.watchers.add(check)
+        try:
+            await asyncio.wait_for(done, timeout)
+        except asyncio.TimeoutError:
+            connected = list(self._peers)
+            if wanted is None:
+                raise PeersNotConnectedError(
+                    f"node {self._node_id!r}: {len(connected)} of {count} peers connected after {timeout:g}s",
+                    connected=connected,
+                ) from None
+            missing = sorted(wanted - set(connected))
+            raise PeersNotConnectedError(
+                f"node {self._node_id!r}: not connected after {timeout:g}s: {', '.join(map(repr, missing))}",
+                missing=missing, connected=connected,
+            ) from None
+        finally:
+            self._peer_table.watchers.discard(check)
+        return list(self._peers)
 
     # ------------------------------------------------------------------ calls
     def _encode(self, serializer: str | None, payload: Any, target: str, method: str) -> tuple[Serializer, bytes]:
@@ -424,30 +502,43 @@ class Node:
         timeout: float | None = None,
         *,
         serializer: str | None = None,
+        targets: Iterable[str] | None = None,
+        metadata: dict[str, str] | None = None,
     ) -> dict[str, Any]:
-        """Call ``method`` on every connected node at once; returns ``{node_id: result or
-        exception}``. One node's failure never fails the others. The payload is encoded once; one
-        the serializer cannot encode raises :class:`SerializationError` and nothing is sent."""
+        """Call ``method`` on every connected node at once (or on ``targets``, a chosen subset);
+        returns ``{node_id: result or exception}``. One node's failure never fails the others; a
+        target that is not connected gets a :class:`NodeNotConnectedError`. ``metadata`` goes with
+        every call, as with :meth:`call`. The payload is encoded once; one the serializer cannot
+        encode raises :class:`SerializationError` and nothing is sent."""
         self._check_running()
         skip = {exclude} if isinstance(exclude, str) else set(exclude or ())
-        targets = [p for p in self._peers if p not in skip]
+        if targets is None:
+            chosen = [p for p in self._peers if p not in skip]
+        else:
+            chosen = list(dict.fromkeys([targets] if isinstance(targets, str) else targets))
+            chosen = [p for p in chosen if p not in skip]
+        absent = {t: NodeNotConnectedError(t) for t in chosen if t not in self._peers}
+        targets = [t for t in chosen if t not in absent]
         if not targets:
-            return {}
+            return dict(absent)
         if looks_large(payload, self.config.offload_threshold):  # once, not per target
             ser, data = await self._encode_in_thread(serializer, payload, "<broadcast>", method)
         else:
             ser, data = self._encode(serializer, payload, "<broadcast>", method)
         if self._interceptor_chain or len(targets) < 2:  # interceptors see each call on its own
             results = await asyncio.gather(
-                *(self._call_encoded(t, method, ser, data, timeout, None) for t in targets),
+                *(self._call_encoded(t, method, ser, data, timeout, metadata) for t in targets),
                 return_exceptions=True,
             )
         else:
-            results = await self._broadcast_encoded(targets, method, ser, data, timeout)
-        return dict(zip(targets, results, strict=True))
+            results = await self._broadcast_encoded(targets, method, ser, data, timeout, metadata)
+        out = dict(zip(targets, results, strict=True))
+        out.update(absent)
+        return {t: out[t] for t in chosen}
 
     async def _broadcast_encoded(
-        self, targets: list[str], method: str, ser: Serializer, data: bytes, timeout: float | None
+        self, targets: list[str], method: str, ser: Serializer, data: bytes, timeout: float | None,
+        metadata: dict[str, str] | None,
     ) -> list[Any]:
         """``broadcast()`` without interceptors: one ``transport.send_many`` for every target."""
         budget = self.config.default_timeout if timeout is None else timeout
@@ -459,8 +550,8 @@ class Node:
         if remaining is not None and remaining <= 0:
             return [CallTimeoutError(t, method, budget if budget is not None else 0.0) for t in targets]
         calls = self._calls
-        msgs = [Message(calls.next_id(), _REQUEST, self._node_id, t, method, data, ser.name, {}, None, remaining)
-                for t in targets]
+        msgs = [Message(calls.next_id(), _REQUEST, self._node_id, t, method, data, ser.name,
+                        dict(metadata) if metadata else {}, None, remaining) for t in targets]
         results: list[Any] = []
         for target, reply in zip(targets, await calls.request_many(msgs), strict=True):
             if isinstance(reply, BaseException):

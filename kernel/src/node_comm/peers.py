@@ -11,10 +11,12 @@ import asyncio
 import functools
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from .calls import OutboundCalls
+from .disconnects import DisconnectKind, DisconnectReason
 from .dispatch import InboundDispatcher
 from .events import EventEmitter
 from .exceptions import ErrorCode
@@ -68,6 +70,12 @@ class PeerTable:
         self._dispatcher = dispatcher
         self.peers: dict[str, Peer] = {}
         self.calls = OutboundCalls(rt, self.peers)
+        #: Kinds of disconnects this node is causing (``node.disconnect``, heartbeats, ``stop``):
+        #: the transport's callback for them gets that kind.
+        self._expected: dict[str, DisconnectKind] = {}
+        self.closing = False  # stop(): every disconnect from now on is LOCAL
+        #: Called after every connect and disconnect (``Node.wait_for_peers``).
+        self.watchers: set[Callable[[], None]] = set()
 
     @property
     def node_id(self) -> str:
@@ -85,13 +93,29 @@ class PeerTable:
         self.peers[peer_id] = Peer(address, time.monotonic(), identity=identity)
         rt = self._rt
         rt.rlog.debug("connect", "%s: connected to %r (%r)", rt.node_id, peer_id, address)
+        self._notify_watchers()
         self._events.emit("connect", peer_id, address)
 
-    def peer_disconnected(self, peer_id: str, reason: str) -> None:
-        """The link to ``peer_id`` is gone: fail its pending calls now, cancel what it asked for."""
+    def expect(self, peer_id: str, kind: DisconnectKind) -> None:
+        """This node is about to end the link to ``peer_id`` for ``kind`` (LOCAL, HEARTBEAT)."""
+        self._expected[peer_id] = kind
+
+    def _notify_watchers(self) -> None:
+        for watcher in list(self.watchers):
+            watcher()
+
+    def peer_disconnected(self, peer_id: str, reason: str, *, kind: DisconnectKind | None = None) -> None:
+        """The link to ``peer_id`` is gone: fail its pending calls now, cancel what it asked for.
+        ``kind`` says why (default: what this node is causing, else ``LOST``)."""
+        expected = self._expected.pop(peer_id, None)
         peer = self.peers.pop(peer_id, None)
         if peer is None:
             return
+        if expected is not None or self.closing:
+            kind = expected or DisconnectKind.LOCAL
+        if kind is None:
+            kind = reason.kind if isinstance(reason, DisconnectReason) else DisconnectKind.LOST
+        reason = DisconnectReason(str(reason), kind)
         rt = self._rt
         rt.rlog.debug("disconnect", "%s: disconnected from %r: %r", rt.node_id, peer_id, reason)
         self.calls.fail_peer(peer_id, reason)
@@ -103,6 +127,7 @@ class PeerTable:
             if not peer.resume.done():
                 peer.resume.set_result(None)
             peer.resume = None
+        self._notify_watchers()
         self._events.emit("disconnect", peer_id, reason)
 
     def deliver(self, message: Message) -> None:
@@ -246,11 +271,12 @@ class PeerTable:
                     peer.last_seen = now
                 if now - peer.last_seen > timeout:
                     reason = f"{HEARTBEAT_TIMEOUT_REASON}: no message for {timeout:g}s"
+                    self.expect(peer_id, DisconnectKind.HEARTBEAT)
                     try:
                         await rt.transport.disconnect(peer_id, reason)
                     except Exception:
                         rt.rlog.exception(("drop", peer_id), "%s: transport failed to drop %r", rt.node_id, peer_id)
-                    self.peer_disconnected(peer_id, reason)
+                    self.peer_disconnected(peer_id, reason, kind=DisconnectKind.HEARTBEAT)
                 elif not peer.pinging:
                     peer.pinging = True
                     rt.spawn(self._send_flagged(peer, "pinging", Message(0, _HEARTBEAT, rt.node_id, peer_id)))

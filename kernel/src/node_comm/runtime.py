@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -35,6 +36,9 @@ class Runtime:
         self.stopping = False
         self.background: set[asyncio.Task[Any]] = set()
         self.codec: ThreadPoolExecutor | None = None  # large payloads' (de)serialization; see _offload
+        self.handlers: ThreadPoolExecutor | None = None  # plain ``def`` handlers (handler_threads)
+        #: Plain ``def`` handlers running now, by method name (for the "all threads busy" warning).
+        self.busy: Counter[str] = Counter()
         # Lines a peer can cause go through rlog (rate-limited), what the peer supplied as %r.
         self.rlog = RateLimitedLog(log)
 
@@ -76,6 +80,31 @@ class Runtime:
             pool = self.codec = codec_pool(self.node_id)
         return loop.run_in_executor(pool, fn, *args)
 
+    async def run_handler(self, method: str, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run a plain ``def`` handler in the node's handler pool (``handler_threads``), warning
+        when every thread is busy (the call then waits for one)."""
+        loop = self.loop
+        assert loop is not None
+        pool = self.handlers
+        if pool is None:
+            size = self.config.handler_threads
+            pool = self.handlers = ThreadPoolExecutor(size, thread_name_prefix=f"node-comm-handler-{self.node_id}")
+        busy = self.busy
+        if sum(busy.values()) >= self.config.handler_threads:
+            running = ", ".join(f"{name!r} x{n}" for name, n in busy.most_common(3))
+            self.rlog.warning(
+                ("threads-busy", method), "%s: all %d handler threads are busy (running: %s); %r waits for one: "
+                "make slow handlers async, or raise handler_threads", self.node_id, self.config.handler_threads,
+                running, method,
+            )
+        busy[method] += 1
+        try:
+            return await loop.run_in_executor(pool, fn, *args)
+        finally:
+            busy[method] -= 1
+            if not busy[method]:
+                del busy[method]
+
     def close(self, me: asyncio.Task[Any] | None) -> None:
         """Cancel the background tasks (but ``me``), stop the timers and the codec pool."""
         if self.timers is not None:
@@ -88,3 +117,6 @@ class Runtime:
             # cancels its queued work): let it finish rather than fail them with CancelledError.
             self.codec.shutdown(wait=False)
             self.codec = None
+        if self.handlers is not None:
+            self.handlers.shutdown(wait=False)
+            self.handlers = None

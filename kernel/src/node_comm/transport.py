@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import Awaitable, Sequence
 from typing import Any, ClassVar, Protocol
 
+from .disconnects import DisconnectKind
 from .message import Message
 
 #: Every reason the kernel gives when it drops a peer for silence starts with this, so a transport
@@ -37,8 +38,10 @@ class TransportHost(Protocol):
         authenticated callers (``pickle``) refuse a peer connected without one."""
         ...
 
-    def peer_disconnected(self, peer_id: str, reason: str) -> None:
-        """The link to ``peer_id`` is gone; pending calls on it fail at once. Duplicates are ignored."""
+    def peer_disconnected(self, peer_id: str, reason: str, *, kind: DisconnectKind | None = None) -> None:
+        """The link to ``peer_id`` is gone; pending calls on it fail at once. Duplicates are ignored.
+        ``kind`` says why when the transport knows (``STOPPED``: the peer said goodbye; ``LOST``;
+        ``REPLACED``: a new connection took the id); the node knows the kinds it causes itself."""
         ...
 
     def deliver(self, message: Message) -> None:

@@ -33,6 +33,7 @@ from nats.aio.msg import Msg
 from node_comm import (
     ConfigError,
     ConnectFailedError,
+    DisconnectKind,
     ErrorCode,
     ErrorInfo,
     Message,
@@ -346,7 +347,7 @@ class NatsTransport(Transport):
         identity = f"nats:{peer_id}" if self.cfg.broker_enforces_identity else None
         self.host.peer_connected(peer_id, self._address_of(peer_id), identity=identity)
 
-    def _drop(self, link: _Link, reason: str) -> None:
+    def _drop(self, link: _Link, reason: str, kind: DisconnectKind = DisconnectKind.LOST) -> None:
         """Forget ``link`` and tell the node (once)."""
         self._by_gen.pop(link.gen, None)
         if self._links.get(link.peer_id) is not link:
@@ -356,7 +357,7 @@ class NatsTransport(Transport):
         for out in self._outgoing.values():
             out.leave(link.peer_id, "lost")
         if self._host is not None:
-            self.host.peer_disconnected(link.peer_id, reason)
+            self.host.peer_disconnected(link.peer_id, reason, kind=kind)
 
     def _lost(self, link: _Link, reason: str) -> None:
         """The peer went away without a goodbye: drop the link and re-open it if we opened it."""
@@ -510,7 +511,8 @@ class NatsTransport(Transport):
         if not refused:
             old = self._links.get(source)
             if old is not None:  # it restarted, or lost and regained the broker: a new link
-                self._drop(old, f"node {source!r} connected again (restarted, or reconnected to NATS)")
+                self._drop(old, f"node {source!r} connected again (restarted, or reconnected to NATS)",
+                           DisconnectKind.REPLACED)
             self._install(source, dialled=source in self._dials)
         ack = encode(HELLO_ACK, extra={"refused": refused} if refused else {"node": self.node_id})
         await self._publish(reply, ack, source)
@@ -604,7 +606,7 @@ class NatsTransport(Transport):
             if frame.extra.get("unlinked") is True:  # it is alive but lost our link: open it again
                 self._lost(link, text)
             else:
-                self._drop(link, text)
+                self._drop(link, text, DisconnectKind.STOPPED)
         elif kind != PROBE and kind != HELLO_ACK:
             log.warning("%s: frame of unknown kind %d from %r", self.node_id, kind, source)
 
