@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from ._timers import Entry
 from .exceptions import CallTimeoutError, ConnectionLostError, NodeNotConnectedError
-from .message import Message, MessageType
+from .message import Message, MessageType, ProgressCallback
 from .runtime import Runtime
 
 _CANCEL = MessageType.CANCEL
+log = logging.getLogger("node_comm.node")
 
 
 @dataclass(slots=True)
@@ -29,6 +31,16 @@ class Pending:
     #: The caller's task while it is inside ``transport.send`` (see :meth:`OutboundCalls._stop_sending`).
     sending: asyncio.Task[Any] | None = None
     stopped: bool = False
+    #: ``progress("received", done, total)`` of the reply, when the caller asked for progress.
+    progress: ProgressCallback | None = None
+
+
+def _report(progress: ProgressCallback, direction: str, done: int, total: int) -> None:
+    """Call a user's progress callback; its exceptions are logged, never raised into the transfer."""
+    try:
+        progress(direction, done, total)
+    except Exception:
+        log.exception("progress callback failed")
 
 
 def _uncancel(task: asyncio.Task[Any]) -> int:
@@ -70,7 +82,7 @@ class OutboundCalls:
         timers = rt.timers
         assert loop is not None and timers is not None
         fut: asyncio.Future[Message] = loop.create_future()
-        pend = Pending(fut, msg.target, msg.method, msg.deadline)
+        pend = Pending(fut, msg.target, msg.method, msg.deadline, progress=msg.progress)
         call_id = msg.id
         if msg.deadline is not None:
             pend.timer = timers.call_at(loop.time() + msg.deadline, self._expire, call_id)
@@ -105,7 +117,7 @@ class OutboundCalls:
         assert loop is not None and timers is not None
         futures: list[asyncio.Future[Message]] = []
         for msg in msgs:
-            pend = Pending(loop.create_future(), msg.target, msg.method, msg.deadline)
+            pend = Pending(loop.create_future(), msg.target, msg.method, msg.deadline, progress=msg.progress)
             if msg.deadline is not None:
                 pend.timer = timers.call_at(loop.time() + msg.deadline, self._expire, msg.id)
             self.pending[msg.id] = pend
@@ -149,6 +161,12 @@ class OutboundCalls:
             pend.future.set_result(message)
             if pend.sending is not None:  # answered before its request was all sent
                 self._stop_sending(pend)
+
+    def received(self, peer_id: str, call_id: int, done: int, total: int) -> None:
+        """Part of the reply to ``call_id`` arrived: tell the caller's progress callback."""
+        pend = self.pending.get(call_id)
+        if pend is not None and pend.progress is not None and pend.target == peer_id:
+            _report(pend.progress, "received", done, total)
 
     def fail_peer(self, peer_id: str, reason: str) -> None:
         """The link to ``peer_id`` is gone: its calls fail now, not at their deadlines."""

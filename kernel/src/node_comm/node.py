@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ._offload import looks_large
@@ -34,7 +34,7 @@ from .exceptions import (
     SerializationError,
 )
 from .interceptor import Interceptor, InterceptorChain
-from .message import ErrorInfo, Message, MessageType
+from .message import ErrorInfo, Message, MessageType, ProgressCallback
 from .peers import PeerTable
 from .plugins import Registries, discover
 from .runtime import Runtime
@@ -47,6 +47,11 @@ __all__ = ["Handler", "Node"]
 _REQUEST = MessageType.REQUEST
 _NOTIFY = MessageType.NOTIFY
 _ERROR = MessageType.ERROR
+
+
+def _per_target(progress: Callable[[str, str, int, int], None] | None, target: str) -> ProgressCallback | None:
+    """A broadcast's progress callback bound to one target."""
+    return None if progress is None else functools.partial(progress, target)
 
 
 def _encode_error(ser: Serializer, target: str, method: str, exc: Exception) -> SerializationError:
@@ -385,6 +390,7 @@ class Node:
         timeout: float | None = None,
         serializer: str | None = None,
         metadata: dict[str, str] | None = None,
+        progress: ProgressCallback | None = None,
     ) -> Any:
         """Call ``method`` on node ``target`` and return the handler's result.
 
@@ -393,7 +399,9 @@ class Node:
         :class:`NodeNotConnectedError`, :class:`CallTimeoutError`, :class:`RemoteExecutionError`
         (with ``.code``), :class:`SerializationError`, or :class:`PayloadTooLargeError` for a
         result past this node's ``decode_limits``. Payloads of ``offload_threshold`` bytes or more
-        are encoded and decoded in a worker thread.
+        are encoded and decoded in a worker thread. ``progress(direction, done, total)`` is called
+        as a payload sent in chunks goes out (``"sent"``) and as a reply in chunks comes in
+        (``"received"``), the last time with ``done == total``; never for small payloads.
         """
         self._check_running()
         if target not in self._peers:
@@ -402,7 +410,7 @@ class Node:
             ser, data = await self._encode_in_thread(serializer, payload, target, method)
         else:
             ser, data = self._encode(serializer, payload, target, method)
-        return await self._call_encoded(target, method, ser, data, timeout, metadata)
+        return await self._call_encoded(target, method, ser, data, timeout, metadata, progress)
 
     async def _call_encoded(
         self,
@@ -412,6 +420,7 @@ class Node:
         data: bytes,
         timeout: float | None,
         metadata: dict[str, str] | None,
+        progress: ProgressCallback | None = None,
     ) -> Any:
         """``call()`` once the payload is encoded (``broadcast`` encodes once for every target)."""
         config = self.config
@@ -425,7 +434,7 @@ class Node:
             raise CallTimeoutError(target, method, budget if budget is not None else 0.0)
         calls = self._calls
         msg = Message(calls.next_id(), _REQUEST, self._node_id, target, method, data, ser.name,
-                      dict(metadata) if metadata else {}, None, remaining)
+                      dict(metadata) if metadata else {}, None, remaining, progress)
         if self._interceptor_chain:
             ctx = self._outbound_context(msg, None if remaining is None else time.monotonic() + remaining, False)
             terminal = functools.partial(calls.request_within, ctx.deadline)
@@ -504,12 +513,14 @@ class Node:
         serializer: str | None = None,
         targets: Iterable[str] | None = None,
         metadata: dict[str, str] | None = None,
+        progress: Callable[[str, str, int, int], None] | None = None,
     ) -> dict[str, Any]:
         """Call ``method`` on every connected node at once (or on ``targets``, a chosen subset);
         returns ``{node_id: result or exception}``. One node's failure never fails the others; a
         target that is not connected gets a :class:`NodeNotConnectedError`. ``metadata`` goes with
-        every call, as with :meth:`call`. The payload is encoded once; one the serializer cannot
-        encode raises :class:`SerializationError` and nothing is sent."""
+        every call, as with :meth:`call`; ``progress(target, direction, done, total)`` as with
+        :meth:`call`. The payload is encoded once; one the serializer cannot encode raises
+        :class:`SerializationError` and nothing is sent."""
         self._check_running()
         skip = {exclude} if isinstance(exclude, str) else set(exclude or ())
         if targets is None:
@@ -527,18 +538,19 @@ class Node:
             ser, data = self._encode(serializer, payload, "<broadcast>", method)
         if self._interceptor_chain or len(targets) < 2:  # interceptors see each call on its own
             results = await asyncio.gather(
-                *(self._call_encoded(t, method, ser, data, timeout, metadata) for t in targets),
+                *(self._call_encoded(t, method, ser, data, timeout, metadata, _per_target(progress, t))
+                  for t in targets),
                 return_exceptions=True,
             )
         else:
-            results = await self._broadcast_encoded(targets, method, ser, data, timeout, metadata)
+            results = await self._broadcast_encoded(targets, method, ser, data, timeout, metadata, progress)
         out = dict(zip(targets, results, strict=True))
         out.update(absent)
         return {t: out[t] for t in chosen}
 
     async def _broadcast_encoded(
         self, targets: list[str], method: str, ser: Serializer, data: bytes, timeout: float | None,
-        metadata: dict[str, str] | None,
+        metadata: dict[str, str] | None, progress: Callable[[str, str, int, int], None] | None = None,
     ) -> list[Any]:
         """``broadcast()`` without interceptors: one ``transport.send_many`` for every target."""
         budget = self.config.default_timeout if timeout is None else timeout
@@ -551,7 +563,8 @@ class Node:
             return [CallTimeoutError(t, method, budget if budget is not None else 0.0) for t in targets]
         calls = self._calls
         msgs = [Message(calls.next_id(), _REQUEST, self._node_id, t, method, data, ser.name,
-                        dict(metadata) if metadata else {}, None, remaining) for t in targets]
+                        dict(metadata) if metadata else {}, None, remaining, _per_target(progress, t))
+                for t in targets]
         results: list[Any] = []
         for target, reply in zip(targets, await calls.request_many(msgs), strict=True):
             if isinstance(reply, BaseException):

@@ -164,6 +164,18 @@ class PeerTable:
             rt.rlog.warning(("unknown-type", message.source), "%s: dropped message of unknown type %r from %r",
                             rt.node_id, mtype, message.source)
 
+    def transfer_progress(
+        self, peer_id: str, message_id: int, mtype: MessageType, method: str, done: int, total: int
+    ) -> None:
+        """``done`` of ``total`` bytes of a chunked payload from ``peer_id`` arrived: a reply's go to
+        its caller's progress callback, a request's or notify's to the ``transfer`` event."""
+        if peer_id not in self.peers:
+            return
+        if mtype is _RESPONSE or mtype is _ERROR:
+            self.calls.received(peer_id, message_id, done, total)
+        elif mtype is _REQUEST or mtype is _NOTIFY:
+            self._events.emit("transfer", peer_id, method, done, total)
+
     def reading_paused(self, peer_id: str) -> asyncio.Future[None] | None:
         """Flow control: ``None`` while the node takes more messages from ``peer_id``; else a future
         done when it does again (its notify handlers are at ``max_concurrent_notifies_per_peer``)."""

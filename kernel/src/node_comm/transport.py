@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Sequence
 from typing import Any, ClassVar, Protocol
 
 from .disconnects import DisconnectKind
-from .message import Message
+from .message import Message, MessageType
 
 #: Every reason the kernel gives when it drops a peer for silence starts with this, so a transport
 #: can tell a heartbeat timeout (the peer may come back: redial) from a deliberate disconnect.
@@ -46,6 +46,14 @@ class TransportHost(Protocol):
 
     def deliver(self, message: Message) -> None:
         """A message arrived from ``message.source``. Never blocks; never raises for bad input."""
+        ...
+
+    def transfer_progress(
+        self, peer_id: str, message_id: int, mtype: MessageType, method: str, done: int, total: int
+    ) -> None:
+        """Optional: ``done`` of ``total`` bytes of a chunked payload from ``peer_id`` have arrived
+        (called as chunks arrive, the last time with ``done == total``). The node reports it to the
+        caller waiting for that reply, or as the ``transfer`` event for a request or notify."""
         ...
 
     def reading_paused(self, peer_id: str) -> Awaitable[None] | None:
