@@ -22,7 +22,7 @@ async def test_a_handler_blocking_the_loop_is_named(caplog: pytest.LogCaptureFix
     b = Node("b", NodeConfig(node_id="b", loop_block_warning=0.2))
 
     async def train(payload: Any, ctx: Any) -> str:
-        time.sleep(0.8)  # the mistake: blocking inside an async def handler
+        time.sleep(0.8)  # noqa: ASYNC251 - the mistake under test: blocking inside an async def handler
         return "done"
 
     b.register("train", train)
@@ -67,12 +67,24 @@ async def test_all_handler_threads_busy_names_the_slow_handler(caplog: pytest.Lo
         await a.connect("b")
         first = asyncio.ensure_future(a.call("b", "crunch", 1, timeout=WAIT))
         await asyncio.get_running_loop().run_in_executor(None, started.wait, WAIT)
-        second = asyncio.ensure_future(a.call("b", "crunch", 2, timeout=WAIT))
-        while not [r for r in caplog.records if "busy" in r.getMessage()]:
-            await asyncio.sleep(0.01)
+        warned = asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        class Watch(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                if "busy" in record.getMessage():
+                    loop.call_soon_threadsafe(warned.set)
+
+        watch = Watch()
+        logging.getLogger("node_comm").addHandler(watch)
+        try:
+            second = asyncio.ensure_future(a.call("b", "crunch", 2, timeout=WAIT))
+            await asyncio.wait_for(warned.wait(), WAIT)
+        finally:
+            logging.getLogger("node_comm").removeHandler(watch)
         release.set()
         assert await first == 1 and await second == 2
-    busy = [r.getMessage() for r in caplog.records if "busy" in r.getMessage()][0]
+    busy = next(r.getMessage() for r in caplog.records if "busy" in r.getMessage())
     assert "all 1 handler threads are busy" in busy and "'crunch'" in busy and "handler_threads" in busy
 
 
