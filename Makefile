@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 PKGS   := kernel plugins/transport_memory plugins/serializers plugins/interceptors plugins/transport_grpc plugins/transport_nats
 PYPROJECTS := pyproject.toml $(addsuffix /pyproject.toml,$(PKGS))
 
-.PHONY: install test demo lint bench soak fuzz proto proto-check clean
+.PHONY: install test test-pythons demo lint bench soak fuzz proto proto-check clean
 
 install: $(STAMP)
 
@@ -20,6 +20,16 @@ $(STAMP): $(PYPROJECTS) constraints.txt
 
 test: install
 	$(PY) -m pytest -q
+
+# The suite on the oldest and newest supported Pythons too (each in its own .venv-pyX.Y), so the
+# version-specific branches run; a version that is not installed is reported and skipped.
+TEST_PYTHONS ?= 3.10 3.13
+test-pythons:
+	@for v in $(TEST_PYTHONS); do \
+		py=$$(.ci/find-python $$v) || { echo "Python $$v not found: skipped"; continue; }; \
+		echo "== Python $$v ($$py)"; \
+		$(MAKE) --no-print-directory test VENV=.venv-py$$v PYTHON=$$py || exit 1; \
+	done
 
 demo: install
 	$(PY) examples/quickstart_memory.py
@@ -46,4 +56,4 @@ proto: install
 	$(PY) plugins/transport_grpc/tools/gen_proto.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-py* .pytest_cache .mypy_cache .ruff_cache
