@@ -61,6 +61,7 @@ class Bars:
                     desc=f"round {round_no} {t}",
                     unit="B",
                     unit_scale=True,
+                    unit_divisor=1024,
                     leave=False,
                     position=i,
                     file=sys.stdout,

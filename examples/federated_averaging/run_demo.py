@@ -4,7 +4,7 @@ Starts the coordinator and N participants with ``node-comm run``, freezes one pa
 round's weights reach it and kills it (SIGKILL) while the round waits for it, restarts it, waits
 for the rounds to finish, scrapes the coordinator's Prometheus metrics once, checks that the final
 model's loss is lower than the first round's, and prints a summary. Exit status 0 when all of that
-held, 1 otherwise. ``make example`` runs it with a small model; ``--model-mb 50`` is the full size.
+held, 1 otherwise. The model is 50 MiB by default; ``make example`` runs it with ``--model-mb 8``.
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ class Demo:
             FL_MODEL_MB=str(args.model_mb),
             FL_PARTICIPANTS=str(args.participants),
             FL_MIN_PARTICIPANTS=str(args.min_participants),
+            FL_JOIN_GRACE="30",  # a restarted participant on a busy machine still rejoins the next round
             PYTHONUNBUFFERED="1",
         )
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -152,8 +153,12 @@ class Demo:
             event = self.next_event(deadline)
             kind = event["event"]
             if kind == "round_started" and victim and event["round"] == args.kill_round and killed_in is None:
+                if victim not in event["targets"]:
+                    return self.fail(f"{victim} was not connected when round {args.kill_round} started")
                 proc = self.procs[victim]
-                os.waitpid(proc.pid, os.WUNTRACED)  # it freezes itself when this round's weights arrive
+                _, state = os.waitpid(proc.pid, os.WUNTRACED)  # it freezes itself when the weights arrive
+                if not os.WIFSTOPPED(state):
+                    return self.fail(f"{victim} exited in round {args.kill_round} instead of freezing")
                 proc.send_signal(signal.SIGKILL)
                 proc.wait()
                 killed_in = event["round"]
@@ -232,6 +237,12 @@ class Demo:
         )
         return 0
 
+    def abort(self) -> None:
+        print(f"[demo] FAILED: stuck past --timeout {self.args.timeout:g}s; killing everything", file=sys.stderr)
+        for proc in self.procs.values():
+            proc.kill()
+        os._exit(1)
+
     def stop(self) -> None:
         for proc in self.procs.values():
             if proc.poll() is None:
@@ -251,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--min-participants", type=int, default=2, help="fewest a round may start with (default 2)")
     p.add_argument("--rounds", type=int, default=5, help="rounds of FedAvg (default 5)")
     p.add_argument(
-        "--model-mb", type=float, default=8.0, help="model size in MiB of float32 (default 8; ~50 is the full example)"
+        "--model-mb", type=float, default=50.0, help="model size in MiB of float32 (default 50; make example: 8)"
     )
     p.add_argument(
         "--kill",
@@ -263,17 +274,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--kill-round", type=int, default=2, help="the round it is killed in (default 2)")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds before the demo gives up (default 120)")
     args = p.parse_args(argv)
-    if args.kill and not (1 <= args.kill <= args.participants and 1 <= args.kill_round <= args.rounds):
-        p.error("--kill must name a participant (1..--participants) and --kill-round a round (1..--rounds)")
-    if args.participants - (1 if args.kill else 0) < args.min_participants:
-        p.error("with one participant killed, fewer than --min-participants would remain")
+    if args.participants < 1 or not 1 <= args.min_participants <= args.participants or args.rounds < 1:
+        p.error("need --rounds >= 1 and 1 <= --min-participants <= --participants")
+    if args.kill:
+        if not 1 <= args.kill <= args.participants:
+            p.error(f"--kill {args.kill}: there are participants p1..p{args.participants}")
+        if not 1 <= args.kill_round < args.rounds:
+            p.error("--kill-round must come before the last round, so the restarted participant can rejoin a round")
+        if args.participants - 1 < args.min_participants:
+            p.error("with one participant killed, fewer than --min-participants would remain")
     with tempfile.TemporaryDirectory(prefix="fl-demo-") as tmp:
         demo = Demo(args, Path(tmp))
+        watchdog = threading.Timer(args.timeout + 30, demo.abort)  # for a wait that cannot time out itself
+        watchdog.daemon = True
+        watchdog.start()
         try:
             return demo.run()
         except SystemExit as exc:
             return int(exc.code or 0)
         finally:
+            watchdog.cancel()
             demo.stop()
 
 
