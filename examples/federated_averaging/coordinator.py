@@ -16,7 +16,7 @@ import sys
 import time
 from typing import Any
 
-from node_comm import Node, NodeCommError, NodeNotStartedError, PeersNotConnectedError
+from node_comm import DisconnectKind, Node, NodeCommError, NodeNotStartedError, PeersNotConnectedError
 
 from . import settings
 from .model import Weights, fedavg, initial_weights, model_shape, nbytes
@@ -98,6 +98,8 @@ def setup(node: Node) -> None:
         first.set()
 
     def left(peer: str, reason: Any) -> None:
+        if getattr(reason, "kind", None) == DisconnectKind.LOCAL:
+            return  # this node is stopping: nothing to say about each peer
         say(f"- {peer} left: {getattr(reason, 'kind', 'lost')} ({reason})")
         status("left", peer=peer, kind=str(getattr(reason, "kind", "")))
 

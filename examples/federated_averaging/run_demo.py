@@ -244,16 +244,19 @@ class Demo:
         os._exit(1)
 
     def stop(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGCONT)  # a frozen one must run to see SIGTERM
-                proc.terminate()
-        for proc in self.procs.values():
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        """SIGTERM the coordinator, then the participants (each stops gracefully)."""
+        coordinator = self.procs.pop("coordinator", None)
+        for group in ([coordinator] if coordinator else [], list(self.procs.values())):
+            for proc in group:
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGCONT)  # a frozen one must run to see SIGTERM
+                    proc.terminate()
+            for proc in group:
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
 
 
 def main(argv: list[str] | None = None) -> int:
