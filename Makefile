@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 PKGS   := kernel plugins/transport_memory plugins/serializers plugins/interceptors plugins/transport_grpc plugins/transport_nats
 PYPROJECTS := pyproject.toml $(addsuffix /pyproject.toml,$(PKGS))
 
-.PHONY: install test test-pythons demo lint bench soak fuzz proto proto-check clean
+.PHONY: install test test-pythons demo example lint bench soak fuzz proto proto-check clean
 
 install: $(STAMP)
 
@@ -35,6 +35,15 @@ demo: install
 	$(PY) examples/quickstart_memory.py
 	$(PY) examples/quickstart_grpc.py
 	$(PY) examples/quickstart_nats.py
+
+# Federated averaging end to end: a coordinator and 3 participants in separate processes over gRPC,
+# one killed mid-round and restarted (examples/federated_averaging/; --model-mb 50 is the full size).
+example: $(VENV)/.example-installed
+	$(PY) examples/federated_averaging/run_demo.py --model-mb 8
+
+$(VENV)/.example-installed: $(STAMP)
+	$(PIP) install --quiet -c constraints.txt -e '.[example]'
+	touch $@
 
 lint: install
 	$(PY) -m ruff check kernel plugins tests examples node_comm bench
