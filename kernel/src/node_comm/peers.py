@@ -289,6 +289,8 @@ class PeerTable:
                     except Exception:
                         rt.rlog.exception(("drop", peer_id), "%s: transport failed to drop %r", rt.node_id, peer_id)
                     self.peer_disconnected(peer_id, reason, kind=DisconnectKind.HEARTBEAT)
-                elif not peer.pinging:
+                elif not peer.pinging and now - peer.last_seen >= interval:
+                    # A peer heard from within the interval needs no ping: busy links carry no
+                    # heartbeats, and of two nodes pinging each other only one ends up doing it.
                     peer.pinging = True
                     rt.spawn(self._send_flagged(peer, "pinging", Message(0, _HEARTBEAT, rt.node_id, peer_id)))
