@@ -19,7 +19,7 @@ def read_file(path: str | None, key: str) -> bytes | None:
         with open(path, "rb") as fh:
             return fh.read()
     except OSError as exc:
-        where = "" if os.path.isabs(path) else f" (a relative path: resolved against the working directory {os.getcwd()!r})"
+        where = "" if os.path.isabs(path) else f" (relative: resolved against the working directory {os.getcwd()!r})"
         raise ConfigError(f"transport.grpc.tls.{key}: cannot read {path!r}{where}: {exc}") from exc
 
 
