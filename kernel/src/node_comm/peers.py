@@ -11,7 +11,7 @@ import asyncio
 import functools
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +19,7 @@ from .calls import OutboundCalls
 from .disconnects import DisconnectKind, DisconnectReason
 from .dispatch import InboundDispatcher
 from .events import EventEmitter
-from .exceptions import ErrorCode
+from .exceptions import ConfigError, ErrorCode, PeersNotConnectedError
 from .message import Message, MessageType
 from .runtime import Runtime
 from .transport import HEARTBEAT_TIMEOUT_REASON
@@ -259,6 +259,48 @@ class PeerTable:
             peer.resume = None
             if not resume.done():
                 resume.set_result(None)
+
+    async def wait_for(self, peers: int | Iterable[str], timeout: float | None) -> list[str]:
+        """See :meth:`Node.wait_for_peers`."""
+        node_id = self._rt.node_id
+        if isinstance(peers, int):
+            if isinstance(peers, bool) or peers < 0:
+                raise ConfigError(f"wait_for_peers: expected a number of peers >= 0 or node ids, got {peers!r}")
+            wanted: set[str] | None = None
+            count = peers
+        else:
+            wanted = {peers} if isinstance(peers, str) else set(peers)
+            count = len(wanted)
+
+        def ready() -> bool:
+            return len(self.peers) >= count if wanted is None else wanted <= self.peers.keys()
+
+        if ready():
+            return list(self.peers)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def check() -> None:
+            if not done.done() and ready():
+                done.set_result(None)
+
+        self.watchers.add(check)
+        try:
+            await asyncio.wait_for(done, timeout)
+        except asyncio.TimeoutError:
+            connected = list(self.peers)
+            if wanted is None:
+                raise PeersNotConnectedError(
+                    f"node {node_id!r}: {len(connected)} of {count} peers connected after {timeout:g}s",
+                    connected=connected,
+                ) from None
+            missing = sorted(wanted - set(connected))
+            raise PeersNotConnectedError(
+                f"node {node_id!r}: not connected after {timeout:g}s: {', '.join(map(repr, missing))}",
+                missing=missing, connected=connected,
+            ) from None
+        finally:
+            self.watchers.discard(check)
+        return list(self.peers)
 
     def inflight(self, me: asyncio.Task[Any] | None) -> list[asyncio.Task[None]]:
         """The inbound calls running now (but ``me``)."""
