@@ -40,7 +40,7 @@ from .message import ErrorInfo, Message, MessageType
 from .peer_logging import RateLimitedLog
 from .plugins import Registries, discover
 from .serializer import Serializer, SerializerRegistry
-from .transport import HEARTBEAT_TIMEOUT_REASON, Transport
+from .transport import HEARTBEAT_TIMEOUT_REASON, Transport, disconnect_accepts_may_return
 
 log = logging.getLogger("node_comm.node")
 
@@ -946,7 +946,10 @@ class Node:
                 if now - peer.last_seen > timeout:
                     reason = f"{HEARTBEAT_TIMEOUT_REASON}: no message for {timeout:g}s"
                     try:
-                        await self.transport.disconnect(peer_id, reason)
+                        if disconnect_accepts_may_return(self.transport):
+                            await self.transport.disconnect(peer_id, reason, may_return=True)
+                        else:  # a transport written before may_return
+                            await self.transport.disconnect(peer_id, reason)
                     except Exception:
                         self._rlog.exception(("drop", peer_id), "%s: transport failed to drop %r",
                                              self._node_id, peer_id)

@@ -143,7 +143,7 @@ class MemoryTransport(Transport):
         elif msg.source in self._links:
             self.host.deliver(msg)
 
-    async def disconnect(self, node_id: str, reason: str) -> None:
+    async def disconnect(self, node_id: str, reason: str, *, may_return: bool = False) -> None:
         self._unlink(node_id, reason, reason)
 
     def _unlink(self, node_id: str, their_reason: str, our_reason: str) -> None:
