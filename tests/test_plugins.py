@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+import node_comm
 from node_comm import (
     ConfigError,
     Interceptor,
@@ -25,7 +26,7 @@ from node_comm import (
     hookimpl,
     load_config,
 )
-from node_comm.plugins import ENV_BLOCK, ENV_NO_AUTOLOAD, discover
+from node_comm.plugins import ENV_BLOCK, ENV_NO_AUTOLOAD, clear_discovery_cache, discover
 from node_comm_memory.transport import MemoryTransport
 
 Register = Callable[..., None]
@@ -96,6 +97,7 @@ def fake_entry_points(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[...,
         return found
 
     def add(name: str, target: types.ModuleType | str) -> None:
+        clear_discovery_cache()  # discovery is cached per process; a new entry point needs a fresh one
         if isinstance(target, types.ModuleType):
             modname = f"_nc_fake_plugin_{name.replace('-', '_')}"
             monkeypatch.setitem(sys.modules, modname, target)
@@ -104,6 +106,7 @@ def fake_entry_points(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[...,
 
     monkeypatch.setattr(importlib.metadata, "entry_points", fake)
     yield add
+    clear_discovery_cache()  # nothing found through the fake outlives the test
 
 
 def make_module(**hooks: Callable[..., None]) -> types.ModuleType:
@@ -364,3 +367,36 @@ def test_two_instances_of_one_plugin_class_clash_by_name() -> None:
 def test_blocking_an_in_code_plugin_by_name(inproc_plugin: InProcessPlugin) -> None:
     regs = discover(PluginsConfig(autoload=False, block=["InProcessPlugin"]), [inproc_plugin])
     assert regs.plugins == {}
+
+
+# ---------------------------------------------------------------------------------------- discovery cache
+def test_discovery_runs_once_per_process_for_the_same_settings(fake_entry_points: Callable[..., None]) -> None:
+    calls: list[int] = []
+
+    def node_comm_register_serializers(register: Register) -> None:
+        calls.append(1)
+        register(UpperSerializer())
+
+    fake_entry_points("counted", make_module(node_comm_register_serializers=node_comm_register_serializers))
+    Node("a")
+    Node("b")
+    node_comm.config_from_dict({"node_id": "c"})
+    assert discover() is discover()
+    assert calls == [1]  # one discovery for all of them
+
+
+def test_discovery_cache_follows_plugin_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    everything = discover()
+    assert discover(PluginsConfig(block=["serializers"])) is not everything
+    assert "msgpack" not in discover(PluginsConfig(block=["serializers"])).serializers
+    monkeypatch.setenv(ENV_BLOCK, "serializers")
+    assert "msgpack" not in discover().serializers  # the environment is part of the settings
+    monkeypatch.delenv(ENV_BLOCK)
+    assert discover() is everything
+
+
+def test_in_code_plugins_bypass_the_discovery_cache(inproc_plugin: InProcessPlugin) -> None:
+    cached = discover()
+    with_code = discover(plugins=[inproc_plugin])
+    assert with_code is not cached and "inproc" in with_code.transports
+    assert "inproc" not in discover().transports

@@ -259,6 +259,37 @@ def collect(pm: pluggy.PluginManager) -> Registries:
     return regs
 
 
+#: Registries found per plugin settings, so discovery (importing and calling every installed
+#: plugin) runs once per process, not once per ``load_config`` and ``Node``.
+_discovered: dict[tuple[object, ...], Registries] = {}
+
+
+def _settings_key(config: PluginsConfig) -> tuple[object, ...]:
+    """What decides which entry points load: the ``plugins:`` section and the two variables."""
+    only = None if config.only is None else tuple(sorted(config.only))
+    return (config.autoload, tuple(sorted(config.block)), only,
+            os.environ.get(ENV_BLOCK, ""), os.environ.get(ENV_NO_AUTOLOAD, ""))
+
+
 def discover(config: PluginsConfig | None = None, plugins: Iterable[object] = ()) -> Registries:
-    """Build a fresh plugin manager and collect its registries in one step."""
-    return collect(make_plugin_manager(config, plugins))
+    """The registries of the installed plugins (as allowed by ``config`` and the environment) plus
+    ``plugins`` given in code.
+
+    Without in-code plugins the result is cached per plugin settings for the life of the process
+    (treat it as read-only); with them, discovery runs afresh (their hooks may register anything).
+    Errors are never cached. :func:`clear_discovery_cache` forgets what was found (after installing
+    a plugin at run time, or in tests that fake entry points)."""
+    config = config or PluginsConfig()
+    plugins = list(plugins)
+    if plugins:
+        return collect(make_plugin_manager(config, plugins))
+    key = _settings_key(config)
+    found = _discovered.get(key)
+    if found is None:
+        found = _discovered[key] = collect(make_plugin_manager(config))
+    return found
+
+
+def clear_discovery_cache() -> None:
+    """Forget the registries :func:`discover` cached; the next call imports the plugins again."""
+    _discovered.clear()
