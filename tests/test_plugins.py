@@ -180,8 +180,11 @@ def test_plugin_raising_in_its_hook_is_named(fake_entry_points: Callable[..., No
         raise RuntimeError("boom")
 
     fake_entry_points("explodes", make_module(node_comm_register_transports=node_comm_register_transports))
-    with pytest.raises(ConfigError, match=r"plugin 'explodes' failed in node_comm_register_transports: "
-                       r"RuntimeError\('boom'\).*NODE_COMM_BLOCK_PLUGINS=explodes"):
+    with pytest.raises(
+        ConfigError,
+        match=r"plugin 'explodes' failed in node_comm_register_transports: "
+        r"RuntimeError\('boom'\).*NODE_COMM_BLOCK_PLUGINS=explodes",
+    ):
         discover()
 
 
@@ -269,8 +272,11 @@ def test_only_limits_entry_points(tmp_path: Path) -> None:
     assert regs.skipped == {"grpc": "not in plugins.only", "interceptors": "not in plugins.only"}
     path = tmp_path / "node.yaml"
     path.write_text("node_id: n\nplugins: {only: [memory, serializers]}\ninterceptors: [{name: logging}]\n")
-    with pytest.raises(ConfigError, match=r"interceptors\[0\]\.name: interceptor 'logging' is not installed; "
-                       r"available: none"):
+    with pytest.raises(
+        ConfigError,
+        match=r"interceptors\[0\]\.name: interceptor 'logging' is not installed; "
+        r"available: none",
+    ):
         load_config(path)
 
 
@@ -297,8 +303,11 @@ async def test_autoload_off_with_plugins_passed_in_code(inproc_plugin: InProcess
 
     config.transport = TransportConfig(mode="inproc")
     a = Node("code-a", config, plugins=[inproc_plugin])
-    b = Node("code-b", NodeConfig(node_id="code-b", transport=TransportConfig(mode="inproc"),
-                                  plugins=PluginsConfig(autoload=False)), plugins=[inproc_plugin])
+    b = Node(
+        "code-b",
+        NodeConfig(node_id="code-b", transport=TransportConfig(mode="inproc"), plugins=PluginsConfig(autoload=False)),
+        plugins=[inproc_plugin],
+    )
     seen: dict[str, Any] = {}
 
     async def shout(payload: str, ctx: Any) -> str:

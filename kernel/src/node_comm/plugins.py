@@ -148,9 +148,7 @@ def _code_plugin_name(pm: pluggy.PluginManager, plugin: object) -> str:
     return name
 
 
-def make_plugin_manager(
-    config: PluginsConfig | None = None, plugins: Iterable[object] = ()
-) -> NodeCommPluginManager:
+def make_plugin_manager(config: PluginsConfig | None = None, plugins: Iterable[object] = ()) -> NodeCommPluginManager:
     """A fresh plugin manager: hook specs, ``plugins`` given in code, then the allowed entry points.
 
     ``config.block`` and ``$NODE_COMM_BLOCK_PLUGINS`` (comma-separated) name plugins that never load;
@@ -219,17 +217,13 @@ def collect(pm: pluggy.PluginManager) -> Registries:
 
     def add_serializer(plugin: str, serializer: Any) -> None:
         if not isinstance(serializer, Serializer):
-            raise ConfigError(
-                f"plugin {plugin!r} registered {serializer!r}, which is not a node_comm.Serializer"
-            )
+            raise ConfigError(f"plugin {plugin!r} registered {serializer!r}, which is not a node_comm.Serializer")
         regs.serializers.add(serializer.name, serializer, plugin)
         regs.plugins[plugin].serializers.append(serializer.name)
 
     def add_interceptor(plugin: str, iname: str, factory: Callable[..., Any]) -> None:
         if not callable(factory):
-            raise ConfigError(
-                f"plugin {plugin!r} registered interceptor {iname!r} with a non-callable factory"
-            )
+            raise ConfigError(f"plugin {plugin!r} registered interceptor {iname!r} with a non-callable factory")
         regs.interceptors.add(iname, factory, plugin)
         regs.plugins[plugin].interceptors.append(iname)
 
@@ -267,8 +261,13 @@ _discovered: dict[tuple[object, ...], Registries] = {}
 def _settings_key(config: PluginsConfig) -> tuple[object, ...]:
     """What decides which entry points load: the ``plugins:`` section and the two variables."""
     only = None if config.only is None else tuple(sorted(config.only))
-    return (config.autoload, tuple(sorted(config.block)), only,
-            os.environ.get(ENV_BLOCK, ""), os.environ.get(ENV_NO_AUTOLOAD, ""))
+    return (
+        config.autoload,
+        tuple(sorted(config.block)),
+        only,
+        os.environ.get(ENV_BLOCK, ""),
+        os.environ.get(ENV_NO_AUTOLOAD, ""),
+    )
 
 
 def discover(config: PluginsConfig | None = None, plugins: Iterable[object] = ()) -> Registries:
