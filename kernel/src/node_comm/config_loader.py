@@ -318,11 +318,7 @@ def _transport_from_dict(section: dict[str, Any], registries: Registries) -> Tra
                 raise ConfigError(f"{path}: expected a mapping of options, got {short_repr(options)}")
             tc.options[name] = options  # a transport not installed here: kept as written
             continue
-        built = options_for_transport(registries.transports.get(name), options, path)
-        if name in ("grpc", "memory"):
-            setattr(tc, name, built)
-        else:
-            tc.options[name] = built
+        tc.options[name] = options_for_transport(registries.transports.get(name), options, path)
     return tc
 
 

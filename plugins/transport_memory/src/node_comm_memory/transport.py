@@ -12,7 +12,6 @@ from typing import Any, ClassVar
 from node_comm import (
     ConfigError,
     ConnectFailedError,
-    MemoryTransportConfig,
     Message,
     Node,
     NodeNotConnectedError,
@@ -20,11 +19,11 @@ from node_comm import (
     TransportHost,
 )
 
+from .config import MemoryTransportConfig
+
 # One hub of running nodes per event loop, so nodes left running by one test (or thread) never
 # collide with another's.
-_hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, MemoryTransport]] = (
-    weakref.WeakKeyDictionary()
-)
+_hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, MemoryTransport]] = weakref.WeakKeyDictionary()
 
 
 #: ``ctx.peer_identity`` of a peer in the same process (authenticated: it is who it says it is).
