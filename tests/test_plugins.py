@@ -409,3 +409,73 @@ def test_in_code_plugins_bypass_the_discovery_cache(inproc_plugin: InProcessPlug
     with_code = discover(plugins=[inproc_plugin])
     assert with_code is not cached and "inproc" in with_code.transports
     assert "inproc" not in discover().transports
+
+
+# ---------------------------------------------------------------------------------------- one registry type
+def test_node_serializers_share_the_registry_ordering_and_wording() -> None:
+    node = Node("a")
+    assert node.serializers.names()[0] == "json"
+    assert node.serializers.names()[1:] == sorted(node.serializers.names()[1:])
+    with pytest.raises(
+        ConfigError, match=r"serializer 'msgpak' is not installed; did you mean 'msgpack'\? available: json, "
+    ):
+        node.serializers.get("msgpak")
+    with pytest.raises(ConfigError, match=r"transport 'zmq' is not installed; available: memory, grpc"):
+        discover().transports.get("zmq")
+    node._serializer_registry.register(UpperSerializer())  # the seed's API
+    assert node.serializers.get("upper").name == "upper"
+    assert "upper" not in Node("b").serializers  # a node's registrations are its own
+
+
+def test_hooks_get_typed_register_callables_through_pm_hook() -> None:
+    from node_comm.registry import InterceptorRegister, SerializerRegister, TransportRegister
+
+    seen: dict[str, object] = {}
+    wrapped: list[str] = []
+
+    class Typed:
+        @hookimpl
+        def node_comm_register_transports(self, register: TransportRegister) -> None:
+            seen["transports"] = register
+
+        @hookimpl
+        def node_comm_register_serializers(self, register: SerializerRegister) -> None:
+            seen["serializers"] = register
+            register(UpperSerializer())
+
+        @hookimpl
+        def node_comm_register_interceptors(self, register: InterceptorRegister) -> None:
+            seen["interceptors"] = register
+
+    class Wrapper:
+        @hookimpl(wrapper=True)
+        def node_comm_register_serializers(self, register: SerializerRegister) -> Any:
+            wrapped.append("serializers")  # only runs when the hook is called through pm.hook
+            return (yield)
+
+    regs = discover(plugins=[Typed(), Wrapper()])
+    assert isinstance(seen["transports"], TransportRegister)
+    assert isinstance(seen["serializers"], SerializerRegister)
+    assert isinstance(seen["interceptors"], InterceptorRegister)
+    assert wrapped and regs.serializers.provider("upper").endswith("Typed")
+    assert regs.serializers.provider("msgpack") == "serializers"
+
+
+def test_transport_registration_carries_its_options_type() -> None:
+    from dataclasses import dataclass
+
+    @dataclass
+    class LoopOptions:
+        depth: int = 1
+
+    class Loop:
+        @hookimpl
+        def node_comm_register_transports(self, register: Any) -> None:
+            register("loop", lambda options: MemoryTransport(None), options_class=LoopOptions)
+
+    regs = discover(plugins=[Loop()])
+    assert regs.transports.get("loop").options_class is LoopOptions
+    config = node_comm.config_from_dict(
+        {"node_id": "n", "transport": {"mode": "loop", "loop": {"depth": "3"}}}, plugins=[Loop()]
+    )
+    assert config.transport.loop == LoopOptions(depth=3)
