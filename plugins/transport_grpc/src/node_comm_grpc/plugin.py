@@ -3,10 +3,10 @@ module (and grpc with it) is imported only when a node is built with ``transport
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from node_comm import hookimpl
+from node_comm.registry import TransportRegister
 
 if TYPE_CHECKING:
     from .config import GrpcTransportConfig
@@ -33,5 +33,5 @@ class _LazyGrpcTransport:
 
 
 @hookimpl
-def node_comm_register_transports(register: Callable[[str, Callable[..., Any]], None]) -> None:
+def node_comm_register_transports(register: TransportRegister) -> None:
     register("grpc", _LazyGrpcTransport())
