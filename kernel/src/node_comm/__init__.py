@@ -19,6 +19,7 @@ from .config import (
 )
 from .config_loader import config_from_dict, load_config
 from .context import CallContext
+from .disconnects import DisconnectKind, DisconnectReason
 from .exceptions import (
     CallRejectedError,
     CallTimeoutError,
@@ -30,6 +31,7 @@ from .exceptions import (
     NodeNotConnectedError,
     NodeNotStartedError,
     PayloadTooLargeError,
+    PeersNotConnectedError,
     RemoteExecutionError,
     SerializationError,
 )
@@ -51,6 +53,8 @@ __all__ = [
     "ConnectFailedError",
     "ConnectionLostError",
     "DecodeLimits",
+    "DisconnectKind",
+    "DisconnectReason",
     "ErrorCode",
     "ErrorInfo",
     "GrpcTransportConfig",
@@ -69,6 +73,7 @@ __all__ = [
     "NodeNotStartedError",
     "PayloadTooLargeError",
     "PeerConfig",
+    "PeersNotConnectedError",
     "PluginsConfig",
     "RemoteExecutionError",
     "SerializationError",

@@ -277,11 +277,14 @@ class Link:
         await self._put(head, len(head[0]) + len(head[1]))
         view = memoryview(payload)
         step = self.t.cfg.chunk_size
+        progress = msg.progress
         try:
             for off in range(0, n, step):
                 part = view[off : off + step]
                 prefix, size = chunk_header(transfer, len(part))
                 await self._put((prefix, part), size)
+                if progress is not None:
+                    report_progress(progress, "sent", off + len(part), n)
                 await asyncio.sleep(0)  # let other senders' frames in between the chunks
         except BaseException:
             # Tell the receiver to drop what it has of this transfer.
@@ -587,6 +590,8 @@ class Link:
             return
         part.add(data)
         part.last = self._loop.time()
+        env = part.env
+        self.t.host.transfer_progress(self.peer_id, env.id, MESSAGE_TYPES[env.type], env.method, part.got, part.total)
         if part.got == part.total:
             self._finish(transfer)
 
@@ -697,6 +702,14 @@ class Link:
             if self._channel is not None:
                 with contextlib.suppress(Exception):
                     await self._channel.close(grace=None)
+
+
+def report_progress(progress: Any, direction: str, done: int, total: int) -> None:
+    """Call a user's progress callback; its exceptions are logged, never raised into the transfer."""
+    try:
+        progress(direction, done, total)
+    except Exception:
+        log.exception("progress callback failed")
 
 
 def describe(exc: BaseException) -> str:

@@ -25,6 +25,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from node_comm import (
     ConfigError,
     ConnectFailedError,
+    DisconnectKind,
     ErrorCode,
     Message,
     NodeNotConnectedError,
@@ -166,7 +167,8 @@ class GrpcTransport(Transport):
     def _install(self, link: Link) -> None:
         old = self._links.get(link.peer_id)
         if old is not None:
-            self._drop(old, f"replaced by a new connection from node {link.peer_id!r}", goodbye=False)
+            self._drop(old, f"replaced by a new connection from node {link.peer_id!r}", goodbye=False,
+                       kind=DisconnectKind.REPLACED)
         redial = self._redials.pop(link.peer_id, None)
         if redial is not None and redial is not asyncio.current_task():
             redial.cancel()
@@ -175,25 +177,27 @@ class GrpcTransport(Transport):
         self.host.peer_connected(link.peer_id, link.address, identity=link.identity)
         link.deliver_early()
 
-    def _drop(self, link: Link, reason: str, *, goodbye: bool) -> asyncio.Task[None] | None:
+    def _drop(
+        self, link: Link, reason: str, *, goodbye: bool, kind: DisconnectKind = DisconnectKind.LOST
+    ) -> asyncio.Task[None] | None:
         """Close ``link`` and tell the node (once)."""
         task = link.close(reason, goodbye=goodbye)
         if self._links.get(link.peer_id) is link:
             del self._links[link.peer_id]
             if self._host is not None:
-                self.host.peer_disconnected(link.peer_id, reason)
+                self.host.peer_disconnected(link.peer_id, reason, kind=kind)
         return task
 
-    def _lost(self, link: Link, reason: str) -> None:
+    def _lost(self, link: Link, reason: str, kind: DisconnectKind = DisconnectKind.LOST) -> None:
         """The stream broke (peer killed, network gone): drop it and redial a dialled link."""
         was_current = self._links.get(link.peer_id) is link
-        self._drop(link, reason, goodbye=False)
+        self._drop(link, reason, goodbye=False, kind=kind)
         if was_current and link.dialled:
             self._schedule_redial(link.peer_id)
 
     def _goodbye(self, link: Link, reason: str) -> None:
         was_current = self._links.get(link.peer_id) is link
-        self._drop(link, reason, goodbye=False)
+        self._drop(link, reason, goodbye=False, kind=DisconnectKind.STOPPED)
         if was_current and link.dialled and self.cfg.reconnect.after_goodbye:
             self._schedule_redial(link.peer_id)
 
@@ -566,7 +570,8 @@ class GrpcTransport(Transport):
         if alive:
             return False
         if self._links.get(peer_id) is old:
-            self._lost(old, f"node {peer_id!r} reconnected and its previous connection did not answer a probe")
+            self._lost(old, f"node {peer_id!r} reconnected and its previous connection did not answer a probe",
+                       DisconnectKind.REPLACED)
         return True
 
     # ------------------------------------------------------------------ Transport API
