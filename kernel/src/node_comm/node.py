@@ -11,8 +11,8 @@ import asyncio
 from collections.abc import Iterable
 from typing import Any
 
-from .config import InterceptorConfig, MethodOptions, NodeConfig
-from .config_loader import build_interceptor, options_for_transport
+from .assembly import assemble
+from .config import MethodOptions, NodeConfig
 from .connecting import retry_connect
 from .context import CallContext
 from .disconnects import DisconnectKind
@@ -23,11 +23,11 @@ from .exceptions import (
     NodeNotConnectedError,
     NodeNotStartedError,
 )
-from .interceptor import Interceptor, InterceptorChain
+from .interceptor import InterceptorChain
 from .message import ProgressCallback
 from .outbound import BroadcastProgress, Outbound
 from .peers import PeerTable
-from .plugins import Registries, discover
+from .plugins import Registries
 from .runtime import Runtime
 from .serializer import SerializerRegistry
 from .transport import Transport
@@ -63,14 +63,11 @@ class Node:
             raise ConfigError(f"config must be a node_comm.NodeConfig, got {type(config).__name__}")
         self._node_id = node_id
         self.config = config
-        self._registries: Registries = discover(config.plugins, plugins)
-        self._serializer_registry = SerializerRegistry(
-            {p.name: p.obj for p in self._registries.serializers.items()}
-        )
-        self._interceptor_chain = InterceptorChain(
-            [self._build_interceptor(i, n) for n, i in enumerate(config.interceptors)]
-        )
-        self.transport: Transport = self._build_transport()
+        parts = assemble(config, plugins)
+        self._registries: Registries = parts.registries
+        self._serializer_registry: SerializerRegistry = parts.serializers
+        self._interceptor_chain: InterceptorChain = parts.interceptors
+        self.transport: Transport = parts.transport
         self._events = EventEmitter()
         self._rt = Runtime(node_id, config, self.transport)
         self._dispatcher = InboundDispatcher(self, self._rt, self._serializer_registry, self._interceptor_chain)
@@ -87,26 +84,6 @@ class Node:
         self._register_framework_methods()
 
     # ------------------------------------------------------------------ construction helpers
-    def _build_transport(self) -> Transport:
-        mode = self.config.transport.mode
-        factory = self._registries.transports.get(mode)
-        options = options_for_transport(factory, self.config.transport.section(mode), f"transport.{mode}")
-        transport = factory(options)
-        if not isinstance(transport, Transport):
-            raise ConfigError(
-                f"transport {mode!r} factory returned {type(transport).__name__}, not a node_comm Transport"
-            )
-        return transport
-
-    def _build_interceptor(self, spec: InterceptorConfig, index: int) -> Interceptor:
-        interceptor = build_interceptor(self._registries, spec, index)
-        if not isinstance(interceptor, Interceptor):
-            raise ConfigError(
-                f"interceptor {spec.name!r} factory returned {type(interceptor).__name__}, "
-                "not a node_comm.Interceptor"
-            )
-        return interceptor
-
     def _register_framework_methods(self) -> None:
         async def heartbeat(payload: Any, ctx: CallContext) -> dict[str, str]:
             return {"status": "alive", "node_id": self._node_id}

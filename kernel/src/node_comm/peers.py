@@ -22,7 +22,7 @@ from .events import EventEmitter
 from .exceptions import ConfigError, ErrorCode, PeersNotConnectedError
 from .message import Message, MessageType
 from .runtime import Runtime
-from .transport import HEARTBEAT_TIMEOUT_REASON
+from .transport import HEARTBEAT_TIMEOUT_REASON, disconnect_accepts_may_return
 
 _REQUEST = MessageType.REQUEST
 _NOTIFY = MessageType.NOTIFY
@@ -327,7 +327,10 @@ class PeerTable:
                     reason = f"{HEARTBEAT_TIMEOUT_REASON}: no message for {timeout:g}s"
                     self.expect(peer_id, DisconnectKind.HEARTBEAT)
                     try:
-                        await rt.transport.disconnect(peer_id, reason)
+                        if disconnect_accepts_may_return(rt.transport):
+                            await rt.transport.disconnect(peer_id, reason, may_return=True)
+                        else:  # a transport written before may_return
+                            await rt.transport.disconnect(peer_id, reason)
                     except Exception:
                         rt.rlog.exception(("drop", peer_id), "%s: transport failed to drop %r", rt.node_id, peer_id)
                     self.peer_disconnected(peer_id, reason, kind=DisconnectKind.HEARTBEAT)
