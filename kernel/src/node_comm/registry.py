@@ -9,6 +9,7 @@ One :class:`Registry` type serves all three kinds and a node's own serializers
 from __future__ import annotations
 
 import difflib
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -141,6 +142,32 @@ class TransportEntry:
 
     def __repr__(self) -> str:
         return f"TransportEntry({self.name!r}, {self.factory!r})"
+
+
+def _import(ref: str) -> Any:
+    """The object named ``"package.module:attribute"``."""
+    module, _, attr = ref.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+class LazyTransport:
+    """A transport factory that imports its transport class (and what it needs: grpc, nats-py) only
+    when a node is built with it, so discovering the plugin costs nothing: ``register("grpc",
+    LazyTransport("node_comm_grpc.transport:GrpcTransport", "node_comm_grpc.config:GrpcTransportConfig"))``."""
+
+    def __init__(self, transport: str, options: str | None = None) -> None:
+        self._transport = transport
+        self._options = options
+
+    @property
+    def options_class(self) -> type[Any] | None:
+        return None if self._options is None else _import(self._options)
+
+    def __call__(self, options: Any = None) -> Transport:
+        return _import(self._transport)(options)  # type: ignore[no-any-return]
+
+    def __repr__(self) -> str:
+        return self._transport.replace(":", ".")
 
 
 class TransportRegister:
