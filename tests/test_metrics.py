@@ -208,3 +208,25 @@ def test_registry_must_be_a_collector_registry() -> None:
     with pytest.raises(ConfigError) as info:
         Node("n", NodeConfig(node_id="n", interceptors=[InterceptorConfig("metrics", {"registry": "mine"})]))
     assert "interceptors[0]" in str(info.value) and "CollectorRegistry" in str(info.value)
+
+
+def test_a_fixed_port_in_yaml_serves_once_load_config_and_node_built_it(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """load_config checks interceptor options by building them; the node builds them again: the
+    second build shares the first one's /metrics server instead of failing on the port."""
+    import socket
+    import urllib.request
+
+    from node_comm import Node, load_config
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    path = tmp_path / "node.yaml"
+    path.write_text(f"node_id: m\ninterceptors:\n  - name: metrics\n    options: {{port: {port}}}\n")
+    node = Node("m", load_config(str(path)))
+    interceptor = next(iter(node.interceptors))
+    try:
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        assert "node_comm_calls_total" in body or "python_info" in body
+    finally:
+        interceptor.close()  # type: ignore[attr-defined]

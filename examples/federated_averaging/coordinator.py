@@ -105,11 +105,6 @@ def setup(node: Node) -> None:
 
     node.on("connect", joined).on("disconnect", left)
     if settings.METRICS_PORT:
-        # TODO(metrics port): replace with `options: {port: ...}` of the metrics interceptor in
-        # coordinator.yaml once load_config() no longer binds that port a first time (see the YAML).
-        import prometheus_client
-
-        prometheus_client.start_http_server(settings.METRICS_PORT, addr="127.0.0.1")
         say(f"metrics on http://127.0.0.1:{settings.METRICS_PORT}/metrics")
     job = asyncio.get_running_loop().create_task(train(node, first, status))
     _jobs.add(job)  # keep a reference: the loop holds tasks only weakly

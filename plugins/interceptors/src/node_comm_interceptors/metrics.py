@@ -77,6 +77,10 @@ def _code_of(reply: Message | None) -> str:
     return "OK"
 
 
+#: Servers of fixed ports: (host, port, id(registry)) -> [server, interceptors using it].
+_SERVERS: dict[tuple[str, int, int], list[Any]] = {}
+
+
 class MetricsInterceptor(Interceptor):
     """Counts and times every call and notify, both directions.
 
@@ -121,14 +125,27 @@ class MetricsInterceptor(Interceptor):
         self._server: Any = None
         self._series: dict[tuple[str, str, str, str], tuple[Any, Any, Any]] = {}
         self._outcomes: dict[tuple[tuple[str, str, str, str], str], tuple[Any, Any]] = {}
+        self._key: tuple[str, int, int] | None = None
         if port is not None:
-            try:
-                self._server, _ = prom.start_http_server(port, addr=host, registry=self.registry)
-            except OSError as exc:
-                raise ConfigError(
-                    f"port: cannot serve /metrics on {host}:{port}: {exc.strerror or exc}; choose a free port "
-                    "(or 0 for any)"
-                ) from None
+            # One server per fixed host:port and registry in a process: building the interceptor
+            # again for the same config (load_config checks options, then the node builds it)
+            # shares the server instead of failing with "address in use".
+            key = (host, port, id(self.registry))
+            shared = _SERVERS.get(key) if port else None
+            if shared is not None:
+                shared[1] += 1
+                self._server, self._key = shared[0], key
+            else:
+                try:
+                    self._server, _ = prom.start_http_server(port, addr=host, registry=self.registry)
+                except OSError as exc:
+                    raise ConfigError(
+                        f"port: cannot serve /metrics on {host}:{port}: {exc.strerror or exc}; choose a free port "
+                        "(or 0 for any)"
+                    ) from None
+                if port:
+                    self._key = key
+                    _SERVERS[key] = [self._server, 1]
 
     @property
     def port(self) -> int | None:
@@ -136,11 +153,19 @@ class MetricsInterceptor(Interceptor):
         return None if self._server is None else int(self._server.server_port)
 
     def close(self) -> None:
-        """Stop the ``/metrics`` HTTP server, if this interceptor started one."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        """Stop the ``/metrics`` HTTP server, once no interceptor of this process uses it."""
+        if self._server is None:
+            return
+        server, self._server = self._server, None
+        if self._key is not None:
+            shared = _SERVERS.get(self._key)
+            if shared is not None:
+                shared[1] -= 1
+                if shared[1] > 0:
+                    return
+                del _SERVERS[self._key]
+        server.shutdown()
+        server.server_close()
 
     def __repr__(self) -> str:
         return f"<MetricsInterceptor port={self.port} peer_label={self.peer_label}>"
