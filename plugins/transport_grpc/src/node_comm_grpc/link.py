@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import itertools
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Protocol
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -36,7 +37,11 @@ from node_comm import (
     PayloadTooLargeError,
 )
 
-from .reassembly import MAX_DROPPED, Partial
+from node_comm.peer_logging import RateLimitedLog
+
+from .config import GrpcTransportConfig
+from .direct_write import DirectWrite
+from .reassembly import MAX_DROPPED, Partial, ReceiveBudget
 from .wire import (
     F_CHUNK,
     F_GOODBYE,
@@ -57,9 +62,6 @@ from .wire import (
     varint,
 )
 
-if TYPE_CHECKING:
-    from .transport import GrpcTransport
-
 log = logging.getLogger("node_comm.grpc")
 
 _REQUEST = MessageType.REQUEST
@@ -76,12 +78,42 @@ _CONTROL = frozenset({_ERROR, MessageType.CANCEL, MessageType.HEARTBEAT, Message
 MAX_BAD_FRAMES = 16
 
 
+class LinkOwner(Protocol):
+    """What a :class:`Link` needs from whoever owns it (the transport)."""
+
+    def lost(self, link: Link, reason: str) -> None:
+        """The stream broke or must be closed (peer gone, not reading, hostile): drop ``link``."""
+
+    def goodbye(self, link: Link, reason: str) -> None:
+        """The peer said goodbye on ``link``."""
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run ``coro`` as a task the owner keeps (and cancels when it stops)."""
+
+    def deliver(self, msg: Message) -> None:
+        """Hand a message received from the peer to the node."""
+
+    def reading_paused(self, peer_id: str) -> Awaitable[Any] | None:
+        """An awaitable to wait on before reading more from ``peer_id`` (flow control), or ``None``."""
+
+
+class _Writer(enum.Enum):
+    """Who writes the outbound queue of a link now."""
+
+    IDLE = "idle"  # nothing in flight: a sender may start a direct write (see Link._kick)
+    DIRECT = "direct"  # a write started by a sender is in flight (a DirectWrite)
+    TASK = "task"  # the writer task is draining the queue, or has claimed what is queued
+
+
+_IDLE, _DIRECT, _TASK = _Writer.IDLE, _Writer.DIRECT, _Writer.TASK
+
+
 class Link:
     """One connection to one peer: the stream, its outbound queue and writer, its reader."""
 
     def __init__(
         self,
-        transport: GrpcTransport,
+        owner: LinkOwner,
         peer_id: str,
         address: str | None,
         read: Callable[[], Awaitable[Any]],
@@ -90,8 +122,17 @@ class Link:
         dialled: bool,
         call: Any = None,
         channel: aio.Channel | None = None,
+        cfg: GrpcTransportConfig,
+        node_id: str,
+        rlog: RateLimitedLog,
+        budget: ReceiveBudget,
+        identity: str | None = None,
+        early: list[Any] | None = None,
     ) -> None:
-        self.t = transport
+        self._owner = owner
+        self._cfg = cfg
+        self._node_id = node_id
+        self._rlog = rlog
         self.peer_id = peer_id
         self.address = address
         self._read = read
@@ -103,18 +144,16 @@ class Link:
         self._queue: deque[tuple[tuple[bytes | memoryview, ...], int]] = deque()
         self._queued = 0
         self._wakeup = asyncio.Event()
-        self._writing = False  # the writer task is draining the queue, or a direct write is in flight
-        self._direct = False  # a write started by a sender (see _kick) is in flight
+        self._state = _IDLE
         self._defer = False  # frames queued behind a write: leave idle writes to the writer task
         self._waiters: deque[asyncio.Future[None]] = deque()
-        self._final = False
+        self._final = False  # closing: the writer task ends once the queue (a goodbye) is written
         self._transfers = itertools.count(1)
         self._partials: dict[int, Partial] = {}
-        self._budget = transport.receive_budget
+        self._budget = budget
         self._sweep: asyncio.TimerHandle | None = None  # drops transfers idle for transfer_timeout
         self._dropped: dict[int, int] = {}  # refused or dropped transfer id -> bytes still to skip
         self._bad = 0  # malformed or unknown frames received
-        cfg = transport.cfg
         # Control frames may pass send_queue_bytes by this much: room for the one data frame that
         # may overshoot it plus a margin; past it the peer is taken for one that does not read.
         self._hard_limit = (
@@ -129,9 +168,9 @@ class Link:
         self.finished: asyncio.Future[None] = self._loop.create_future()
         self._writer: asyncio.Task[None] | None = None
         self._reader: asyncio.Task[None] | None = None
-        self.early: list[Any] = []
+        self._early: list[Any] = early or []
         #: Who the peer proved to be (``ctx.peer_identity``), or ``None`` when not authenticated.
-        self.identity: str | None = None
+        self.identity = identity
         self._probe: asyncio.Future[None] | None = None
 
     def start(self) -> None:
@@ -140,7 +179,7 @@ class Link:
 
     def deliver_early(self) -> None:
         """Handle the frames that came in the handshake's batch, once the node knows of the peer."""
-        early, self.early = self.early, []
+        early, self._early = self._early, []
         for env in early:
             if self.closed:
                 break
@@ -148,7 +187,7 @@ class Link:
 
     # ------------------------------------------------------------------ outbound
     async def _put(self, parts: tuple[bytes | memoryview, ...], size: int) -> None:
-        limit = self.t.cfg.send_queue_bytes
+        limit = self._cfg.send_queue_bytes
         while self._queued >= limit and not self.closed:
             self._congested()
             fut: asyncio.Future[None] = self._loop.create_future()
@@ -162,7 +201,7 @@ class Link:
         self._queued += size
         self._kick()
 
-    def _put_nowait(self, env_bytes: bytes) -> bool:
+    def queue_control(self, env_bytes: bytes) -> bool:
         """Queue a small control frame without waiting (replies to bad input, aborts)."""
         parts = item(env_bytes)
         return self._put_control(parts, len(parts[0]) + len(parts[1]))
@@ -176,13 +215,13 @@ class Link:
         if self._queued + size > self._hard_limit:
             self._not_reading(
                 f"{self._queued} bytes are waiting to be sent to it, past "
-                f"send_queue_bytes={self.t.cfg.send_queue_bytes} and the room kept for "
+                f"send_queue_bytes={self._cfg.send_queue_bytes} and the room kept for "
                 "replies and control frames"
             )
             return False
         self._queue.append((parts, size))
         self._queued += size
-        if self._queued >= self.t.cfg.send_queue_bytes:
+        if self._queued >= self._cfg.send_queue_bytes:
             self._congested()
         self._wakeup.set()
         return True
@@ -191,31 +230,31 @@ class Link:
         """The outbound queue is full: watch that writes still complete (see ``_check_stall``)."""
         if self._stall is None and not self.closed:
             self._stall_mark = self._writes
-            self._stall = self._loop.call_later(self.t.cfg.stall_timeout, self._check_stall)
+            self._stall = self._loop.call_later(self._cfg.stall_timeout, self._check_stall)
 
     def _check_stall(self) -> None:
         self._stall = None
         waiting = any(not fut.done() for fut in self._waiters)  # cancelled senders do not count
-        if self.closed or (self._queued < self.t.cfg.send_queue_bytes and not waiting):
+        if self.closed or (self._queued < self._cfg.send_queue_bytes and not waiting):
             return
         if self._writes != self._stall_mark:  # slow, but the peer reads: watch on
             self._congested()
             return
         self._not_reading(
-            f"nothing could be written to it for {self.t.cfg.stall_timeout:g}s while its "
+            f"nothing could be written to it for {self._cfg.stall_timeout:g}s while its "
             "send queue was full (transport.grpc.stall_timeout)"
         )
 
     def _not_reading(self, why: str) -> None:
         reason = f"node {self.peer_id!r} is not reading its stream: {why}"
-        self.t.rlog.warning(
-            ("stall", self.peer_id), "%s: closing the stream to %r: %r", self.t.node_id, self.peer_id, reason
+        self._rlog.warning(
+            ("stall", self.peer_id), "%s: closing the stream to %r: %r", self._node_id, self.peer_id, reason
         )
         self.status = (grpc.StatusCode.RESOURCE_EXHAUSTED, reason)
-        self.t._lost(self, reason)
+        self._owner.lost(self, reason)
 
     async def send(self, msg: Message) -> None:
-        cfg = self.t.cfg
+        cfg = self._cfg
         payload = msg.payload
         n = len(payload)
         if n > cfg.max_payload_size:
@@ -276,7 +315,7 @@ class Link:
         head = item(encode(msg, b"", transfer, n))
         await self._put(head, len(head[0]) + len(head[1]))
         view = memoryview(payload)
-        step = self.t.cfg.chunk_size
+        step = self._cfg.chunk_size
         try:
             for off in range(0, n, step):
                 part = view[off : off + step]
@@ -286,7 +325,7 @@ class Link:
         except BaseException:
             # Tell the receiver to drop what it has of this transfer.
             abort = Envelope(type=F_CHUNK, transfer=transfer, reason="aborted")
-            self._put_nowait(abort.SerializeToString())
+            self.queue_control(abort.SerializeToString())
             raise
 
     def _kick(self) -> None:
@@ -294,7 +333,7 @@ class Link:
         writing it here, in the sender's step (one event-loop hop less than waking the writer
         task); otherwise wake the writer task, which coalesces what is queued into one batch."""
         if (
-            self._writing
+            self._state is not _IDLE
             or self._defer
             or self._queued >= INLINE_PAYLOAD_MIN
             or self.closed
@@ -306,51 +345,34 @@ class Link:
             return
         parts, size = self._queue.popleft()
         self._queued -= size
-        self._writing = self._direct = True
-        self._drive(self._write(b"".join(parts)))
-
-    def _drive(self, coro: Any) -> None:
-        """Run a direct write without a task: no task awaits it, so cancelling the sender cannot
-        cancel a write half-done (grpc.aio would cancel the whole stream). Resumed from the
-        callback of the future it waits on."""
-        try:
-            fut = coro.send(None)
-        except StopIteration:
-            self._direct_done(None)
-            return
-        except BaseException as exc:  # a broken stream: reported as such
-            self._direct_done(exc)
-            return
-        if fut is None:  # a bare yield: resume on the next loop iteration
-            self._loop.call_soon(self._drive, coro)
-        else:
-            fut._asyncio_future_blocking = False
-            fut.add_done_callback(lambda _f: self._drive(coro))
+        self._state = _DIRECT
+        # Not a task the sender awaits: cancelling the sender must not cancel a write half-done.
+        DirectWrite(self._write(b"".join(parts)), self._direct_done, self._loop)
 
     def _direct_done(self, exc: BaseException | None) -> None:
-        self._direct = False
         self._writes += 1
         # What was queued meanwhile is the writer task's; it also notices a final goodbye.
-        self._writing = bool(self._queue)
+        self._state = _TASK if self._queue else _IDLE
         self._wakeup.set()
         if exc is not None and not self.closed:
             if isinstance(exc, asyncio.CancelledError):
-                self.t._lost(self, f"node {self.peer_id!r} cancelled the stream")
+                self._owner.lost(self, f"node {self.peer_id!r} cancelled the stream")
             else:
-                self.t._lost(self, f"stream to node {self.peer_id!r} broke while sending: {describe(exc)}")
+                self._owner.lost(self, f"stream to node {self.peer_id!r} broke while sending: {describe(exc)}")
 
     async def _write_loop(self) -> None:
-        limit = self.t.cfg.max_batch_bytes
+        limit = self._cfg.max_batch_bytes
         queue = self._queue
         try:
             while True:
-                while not queue or self._direct:
-                    if self._final and not queue and not self._direct:
+                while not queue or self._state is _DIRECT:
+                    if self._final and not queue and self._state is not _DIRECT:
                         return
-                    self._writing = self._direct
+                    if self._state is not _DIRECT:
+                        self._state = _IDLE
                     self._wakeup.clear()
                     await self._wakeup.wait()
-                self._writing = True
+                self._state = _TASK
                 chunks: list[bytes | memoryview] = []
                 parts, size = queue.popleft()
                 chunks.extend(parts)
@@ -362,7 +384,7 @@ class Link:
                     chunks.extend(parts)
                     size += n
                 self._queued -= size
-                if self._waiters and self._queued < self.t.cfg.send_queue_bytes:
+                if self._waiters and self._queued < self._cfg.send_queue_bytes:
                     self._wake_waiters()
                 data = b"".join(chunks)
                 del chunks
@@ -371,10 +393,10 @@ class Link:
         except asyncio.CancelledError:
             if self.closed:
                 raise
-            self.t._lost(self, f"node {self.peer_id!r} cancelled the stream")
+            self._owner.lost(self, f"node {self.peer_id!r} cancelled the stream")
         except Exception as exc:
             if not self.closed:
-                self.t._lost(self, f"stream to node {self.peer_id!r} broke while sending: {describe(exc)}")
+                self._owner.lost(self, f"stream to node {self.peer_id!r} broke while sending: {describe(exc)}")
 
     def _wake_waiters(self) -> None:
         waiters, self._waiters = self._waiters, deque()
@@ -387,15 +409,14 @@ class Link:
         reason = f"node {self.peer_id!r} closed the stream"
         # Flow control: the node may ask to stop reading this peer for a while (its notify
         # handlers are at max_concurrent_notifies_per_peer). A host without it never pauses.
-        paused = getattr(self.t.host, "reading_paused", None)
+        paused = self._owner.reading_paused
         peer = self.peer_id
         try:
             while True:
-                if paused is not None:
-                    gate = paused(peer)
-                    if gate is not None:
-                        await gate
-                        continue
+                gate = paused(peer)
+                if gate is not None:
+                    await gate
+                    continue
                 data = await self._read()
                 if data is aio.EOF or data is None:
                     break
@@ -413,7 +434,7 @@ class Link:
                         self._on_chunk_data(env[0], env[1], False)
                     else:
                         self._on_frame(env)
-                        if env.type == _NOTIFY_FRAME and paused is not None:
+                        if env.type == _NOTIFY_FRAME:
                             gate = paused(peer)
                             if gate is not None:  # the rest of this batch waits too
                                 await gate
@@ -425,7 +446,7 @@ class Link:
         except Exception as exc:
             reason = f"stream to node {self.peer_id!r} broke: {describe(exc)}"
         if not self.closed:
-            self.t._lost(self, reason)
+            self._owner.lost(self, reason)
 
     def _on_frame(self, env: Any) -> None:
         ftype = env.type
@@ -435,23 +456,23 @@ class Link:
                 self._begin_transfer(env, mtype)
                 return
             payload = env.payload
-            if len(payload) > self.t.cfg.max_payload_size:
-                limit = self.t.cfg.max_payload_size
+            if len(payload) > self._cfg.max_payload_size:
+                limit = self._cfg.max_payload_size
                 self._refuse(
                     env,
                     mtype,
                     ErrorCode.RESOURCE_EXHAUSTED,
                     f"payload of {env.method or mtype.name} from {self.peer_id!r} is {len(payload)} "
-                    f"bytes, over max_payload_size={limit} of node {self.t.node_id!r}",
+                    f"bytes, over max_payload_size={limit} of node {self._node_id!r}",
                 )
                 return
             self._deliver(env, mtype, payload)
         elif ftype == F_CHUNK:
             self._on_chunk(env)
         elif ftype == F_GOODBYE:
-            self.t._goodbye(self, env.reason or f"node {self.peer_id!r} said goodbye")
+            self._owner.goodbye(self, env.reason or f"node {self.peer_id!r} said goodbye")
         elif ftype == F_PROBE:
-            self._put_nowait(_PROBE_ACK)
+            self.queue_control(_PROBE_ACK)
         elif ftype == F_PROBE_ACK:
             if self._probe is not None and not self._probe.done():
                 self._probe.set_result(None)
@@ -467,14 +488,14 @@ class Link:
                 f"node {self.peer_id!r} sent {self._bad} malformed or unknown frames "
                 f"(the last: {text}); its stream is closed"
             )
-            self.t.rlog.warning(("bad-frames", self.peer_id), "%s: %s", self.t.node_id, reason)
+            self._rlog.warning(("bad-frames", self.peer_id), "%s: %s", self._node_id, reason)
             self.status = (grpc.StatusCode.INVALID_ARGUMENT, reason)
-            self.t._lost(self, reason)
+            self._owner.lost(self, reason)
             return
         if self._bad == 1:
-            self.t.rlog.warning(("bad-frame", self.peer_id), "%s: %s from %r", self.t.node_id, text, self.peer_id)
+            self._rlog.warning(("bad-frame", self.peer_id), "%s: %s from %r", self._node_id, text, self.peer_id)
         if reply_to is not None:
-            self._put_nowait(error_frame(reply_to, ErrorCode.INVALID_ARGUMENT.value, text).SerializeToString())
+            self.queue_control(error_frame(reply_to, ErrorCode.INVALID_ARGUMENT.value, text).SerializeToString())
 
     def _deliver(self, env: Any, mtype: MessageType, payload: bytes | bytearray) -> None:
         err = None
@@ -486,7 +507,7 @@ class Link:
             env.id,
             mtype,
             self.peer_id,
-            self.t.node_id,
+            self._node_id,
             env.method,
             payload,
             env.serializer,  # type: ignore[arg-type]
@@ -495,20 +516,20 @@ class Link:
             env.deadline if env.HasField("deadline") else None,
         )
         try:
-            self.t.host.deliver(msg)
+            self._owner.deliver(msg)
         except Exception:
-            self.t.rlog.exception(("deliver", self.peer_id), "%s: deliver failed for a message from %r",
-                                  self.t.node_id, self.peer_id)
+            self._rlog.exception(("deliver", self.peer_id), "%s: deliver failed for a message from %r",
+                                  self._node_id, self.peer_id)
 
     def _refuse(self, env: Any, mtype: MessageType, code: ErrorCode, text: str, *, logged: bool = False) -> None:
         """Answer a message that will not be delivered: an error to the peer for a request, to the
         local caller for a reply, a log line for the rest."""
         if mtype is _REQUEST:
-            self._put_nowait(error_frame(env.id, code.value, text, env.method).SerializeToString())
+            self.queue_control(error_frame(env.id, code.value, text, env.method).SerializeToString())
         elif mtype is _RESPONSE or mtype is _ERROR:
             self._deliver(error_frame(env.id, code.value, text, env.method), _ERROR, b"")
         elif not logged:
-            self.t.rlog.warning(("dropped", self.peer_id), "%s: dropped %r", self.t.node_id, text)
+            self._rlog.warning(("dropped", self.peer_id), "%s: dropped %r", self._node_id, text)
 
     def _remember_dropped(self, transfer: int, left: int) -> None:
         """Skip the ``left`` bytes still to come of a refused or dropped transfer, quietly."""
@@ -532,16 +553,16 @@ class Link:
                 f"payload of {what} from {self.peer_id!r} reuses transfer id {transfer}, still in progress",
             )
             return
-        limit = self.t.cfg.max_payload_size
+        limit = self._cfg.max_payload_size
         budget = self._budget
         if total > limit:
             text = (
                 f"payload of {what} from {self.peer_id!r} is {total} bytes, over "
-                f"max_payload_size={limit} of node {self.t.node_id!r}"
+                f"max_payload_size={limit} of node {self._node_id!r}"
             )
         elif not budget.take(total):
             text = (
-                f"node {self.t.node_id!r} is already receiving {budget.used} bytes of large payloads; "
+                f"node {self._node_id!r} is already receiving {budget.used} bytes of large payloads; "
                 f"{total} more (of {what} from {self.peer_id!r}) would pass max_receive_buffer="
                 f"{budget.limit}"
             )
@@ -551,7 +572,7 @@ class Link:
             if total == 0:
                 self._finish(transfer)
             elif self._sweep is None:
-                self._sweep = self._loop.call_at(now + self.t.cfg.transfer_timeout, self._drop_stalled)
+                self._sweep = self._loop.call_at(now + self._cfg.transfer_timeout, self._drop_stalled)
             return
         self._remember_dropped(transfer, total)
         self._refuse(env, mtype, ErrorCode.RESOURCE_EXHAUSTED, text)
@@ -602,7 +623,7 @@ class Link:
         self._sweep = None
         if self.closed:
             return
-        timeout = self.t.cfg.transfer_timeout
+        timeout = self._cfg.transfer_timeout
         now = self._loop.time()
         due: float | None = None
         for transfer, part in list(self._partials.items()):
@@ -618,7 +639,7 @@ class Link:
                 f"chunked payload of {env.method or mtype.name} from {self.peer_id!r} stalled: no chunk "
                 f"for {timeout:g}s after {part.got} of {part.total} bytes (transport.grpc.transfer_timeout)"
             )
-            self.t.rlog.warning(("stalled", self.peer_id), "%s: dropped %r", self.t.node_id, text)
+            self._rlog.warning(("stalled", self.peer_id), "%s: dropped %r", self._node_id, text)
             part.buf = None
             self._refuse(env, mtype, ErrorCode.DEADLINE_EXCEEDED, text, logged=True)
         if due is not None:
@@ -630,7 +651,7 @@ class Link:
             return False
         if self._probe is None or self._probe.done():
             self._probe = self._loop.create_future()
-            self._put_nowait(_PROBE)
+            self.queue_control(_PROBE)
         try:
             await asyncio.wait_for(asyncio.shield(self._probe), timeout)
         except asyncio.TimeoutError:
@@ -656,13 +677,10 @@ class Link:
                 handle.cancel()
         self._sweep = self._stall = None
         self._wake_waiters()
-        task = self._loop.create_task(self._teardown(reason if goodbye else None))
-        self.t._tasks.add(task)
-        task.add_done_callback(self.t._tasks.discard)
-        return task
+        return self._owner.spawn(self._teardown(reason if goodbye else None))
 
     async def _teardown(self, goodbye: str | None) -> None:
-        grace = self.t.cfg.stop_grace
+        grace = self._cfg.stop_grace
         writer = self._writer
         try:
             if writer is not None and not writer.done():

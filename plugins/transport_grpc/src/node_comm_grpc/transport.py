@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ClassVar
 
 import grpc
@@ -185,18 +186,36 @@ class GrpcTransport(Transport):
                 self.host.peer_disconnected(link.peer_id, reason)
         return task
 
-    def _lost(self, link: Link, reason: str) -> None:
+    # ------------------------------------------------------------------ LinkOwner (called by links)
+    def lost(self, link: Link, reason: str) -> None:
         """The stream broke (peer killed, network gone): drop it and redial a dialled link."""
         was_current = self._links.get(link.peer_id) is link
         self._drop(link, reason, goodbye=False)
         if was_current and link.dialled:
             self._schedule_redial(link.peer_id)
 
-    def _goodbye(self, link: Link, reason: str) -> None:
+    def goodbye(self, link: Link, reason: str) -> None:
+        """The peer said goodbye on ``link``: drop it (and redial if ``reconnect.after_goodbye``)."""
         was_current = self._links.get(link.peer_id) is link
         self._drop(link, reason, goodbye=False)
         if was_current and link.dialled and self.cfg.reconnect.after_goodbye:
             self._schedule_redial(link.peer_id)
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run ``coro`` as a task this transport keeps until it ends (cancelled by ``stop``)."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def deliver(self, msg: Message) -> None:
+        """Hand a message a link received to the node."""
+        self.host.deliver(msg)
+
+    def reading_paused(self, peer_id: str) -> Awaitable[Any] | None:
+        """What a link waits on before reading more from ``peer_id`` (the node's flow control)."""
+        paused = getattr(self.host, "reading_paused", None)
+        return None if paused is None else paused(peer_id)
 
     def _schedule_redial(self, peer_id: str) -> None:
         if self._stopping or not self.cfg.reconnect.enabled or peer_id in self._redials:
@@ -327,10 +346,14 @@ class GrpcTransport(Transport):
                     address,
                 ) from None
             raise
-        link = Link(self, node_id, address, call.read, call.write, dialled=True, call=call, channel=channel)
-        link.early = early
-        link.identity = identity
-        return link
+        return self._link(node_id, address, call.read, call.write, identity, early,
+                          dialled=True, call=call, channel=channel)
+
+    def _link(self, peer_id: str, address: str | None, read: Callable[[], Awaitable[Any]],
+              write: Callable[[bytes], Awaitable[None]], identity: str | None, early: list[Any],
+              **kw: Any) -> Link:
+        return Link(self, peer_id, address, read, write, cfg=self.cfg, node_id=self.node_id, rlog=self.rlog,
+                    budget=self.receive_budget, identity=identity, early=early, **kw)
 
     async def _handshake(self, call: Any, node_id: str, address: str) -> tuple[list[Any], str | None]:
         """Run the dialler's side of the handshake; returns the frames that came with the final ack
@@ -414,7 +437,7 @@ class GrpcTransport(Transport):
         try:
             await link.finished
         except asyncio.CancelledError:
-            self._lost(link, f"node {link.peer_id!r} cancelled the stream")
+            self.lost(link, f"node {link.peer_id!r} cancelled the stream")
             raise
         if link.status is not None:
             context.set_code(link.status[0])
@@ -539,12 +562,10 @@ class GrpcTransport(Transport):
         ack = Envelope(type=F_HANDSHAKE_ACK, handshake=pb.Handshake(
             node_id=self.node_id, protocol_version=PROTOCOL_VERSION, address=self._address or "",
         ))
-        link = Link(self, peer_id, hs.address or None, context.read, context.write, dialled=False)
-        link.identity = identity
+        link = self._link(peer_id, hs.address or None, context.read, context.write, identity, early, dialled=False)
         # The ack is the link's first outbound frame, queued before the node learns of the peer:
         # when the dialler's connect() returns, this side already lists it as connected.
-        link._put_nowait(ack.SerializeToString())
-        link.early = early
+        link.queue_control(ack.SerializeToString())
         self._install(link)
         if self._stopping:  # stop() began during the handshake: say goodbye at once
             self._drop(link, self._stop_reason, goodbye=True)
@@ -567,7 +588,7 @@ class GrpcTransport(Transport):
         if alive:
             return False
         if self._links.get(peer_id) is old:
-            self._lost(old, f"node {peer_id!r} reconnected and its previous connection did not answer a probe")
+            self.lost(old, f"node {peer_id!r} reconnected and its previous connection did not answer a probe")
         return True
 
     # ------------------------------------------------------------------ Transport API
@@ -589,6 +610,6 @@ class GrpcTransport(Transport):
             return
         if heartbeat:
             # The peer may be frozen or unreachable: no goodbye, and redial (it may come back).
-            self._lost(link, reason)
+            self.lost(link, reason)
         else:
             self._drop(link, reason, goodbye=True)
