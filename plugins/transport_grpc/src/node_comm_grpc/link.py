@@ -36,7 +36,6 @@ from node_comm import (
     NodeNotConnectedError,
     PayloadTooLargeError,
 )
-
 from node_comm.peer_logging import RateLimitedLog
 
 from .config import GrpcTransportConfig
@@ -518,8 +517,9 @@ class Link:
         try:
             self._owner.deliver(msg)
         except Exception:
-            self._rlog.exception(("deliver", self.peer_id), "%s: deliver failed for a message from %r",
-                                  self._node_id, self.peer_id)
+            self._rlog.exception(
+                ("deliver", self.peer_id), "%s: deliver failed for a message from %r", self._node_id, self.peer_id
+            )
 
     def _refuse(self, env: Any, mtype: MessageType, code: ErrorCode, text: str, *, logged: bool = False) -> None:
         """Answer a message that will not be delivered: an error to the peer for a request, to the
