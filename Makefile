@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
-PKGS   := kernel plugins/transport_memory plugins/serializers plugins/interceptors plugins/transport_grpc
+PKGS   := kernel plugins/transport_memory plugins/serializers plugins/interceptors plugins/transport_grpc plugins/transport_nats
 PYPROJECTS := pyproject.toml $(addsuffix /pyproject.toml,$(PKGS))
 
 .PHONY: install test demo lint bench soak fuzz proto proto-check clean
@@ -24,6 +24,7 @@ test: install
 demo: install
 	$(PY) examples/quickstart_memory.py
 	$(PY) examples/quickstart_grpc.py
+	$(PY) examples/quickstart_nats.py
 
 lint: install
 	$(PY) -m ruff check kernel plugins tests examples node_comm bench

@@ -1,4 +1,4 @@
-"""``python -m bench [--quick] [--only memory,grpc,large,arrays,fanout,peers,signing]``."""
+"""``python -m bench [--quick] [--only memory,grpc,large,arrays,fanout,peers,signing,nats]``."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from .common import Settings, log
 from .report import Results
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
-WORKLOADS = ("memory", "grpc", "large", "arrays", "fanout", "peers", "signing")
+WORKLOADS = ("memory", "grpc", "large", "arrays", "fanout", "peers", "signing", "nats")
 
 
 async def main(argv: list[str] | None = None) -> int:
@@ -35,7 +35,7 @@ async def main(argv: list[str] | None = None) -> int:
         if w not in WORKLOADS:
             ap.error(f"unknown workload {w!r}; choose from {', '.join(WORKLOADS)}")
     t0 = time.perf_counter()
-    from . import arrays, fanout, grpc_bench, large, memory, peers, signing
+    from . import arrays, fanout, grpc_bench, large, memory, nats_bench, peers, signing
 
     mods = {
         "memory": memory,
@@ -45,6 +45,7 @@ async def main(argv: list[str] | None = None) -> int:
         "fanout": fanout,
         "peers": peers,
         "signing": signing,
+        "nats": nats_bench,
     }
     for w in WORKLOADS:
         if w in wanted:

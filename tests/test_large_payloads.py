@@ -198,7 +198,8 @@ async def test_liveness_counts_every_message_not_only_heartbeats(nodes) -> None:
     b = await nodes("b")
     pings = 0
     enough = asyncio.Event()
-    deliver = b.deliver
+    host = b.transport.host
+    deliver = host.deliver
 
     def deaf(message: Message) -> None:
         nonlocal pings
@@ -209,7 +210,7 @@ async def test_liveness_counts_every_message_not_only_heartbeats(nodes) -> None:
             return
         deliver(message)
 
-    b.deliver = deaf  # type: ignore[method-assign]
+    host.deliver = deaf  # type: ignore[method-assign]
     a.register("tick", lambda payload, ctx: None)
     dropped: list[str] = []
     a.on("disconnect", lambda n, reason: dropped.append(reason))

@@ -123,9 +123,10 @@ async def test_unknown_message_types_from_a_peer_are_bounded(caplog) -> None:
     a, b = Node("a", mem("a")), Node("b", mem("b"))
     async with a, b:
         await a.connect("b")
+        host = b.transport.host
         for i in range(1000):
-            b.deliver(Message(i, 99, "a", "b"))  # type: ignore[arg-type]  # what a buggy transport might pass
-            b.deliver(Message(i, MessageType.REQUEST, EVIL, "b", "x"))  # from a peer that is not connected
+            host.deliver(Message(i, 99, "a", "b"))  # type: ignore[arg-type]  # what a buggy transport might pass
+            host.deliver(Message(i, MessageType.REQUEST, EVIL, "b", "x"))  # from a peer that is not connected
     logged = lines(caplog, "node_comm.node")
     unknown = [m for m in logged if "unknown type" in m]
     unconnected = [m for m in logged if "unconnected" in m]

@@ -13,6 +13,7 @@ import pytest
 from node_comm import (
     CallContext,
     CallTimeoutError,
+    DisconnectKind,
     HeartbeatConfig,
     Node,
     NodeCommError,
@@ -205,6 +206,7 @@ async def test_frozen_peer_is_disconnected_by_heartbeat() -> None:
         assert isinstance(info.value, ConnectionLostError)
         assert not isinstance(info.value, CallTimeoutError)
         assert "heartbeat" in a_log[0][1]
+        assert a_log[0][1].kind is DisconnectKind.HEARTBEAT  # type: ignore[attr-defined]
         b.transport.thaw()  # type: ignore[attr-defined]
     assert len(a_log) == 1
 

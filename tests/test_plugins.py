@@ -257,13 +257,13 @@ def test_env_block_adds_to_yaml_block(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(ENV_BLOCK, "grpc")
     regs = discover(PluginsConfig(block=["interceptors"]))
     assert regs.skipped == {"grpc": "blocked", "interceptors": "blocked"}
-    assert regs.transports.names() == ["memory"]
+    assert regs.transports.names() == ["memory", "nats"]
 
 
 def test_only_limits_entry_points(tmp_path: Path) -> None:
     regs = discover(PluginsConfig(only=["memory", "serializers"]))
     assert sorted(regs.plugins) == ["memory", "serializers"]
-    assert regs.skipped == {"grpc": "not in plugins.only", "interceptors": "not in plugins.only"}
+    assert regs.skipped == dict.fromkeys(["grpc", "interceptors", "nats"], "not in plugins.only")
     path = tmp_path / "node.yaml"
     path.write_text("node_id: n\nplugins: {only: [memory, serializers]}\ninterceptors: [{name: logging}]\n")
     with pytest.raises(ConfigError, match=r"interceptors\[0\]\.name: interceptor 'logging' is not installed; "
@@ -343,7 +343,7 @@ def test_env_disables_autoload(monkeypatch: pytest.MonkeyPatch, inproc_plugin: I
     monkeypatch.setenv(ENV_NO_AUTOLOAD, "1")
     regs = discover(plugins=[inproc_plugin])
     assert list(regs.plugins) == ["InProcessPlugin"]
-    builtin = ["grpc", "interceptors", "memory", "serializers"]
+    builtin = ["grpc", "interceptors", "memory", "nats", "serializers"]
     assert regs.skipped == dict.fromkeys(builtin, "autoload disabled")
 
 
@@ -351,7 +351,7 @@ def test_same_plugin_in_code_and_as_entry_point_loads_once() -> None:
     import node_comm_memory.plugin as memory_plugin
 
     regs = discover(plugins=[memory_plugin])
-    assert regs.transports.names() == ["memory", "grpc"]  # the default first
+    assert regs.transports.names() == ["memory", "grpc", "nats"]  # the default first, the rest sorted
 
 
 def test_two_instances_of_one_plugin_class_clash_by_name() -> None:

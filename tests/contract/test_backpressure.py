@@ -59,7 +59,18 @@ async def _stall_reading(a: Node, b: Node, blocker: Blocker) -> None:
     await asyncio.wait_for(blocker.started.wait(), WAIT)
 
 
-async def test_notifies_past_the_cap_wait_and_none_is_dropped(make_node: NodeFactory) -> None:
+
+
+def _needs_read_pausing(transport: str) -> None:
+    """These tests stop a peer from reading its link (``reading_paused``). The NATS broker pushes
+    messages to a subscription and cannot be told to stop per peer: its flow control is the window
+    of each chunked transfer, so there the node holds what arrives (a known gap, see the NATS README)."""
+    if transport == "nats":
+        pytest.skip("the NATS transport cannot pause reading one peer (broker push)")
+
+
+async def test_notifies_past_the_cap_wait_and_none_is_dropped(make_node: NodeFactory, transport: str) -> None:
+    _needs_read_pausing(transport)
     a = await make_node("a")
     b = await make_node("b", max_concurrent_notifies_per_peer=2)
     blocker = Blocker()
@@ -105,7 +116,10 @@ async def test_call_deadline_holds_while_the_peer_reads_nothing(make_node: NodeF
         assert budget.used == 0
 
 
-async def test_broadcast_returns_at_its_timeout_with_the_slow_target_timed_out(make_node: NodeFactory) -> None:
+async def test_broadcast_returns_at_its_timeout_with_the_slow_target_timed_out(
+    make_node: NodeFactory, transport: str
+) -> None:
+    _needs_read_pausing(transport)
     a = await make_node("a")
     b = await make_node("b", max_concurrent_notifies_per_peer=1)
     c = await make_node("c")
@@ -133,7 +147,7 @@ async def test_a_transport_that_ignores_flow_control_still_runs_every_notify_wit
 ) -> None:
     a = await make_node("a")
     b = await make_node("b", max_concurrent_notifies_per_peer=2)
-    b.reading_paused = lambda peer_id: None  # type: ignore[method-assign]  # as a transport that never asks
+    b.transport.host.reading_paused = lambda peer_id: None  # type: ignore[method-assign]  # as a transport that never asks
     blocker = Blocker()
     blocker.expected = 20
     b.register("block", blocker)

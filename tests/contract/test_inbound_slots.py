@@ -48,7 +48,7 @@ async def test_request_cancel_floods_are_bounded(make_node: NodeFactory) -> None
         host.deliver(Message(call_id, MessageType.REQUEST, "a", "b", "echo", b"0", "json"))
         host.deliver(Message(call_id, MessageType.CANCEL, "a", "b"))
     # At most 4 + 1 handler tasks were started; the rest were refused (RESOURCE_EXHAUSTED).
-    started = [t for t in asyncio.all_tasks() if "Node._serve" in repr(t.get_coro())]
+    started = [t for t in asyncio.all_tasks() if "PeerTable._serve" in repr(t.get_coro())]
     assert 1 <= len(started) <= 5
     # Once the loop has run the cancelled tasks to their end (two turns: no wall-clock wait),
     # the peer is served again.

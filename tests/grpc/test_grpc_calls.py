@@ -15,6 +15,7 @@ from conftest import SECRET, grpc_config
 
 from node_comm import (
     ConnectFailedError,
+    DisconnectKind,
     ErrorCode,
     MethodOptions,
     Node,
@@ -266,6 +267,8 @@ async def test_a_restarted_peer_replaces_its_dead_link_at_once(nodes, spawn) -> 
     events: list[tuple[str, str]] = []
     b.on("connect", lambda n, addr: events.append(("connect", n)))
     b.on("disconnect", lambda n, reason: events.append(("disconnect", n)))
+    kinds: list[object] = []
+    b.on("disconnect", lambda n, reason: kinds.append(reason.kind))
     old = await spawn("a", "none", "--connect", "b", b.address)
     assert await b.call("a", "echo", "old") == "old"
     old.signal(signal.SIGSTOP)
@@ -277,6 +280,7 @@ async def test_a_restarted_peer_replaces_its_dead_link_at_once(nodes, spawn) -> 
             await a2.connect("b", b.address, timeout=8)
             assert await b.call("a", "echo", "x") == "new x"
             assert events == [("connect", "a"), ("disconnect", "a"), ("connect", "a")]
+            assert kinds == [DisconnectKind.REPLACED]
         finally:
             await a2.stop()
     finally:
@@ -374,3 +378,20 @@ async def test_receive_buffer_bounds_concurrent_large_payloads(nodes) -> None:
     assert len(ok) + len(refused) == 4
     # once the transfers are done the buffer is free again
     assert await a.call("b", "size", blob, serializer="pickle") == len(blob)
+
+
+async def test_connect_retries_until_the_peer_is_up(nodes) -> None:
+    """A participant started before its coordinator: connect(retry=...) dials until it is up."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    a = await nodes("a", grpc_config("a", port=None))
+    dialling = asyncio.ensure_future(a.connect("b", f"127.0.0.1:{port}", retry=20, timeout=1))
+    await asyncio.sleep(0.3)  # the first attempts fail: nothing listens yet
+    assert not dialling.done()
+    b = await nodes("b", grpc_config("b", port=port))
+    b.register("echo", echo)
+    await asyncio.wait_for(dialling, 20)
+    assert await a.call("b", "echo", 1) == 1

@@ -20,6 +20,7 @@ from .config import (
 )
 from .config_loader import config_from_dict, load_config
 from .context import CallContext
+from .disconnects import DisconnectKind, DisconnectReason
 from .exceptions import (
     CallRejectedError,
     CallTimeoutError,
@@ -31,6 +32,7 @@ from .exceptions import (
     NodeNotConnectedError,
     NodeNotStartedError,
     PayloadTooLargeError,
+    PeersNotConnectedError,
     RemoteExecutionError,
     SerializationError,
 )
@@ -52,6 +54,8 @@ __all__ = [
     "ConnectFailedError",
     "ConnectionLostError",
     "DecodeLimits",
+    "DisconnectKind",
+    "DisconnectReason",
     "ErrorCode",
     "ErrorInfo",
     "GrpcTransportConfig",
@@ -70,6 +74,7 @@ __all__ = [
     "NodeNotStartedError",
     "PayloadTooLargeError",
     "PeerConfig",
+    "PeersNotConnectedError",
     "PluginsConfig",
     "RemoteExecutionError",
     "SerializationError",

@@ -146,6 +146,12 @@ class NodeConfig:
     #: the event loop (0: every payload); smaller ones inline. For encoding, the size is estimated.
     offload_threshold: int = 1024 * 1024
     decode_limits: DecodeLimits = field(default_factory=DecodeLimits)
+    #: Threads that run plain ``def`` handlers (the node's own pool); when all are busy a warning
+    #: names the handlers holding them.
+    handler_threads: int = 32
+    #: Seconds the event loop may be blocked before a warning names the handler blocking it (an
+    #: ``async def`` handler calling something blocking); ``null`` turns the watchdog off.
+    loop_block_warning: float | None = 1.0
     transport: TransportConfig = field(default_factory=TransportConfig)
     heartbeat: HeartbeatConfig = field(default_factory=HeartbeatConfig)
     interceptors: list[InterceptorConfig] = field(default_factory=list)
@@ -178,6 +184,9 @@ class NodeConfig:
         )
         check_int("offload_threshold", self.offload_threshold, minimum=0, maximum=1 << 40,
                   fix="a number of bytes, e.g. 1048576")
+        check_int("handler_threads", self.handler_threads, minimum=1, maximum=1024)
+        check_seconds("loop_block_warning", self.loop_block_warning, minimum=0.05, allow_none=True,
+                      fix="seconds, or null to turn the warning off")
         if not isinstance(self.decode_limits, DecodeLimits):
             raise ConfigError(f"decode_limits: expected a DecodeLimits, got {self.decode_limits!r}")
         self._check_peers()

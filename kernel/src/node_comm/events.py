@@ -1,4 +1,4 @@
-"""``connect`` / ``disconnect`` event handlers, sync or async."""
+"""``connect`` / ``disconnect`` / ``transfer`` event handlers, sync or async."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from .exceptions import ConfigError
 
 log = logging.getLogger("node_comm.events")
 
-EVENTS = ("connect", "disconnect")
+EVENTS = ("connect", "disconnect", "transfer")
 EventHandler = Callable[..., Any]
 
 

@@ -89,6 +89,18 @@ class ConnectionLostError(NodeNotConnectedError):
         super().__init__(node_id, f"connection to node {node_id!r} was lost: {reason}")
 
 
+class PeersNotConnectedError(NodeCommError):
+    """``wait_for_peers`` timed out: ``.missing`` are the ids still not connected (or, when waiting
+    for a number, how many more are needed is in the message); ``.connected`` the ones that are."""
+
+    code = ErrorCode.UNAVAILABLE
+
+    def __init__(self, message: str, *, missing: list[str] | None = None, connected: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.missing = list(missing or [])
+        self.connected = list(connected or [])
+
+
 class NodeNotStartedError(NodeCommError):
     """The local node was used before ``await node.start()`` or after ``stop()``."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -28,6 +29,11 @@ class ErrorInfo:
     traceback: str | None = None
 
 
+#: ``progress(direction, done, total)``: ``direction`` is ``"sent"`` or ``"received"``, ``done`` and
+#: ``total`` are payload bytes; the last call has ``done == total``.
+ProgressCallback = Callable[[str, int, int], None]
+
+
 @dataclass(slots=True)
 class Message:
     """A request, response, error, notify, cancel or heartbeat between two nodes.
@@ -36,6 +42,8 @@ class Message:
     too (a transport may hand over a ``bytearray`` it reassembled a large payload in; serializers
     must accept any bytes-like buffer). ``deadline`` is the time budget in seconds left when the
     message was sent (relative, so clocks of two machines never need to agree), or ``None``.
+    ``progress`` is local to the sending node and never travels: a transport that sends the payload
+    in chunks calls ``progress("sent", done, total)`` as they go.
     """
 
     id: int
@@ -48,6 +56,7 @@ class Message:
     metadata: dict[str, str] = field(default_factory=dict)
     error: ErrorInfo | None = None
     deadline: float | None = None
+    progress: ProgressCallback | None = None
 
     def copy(self) -> Message:
         """A copy safe to hand to another node: payload bytes are immutable, metadata is copied."""

@@ -8,10 +8,12 @@ kernel what happens through the :class:`TransportHost` it is started with.
 from __future__ import annotations
 
 import abc
-from collections.abc import Awaitable
+import asyncio
+from collections.abc import Awaitable, Sequence
 from typing import Any, ClassVar, Protocol
 
-from .message import Message
+from .disconnects import DisconnectKind
+from .message import Message, MessageType
 
 #: Every reason the kernel gives when it drops a peer for silence starts with this, so a transport
 #: can tell a heartbeat timeout (the peer may come back: redial) from a deliberate disconnect.
@@ -36,12 +38,22 @@ class TransportHost(Protocol):
         authenticated callers (``pickle``) refuse a peer connected without one."""
         ...
 
-    def peer_disconnected(self, peer_id: str, reason: str) -> None:
-        """The link to ``peer_id`` is gone; pending calls on it fail at once. Duplicates are ignored."""
+    def peer_disconnected(self, peer_id: str, reason: str, *, kind: DisconnectKind | None = None) -> None:
+        """The link to ``peer_id`` is gone; pending calls on it fail at once. Duplicates are ignored.
+        ``kind`` says why when the transport knows (``STOPPED``: the peer said goodbye; ``LOST``;
+        ``REPLACED``: a new connection took the id); the node knows the kinds it causes itself."""
         ...
 
     def deliver(self, message: Message) -> None:
         """A message arrived from ``message.source``. Never blocks; never raises for bad input."""
+        ...
+
+    def transfer_progress(
+        self, peer_id: str, message_id: int, mtype: MessageType, method: str, done: int, total: int
+    ) -> None:
+        """Optional: ``done`` of ``total`` bytes of a chunked payload from ``peer_id`` have arrived
+        (called as chunks arrive, the last time with ``done == total``). The node reports it to the
+        caller waiting for that reply, or as the ``transfer`` event for a request or notify."""
         ...
 
     def reading_paused(self, peer_id: str) -> Awaitable[None] | None:
@@ -97,6 +109,15 @@ class Transport(abc.ABC):
         """Hand ``message`` to the link to ``message.target``. Raise
         :class:`~node_comm.exceptions.NodeNotConnectedError` when there is none, or another
         :class:`~node_comm.exceptions.NodeCommError` for a problem with this message only."""
+
+    async def send_many(self, messages: Sequence[Message]) -> list[BaseException | None]:
+        """Hand one broadcast to many peers. ``messages`` share type, method, serializer and payload
+        (the same bytes object) and differ in target, id, deadline and metadata. Returns, per
+        message, ``None`` once handed over or the exception :meth:`send` would have raised for it;
+        one target's failure never stops the others. The default sends each concurrently; a
+        transport that can fan out (a broker) overrides it to send the payload once."""
+        results = await asyncio.gather(*(self.send(m) for m in messages), return_exceptions=True)
+        return [r if isinstance(r, BaseException) else None for r in results]
 
     @abc.abstractmethod
     async def disconnect(self, node_id: str, reason: str) -> None:

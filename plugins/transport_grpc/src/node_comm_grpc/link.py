@@ -92,6 +92,11 @@ class LinkOwner(Protocol):
     def deliver(self, msg: Message) -> None:
         """Hand a message received from the peer to the node."""
 
+    def transfer_progress(
+        self, peer_id: str, message_id: int, mtype: MessageType, method: str, done: int, total: int
+    ) -> None:
+        """``done`` of ``total`` bytes of a chunked payload from ``peer_id`` have arrived."""
+
     def reading_paused(self, peer_id: str) -> Awaitable[Any] | None:
         """An awaitable to wait on before reading more from ``peer_id`` (flow control), or ``None``."""
 
@@ -116,7 +121,7 @@ class Link:
         peer_id: str,
         address: str | None,
         read: Callable[[], Awaitable[Any]],
-        write: Callable[[bytes], Awaitable[None]],
+        write: Callable[[bytes], Coroutine[Any, Any, None]],
         *,
         dialled: bool,
         call: Any = None,
@@ -315,11 +320,14 @@ class Link:
         await self._put(head, len(head[0]) + len(head[1]))
         view = memoryview(payload)
         step = self._cfg.chunk_size
+        progress = msg.progress
         try:
             for off in range(0, n, step):
                 part = view[off : off + step]
                 prefix, size = chunk_header(transfer, len(part))
                 await self._put((prefix, part), size)
+                if progress is not None:
+                    report_progress(progress, "sent", off + len(part), n)
                 await asyncio.sleep(0)  # let other senders' frames in between the chunks
         except BaseException:
             # Tell the receiver to drop what it has of this transfer.
@@ -508,8 +516,8 @@ class Link:
             self.peer_id,
             self._node_id,
             env.method,
-            payload,
-            env.serializer,  # type: ignore[arg-type]
+            payload,  # type: ignore[arg-type]  # a bytearray when reassembled: serializers take any buffer
+            env.serializer,
             dict(env.metadata) if env.metadata else {},
             err,
             env.deadline if env.HasField("deadline") else None,
@@ -608,6 +616,8 @@ class Link:
             return
         part.add(data)
         part.last = self._loop.time()
+        env = part.env
+        self._owner.transfer_progress(self.peer_id, env.id, MESSAGE_TYPES[env.type], env.method, part.got, part.total)
         if part.got == part.total:
             self._finish(transfer)
 
@@ -715,6 +725,14 @@ class Link:
             if self._channel is not None:
                 with contextlib.suppress(Exception):
                     await self._channel.close(grace=None)
+
+
+def report_progress(progress: Any, direction: str, done: int, total: int) -> None:
+    """Call a user's progress callback; its exceptions are logged, never raised into the transfer."""
+    try:
+        progress(direction, done, total)
+    except Exception:
+        log.exception("progress callback failed")
 
 
 def describe(exc: BaseException) -> str:

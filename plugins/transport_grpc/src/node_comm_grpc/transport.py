@@ -26,8 +26,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from node_comm import (
     ConfigError,
     ConnectFailedError,
+    DisconnectKind,
     ErrorCode,
     Message,
+    MessageType,
     NodeNotConnectedError,
     Transport,
     TransportHost,
@@ -172,7 +174,12 @@ class GrpcTransport(Transport):
     def _install(self, link: Link) -> None:
         old = self._links.get(link.peer_id)
         if old is not None:
-            self._drop(old, f"replaced by a new connection from node {link.peer_id!r}", goodbye=False)
+            self._drop(
+                old,
+                f"replaced by a new connection from node {link.peer_id!r}",
+                goodbye=False,
+                kind=DisconnectKind.REPLACED,
+            )
         redial = self._redials.pop(link.peer_id, None)
         if redial is not None and redial is not asyncio.current_task():
             redial.cancel()
@@ -181,27 +188,29 @@ class GrpcTransport(Transport):
         self.host.peer_connected(link.peer_id, link.address, identity=link.identity)
         link.deliver_early()
 
-    def _drop(self, link: Link, reason: str, *, goodbye: bool) -> asyncio.Task[None] | None:
+    def _drop(
+        self, link: Link, reason: str, *, goodbye: bool, kind: DisconnectKind = DisconnectKind.LOST
+    ) -> asyncio.Task[None] | None:
         """Close ``link`` and tell the node (once)."""
         task = link.close(reason, goodbye=goodbye)
         if self._links.get(link.peer_id) is link:
             del self._links[link.peer_id]
             if self._host is not None:
-                self.host.peer_disconnected(link.peer_id, reason)
+                self.host.peer_disconnected(link.peer_id, reason, kind=kind)
         return task
 
     # ------------------------------------------------------------------ LinkOwner (called by links)
-    def lost(self, link: Link, reason: str) -> None:
+    def lost(self, link: Link, reason: str, kind: DisconnectKind = DisconnectKind.LOST) -> None:
         """The stream broke (peer killed, network gone): drop it and redial a dialled link."""
         was_current = self._links.get(link.peer_id) is link
-        self._drop(link, reason, goodbye=False)
+        self._drop(link, reason, goodbye=False, kind=kind)
         if was_current and link.dialled:
             self._schedule_redial(link.peer_id)
 
     def goodbye(self, link: Link, reason: str) -> None:
         """The peer said goodbye on ``link``: drop it (and redial if ``reconnect.after_goodbye``)."""
         was_current = self._links.get(link.peer_id) is link
-        self._drop(link, reason, goodbye=False)
+        self._drop(link, reason, goodbye=False, kind=DisconnectKind.STOPPED)
         if was_current and link.dialled and self.cfg.reconnect.after_goodbye:
             self._schedule_redial(link.peer_id)
 
@@ -215,6 +224,12 @@ class GrpcTransport(Transport):
     def deliver(self, msg: Message) -> None:
         """Hand a message a link received to the node."""
         self.host.deliver(msg)
+
+    def transfer_progress(
+        self, peer_id: str, message_id: int, mtype: MessageType, method: str, done: int, total: int
+    ) -> None:
+        """Report a chunked payload's progress to the node."""
+        self.host.transfer_progress(peer_id, message_id, mtype, method, done, total)
 
     def reading_paused(self, peer_id: str) -> Awaitable[Any] | None:
         """What a link waits on before reading more from ``peer_id`` (the node's flow control)."""
@@ -365,7 +380,7 @@ class GrpcTransport(Transport):
         peer_id: str,
         address: str | None,
         read: Callable[[], Awaitable[Any]],
-        write: Callable[[bytes], Awaitable[None]],
+        write: Callable[[bytes], Coroutine[Any, Any, None]],
         identity: str | None,
         early: list[Any],
         **kw: Any,
@@ -652,7 +667,11 @@ class GrpcTransport(Transport):
         if alive:
             return False
         if self._links.get(peer_id) is old:
-            self.lost(old, f"node {peer_id!r} reconnected and its previous connection did not answer a probe")
+            self.lost(
+                old,
+                f"node {peer_id!r} reconnected and its previous connection did not answer a probe",
+                DisconnectKind.REPLACED,
+            )
         return True
 
     # ------------------------------------------------------------------ Transport API

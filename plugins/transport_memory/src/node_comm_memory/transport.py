@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 from node_comm import (
     ConfigError,
     ConnectFailedError,
+    DisconnectKind,
     MemoryTransportConfig,
     Message,
     Node,
@@ -80,7 +81,7 @@ class MemoryTransport(Transport):
         if hub is not None and hub.get(self._node_id) is self:
             del hub[self._node_id]
         for peer in list(self._links):
-            self._unlink(peer, f"peer {self._node_id!r} stopped", reason)
+            self._unlink(peer, f"peer {self._node_id!r} stopped", reason, DisconnectKind.STOPPED)
 
     async def connect(self, node_id: str, address: str | None, timeout: float) -> None:
         other = _hub().get(node_id)
@@ -144,9 +145,11 @@ class MemoryTransport(Transport):
             self.host.deliver(msg)
 
     async def disconnect(self, node_id: str, reason: str) -> None:
-        self._unlink(node_id, reason, reason)
+        self._unlink(node_id, reason, reason, DisconnectKind.STOPPED)
 
-    def _unlink(self, node_id: str, their_reason: str, our_reason: str) -> None:
+    def _unlink(
+        self, node_id: str, their_reason: str, our_reason: str, their_kind: DisconnectKind = DisconnectKind.LOST
+    ) -> None:
         other = self._links.pop(node_id, None)
         if other is None:
             return
@@ -154,7 +157,7 @@ class MemoryTransport(Transport):
         if other._links.get(self._node_id) is self:
             del other._links[self._node_id]
             other._tokens.pop(self._node_id, None)
-            other.host.peer_disconnected(self._node_id, their_reason)
+            other.host.peer_disconnected(self._node_id, their_reason, kind=their_kind)
         self.host.peer_disconnected(node_id, our_reason)
 
     # ------------------------------------------------------------------ fault injection

@@ -1,0 +1,214 @@
+"""The outbound call table: every call this node is waiting on, its deadline timer, and how it
+ends (its reply, its deadline, the loss of its peer, or the node stopping)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from ._timers import Entry
+from .exceptions import CallTimeoutError, ConnectionLostError, NodeNotConnectedError
+from .message import Message, MessageType, ProgressCallback
+from .runtime import Runtime
+
+_CANCEL = MessageType.CANCEL
+log = logging.getLogger("node_comm.node")
+
+
+@dataclass(slots=True)
+class Pending:
+    """One call waiting for its reply."""
+
+    future: asyncio.Future[Message]
+    target: str
+    method: str
+    timeout: float | None
+    timer: Entry | None = None
+    #: The caller's task while it is inside ``transport.send`` (see :meth:`OutboundCalls._stop_sending`).
+    sending: asyncio.Task[Any] | None = None
+    stopped: bool = False
+    #: ``progress("received", done, total)`` of the reply, when the caller asked for progress.
+    progress: ProgressCallback | None = None
+
+
+def _report(progress: ProgressCallback, direction: str, done: int, total: int) -> None:
+    """Call a user's progress callback; its exceptions are logged, never raised into the transfer."""
+    try:
+        progress(direction, done, total)
+    except Exception:
+        log.exception("progress callback failed")
+
+
+def _uncancel(task: asyncio.Task[Any]) -> int:
+    """Withdraw one cancellation request of ``task``; the requests left (0 on Python 3.10)."""
+    uncancel = getattr(task, "uncancel", None)
+    return int(uncancel()) if uncancel is not None else 0
+
+
+class OutboundCalls:
+    """Sends requests and waits for their replies. ``connected`` is the peer table's dict: a call
+    to a node not in it fails at once."""
+
+    def __init__(self, rt: Runtime, connected: dict[str, Any]) -> None:
+        self._rt = rt
+        self._connected = connected
+        self.pending: dict[int, Pending] = {}
+        self._ids = itertools.count(1)
+
+    def next_id(self) -> int:
+        """A fresh message id (unique per node)."""
+        return next(self._ids)
+
+    async def request_within(self, deadline: float | None, msg: Message) -> Message:
+        """Terminal of the outbound interceptor chain: the time interceptors took counts against the
+        call's deadline, and the deadline sent is what is left of it."""
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise CallTimeoutError(msg.target, msg.method, msg.deadline)
+            msg.deadline = left
+        return await self.request(msg)
+
+    async def request(self, msg: Message) -> Message:
+        """Send ``msg``, then wait for the reply, the deadline or the loss of the peer."""
+        if msg.target not in self._connected:
+            raise NodeNotConnectedError(msg.target)
+        rt = self._rt
+        loop = rt.loop
+        timers = rt.timers
+        assert loop is not None and timers is not None
+        fut: asyncio.Future[Message] = loop.create_future()
+        pend = Pending(fut, msg.target, msg.method, msg.deadline, progress=msg.progress)
+        call_id = msg.id
+        if msg.deadline is not None:
+            pend.timer = timers.call_at(loop.time() + msg.deadline, self._expire, call_id)
+        self.pending[call_id] = pend
+        try:
+            task = pend.sending = asyncio.current_task()
+            try:
+                await rt.transport.send(msg)
+            except asyncio.CancelledError:
+                # Stopped by the deadline or an early reply (_stop_sending): the unsent rest is
+                # abandoned and the outcome is in ``fut``. Any other cancellation goes on.
+                if not pend.stopped or task is None or _uncancel(task) > 0:
+                    raise
+            finally:
+                pend.sending = None
+            return await fut
+        except asyncio.CancelledError:
+            if call_id in self.pending and msg.target in self._connected:
+                self._send_cancel(msg.target, call_id)
+            raise
+        finally:
+            done = self.pending.pop(call_id, None)
+            if done is not None and done.timer is not None:
+                timers.cancel(done.timer)
+
+    async def request_many(self, msgs: list[Message]) -> list[Message | BaseException]:
+        """Send one broadcast's requests with one ``transport.send_many`` (a broker transport
+        publishes the payload once), then wait for each reply; each target's reply, error or
+        timeout is its own, as with :meth:`request`."""
+        rt = self._rt
+        loop, timers = rt.loop, rt.timers
+        assert loop is not None and timers is not None
+        futures: list[asyncio.Future[Message]] = []
+        for msg in msgs:
+            pend = Pending(loop.create_future(), msg.target, msg.method, msg.deadline, progress=msg.progress)
+            if msg.deadline is not None:
+                pend.timer = timers.call_at(loop.time() + msg.deadline, self._expire, msg.id)
+            self.pending[msg.id] = pend
+            futures.append(pend.future)
+        # The sends run beside the wait: a target that stops reading must not hold the others'
+        # results past their deadlines (the unsent rest is abandoned when every outcome is in).
+        sender = asyncio.ensure_future(rt.transport.send_many(msgs))
+
+        def sent(task: asyncio.Future[list[BaseException | None]]) -> None:
+            if task.cancelled():
+                return
+            exc = task.exception()
+            errors = [exc] * len(msgs) if exc is not None else task.result()
+            for msg, err in zip(msgs, errors, strict=True):
+                if err is not None:
+                    failed = self.pending.pop(msg.id, None)
+                    if failed is not None:
+                        self._fail(failed, err)
+
+        sender.add_done_callback(sent)
+        try:
+            return list(await asyncio.gather(*futures, return_exceptions=True))
+        except asyncio.CancelledError:
+            for msg in msgs:
+                if msg.id in self.pending and msg.target in self._connected:
+                    self._send_cancel(msg.target, msg.id)
+            raise
+        finally:
+            if not sender.done():
+                sender.cancel()
+            for msg in msgs:
+                done = self.pending.pop(msg.id, None)
+                if done is not None and done.timer is not None:
+                    timers.cancel(done.timer)
+
+    def resolve(self, message: Message) -> None:
+        """A RESPONSE or ERROR arrived. The caller (:meth:`request`) removes the entry and its timer;
+        a late reply to a call that timed out or was cancelled finds nothing."""
+        pend = self.pending.get(message.id)
+        if pend is not None and pend.target == message.source and not pend.future.done():
+            pend.future.set_result(message)
+            if pend.sending is not None:  # answered before its request was all sent
+                self._stop_sending(pend)
+
+    def received(self, peer_id: str, call_id: int, done: int, total: int) -> None:
+        """Part of the reply to ``call_id`` arrived: tell the caller's progress callback."""
+        pend = self.pending.get(call_id)
+        if pend is not None and pend.progress is not None and pend.target == peer_id:
+            _report(pend.progress, "received", done, total)
+
+    def fail_peer(self, peer_id: str, reason: str) -> None:
+        """The link to ``peer_id`` is gone: its calls fail now, not at their deadlines."""
+        for call_id, pend in list(self.pending.items()):
+            if pend.target == peer_id:
+                del self.pending[call_id]
+                self._fail(pend, ConnectionLostError(peer_id, reason))
+
+    def close(self, exc: BaseException) -> None:
+        """The node stops: every call still waiting fails with ``exc``."""
+        for call_id in list(self.pending):
+            self._fail(self.pending.pop(call_id), exc)
+
+    def _expire(self, call_id: int) -> None:
+        pend = self.pending.pop(call_id, None)
+        if pend is None:
+            return
+        self._fail(pend, CallTimeoutError(pend.target, pend.method, pend.timeout))
+        if pend.sending is not None:
+            self._stop_sending(pend)
+        if pend.target in self._connected:
+            self._send_cancel(pend.target, call_id)
+
+    def _stop_sending(self, pend: Pending) -> None:
+        """The call has its outcome while its caller is still inside ``transport.send`` (a peer that
+        stopped reading; a large payload refused at its first chunk): stop the send, so the caller
+        returns now. Safe for every transport: a caller may be cancelled in ``send`` any time (the
+        gRPC link never lets a caller's cancellation reach a half-done stream write, and aborts an
+        unfinished chunked transfer so the receiver drops it)."""
+        task = pend.sending
+        if task is None or pend.stopped or task is asyncio.current_task():
+            return
+        pend.stopped = True
+        task.cancel()
+
+    def _fail(self, pend: Pending, exc: BaseException) -> None:
+        timers = self._rt.timers
+        if pend.timer is not None and timers is not None:
+            timers.cancel(pend.timer)
+        if not pend.future.done():
+            pend.future.set_exception(exc)
+
+    def _send_cancel(self, target: str, call_id: int) -> None:
+        rt = self._rt
+        rt.spawn(rt.send_quiet(Message(call_id, _CANCEL, rt.node_id, target)))

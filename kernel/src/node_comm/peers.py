@@ -1,0 +1,294 @@
+"""The peer table: the node's side of the transport contract (:class:`~node_comm.transport.TransportHost`).
+
+It knows which peers are connected and how the transport authenticated them, receives what they
+send (replies go to the outbound call table, requests and notifies to the inbound dispatcher within
+each peer's limits), applies back-pressure, and runs the heartbeat monitor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .calls import OutboundCalls
+from .disconnects import DisconnectKind, DisconnectReason
+from .dispatch import InboundDispatcher
+from .events import EventEmitter
+from .exceptions import ErrorCode
+from .message import Message, MessageType
+from .runtime import Runtime
+from .transport import HEARTBEAT_TIMEOUT_REASON
+
+_REQUEST = MessageType.REQUEST
+_NOTIFY = MessageType.NOTIFY
+_RESPONSE = MessageType.RESPONSE
+_ERROR = MessageType.ERROR
+_CANCEL = MessageType.CANCEL
+_HEARTBEAT = MessageType.HEARTBEAT
+_HEARTBEAT_ACK = MessageType.HEARTBEAT_ACK
+
+
+@dataclass(slots=True)
+class Peer:
+    """A connected peer."""
+
+    address: str | None
+    last_seen: float  # time of the last message of any kind from the peer
+    inbound: dict[int, asyncio.Task[None]] = field(default_factory=dict)
+    identity: str | None = None  # how the transport authenticated it; None: not authenticated
+    #: Inbound tasks the caller cancelled (their slot is free again) that have not finished yet.
+    cancelling: set[asyncio.Task[None]] = field(default_factory=set)
+    notifies: int = 0  # notify handlers running
+    #: Notifies past max_concurrent_notifies_per_peer, run as running ones finish.
+    held: deque[Message] = field(default_factory=deque)
+    #: Completed when the transport may read from the peer again (see ``reading_paused``).
+    resume: asyncio.Future[None] | None = None
+    pinging: bool = False  # a heartbeat to the peer is being sent
+    acking: bool = False  # a heartbeat ack to the peer is being sent
+
+
+def _inbound_done(peer: Peer, call_id: int, task: asyncio.Task[None]) -> None:
+    """Done callback of an inbound call's task: free its slot, or its place among the cancelled
+    ones still finishing (the caller's CANCEL freed its slot already). A task cancelled before it
+    ever ran is only seen here: its coroutine's own cleanup never runs."""
+    if peer.inbound.get(call_id) is task:
+        del peer.inbound[call_id]
+    peer.cancelling.discard(task)
+
+
+class PeerTable:
+    """The transport host of one node: what its transport calls (on the node's event loop)."""
+
+    def __init__(self, rt: Runtime, events: EventEmitter, dispatcher: InboundDispatcher) -> None:
+        self._rt = rt
+        self._events = events
+        self._dispatcher = dispatcher
+        self.peers: dict[str, Peer] = {}
+        self.calls = OutboundCalls(rt, self.peers)
+        #: Kinds of disconnects this node is causing (``node.disconnect``, heartbeats, ``stop``):
+        #: the transport's callback for them gets that kind.
+        self._expected: dict[str, DisconnectKind] = {}
+        self.closing = False  # stop(): every disconnect from now on is LOCAL
+        #: Called after every connect and disconnect (``Node.wait_for_peers``).
+        self.watchers: set[Callable[[], None]] = set()
+
+    @property
+    def node_id(self) -> str:
+        """The local node's id (a dialler's handshake carries it)."""
+        return self._rt.node_id
+
+    # ------------------------------------------------------------------ transport callbacks
+    def peer_connected(self, peer_id: str, address: str | None, *, identity: str | None = None) -> None:
+        """A link to ``peer_id`` is up (``identity``: how the transport authenticated it)."""
+        peer = self.peers.get(peer_id)
+        if peer is not None:
+            peer.address = address
+            peer.identity = identity
+            return
+        self.peers[peer_id] = Peer(address, time.monotonic(), identity=identity)
+        rt = self._rt
+        rt.rlog.debug("connect", "%s: connected to %r (%r)", rt.node_id, peer_id, address)
+        self._notify_watchers()
+        self._events.emit("connect", peer_id, address)
+
+    def expect(self, peer_id: str, kind: DisconnectKind) -> None:
+        """This node is about to end the link to ``peer_id`` for ``kind`` (LOCAL, HEARTBEAT)."""
+        self._expected[peer_id] = kind
+
+    def _notify_watchers(self) -> None:
+        for watcher in list(self.watchers):
+            watcher()
+
+    def peer_disconnected(self, peer_id: str, reason: str, *, kind: DisconnectKind | None = None) -> None:
+        """The link to ``peer_id`` is gone: fail its pending calls now, cancel what it asked for.
+        ``kind`` says why (default: what this node is causing, else ``LOST``)."""
+        expected = self._expected.pop(peer_id, None)
+        peer = self.peers.pop(peer_id, None)
+        if peer is None:
+            return
+        if expected is not None or self.closing:
+            kind = expected or DisconnectKind.LOCAL
+        if kind is None:
+            kind = reason.kind if isinstance(reason, DisconnectReason) else DisconnectKind.LOST
+        reason = DisconnectReason(str(reason), kind)
+        rt = self._rt
+        rt.rlog.debug("disconnect", "%s: disconnected from %r: %r", rt.node_id, peer_id, reason)
+        self.calls.fail_peer(peer_id, reason)
+        me = asyncio.current_task()
+        for task in list(peer.inbound.values()):
+            if task is not me:
+                task.cancel()
+        if peer.resume is not None:  # a transport waiting to read from it: read on (and find it gone)
+            if not peer.resume.done():
+                peer.resume.set_result(None)
+            peer.resume = None
+        self._notify_watchers()
+        self._events.emit("disconnect", peer_id, reason)
+
+    def deliver(self, message: Message) -> None:
+        """``message`` arrived from ``message.source``. Never blocks; never raises for bad input."""
+        peer = self.peers.get(message.source)
+        rt = self._rt
+        if peer is None:
+            rt.rlog.debug("unconnected", "%s: dropped %s from unconnected %r", rt.node_id, message.type,
+                          message.source)
+            return
+        peer.last_seen = time.monotonic()  # liveness counts every message, not only heartbeats
+        mtype = message.type
+        if mtype is _RESPONSE or mtype is _ERROR:
+            self.calls.resolve(message)
+        elif mtype is _REQUEST:
+            self._start_request(peer, message)
+        elif mtype is _NOTIFY:
+            self._start_notify(peer, message)
+        elif mtype is _CANCEL:
+            # The slot is the caller's again at once (its next call must not find it taken); the
+            # task counts among those finishing their cancellation until it is done.
+            task = peer.inbound.pop(message.id, None)
+            if task is not None:
+                peer.cancelling.add(task)
+                task.cancel()
+        elif mtype is _HEARTBEAT:
+            if not peer.acking:  # at most one ack on its way per peer, never a task per frame
+                peer.acking = True
+                ack = Message(message.id, _HEARTBEAT_ACK, rt.node_id, message.source)
+                rt.spawn(self._send_flagged(peer, "acking", ack))
+        elif mtype is _HEARTBEAT_ACK:
+            pass  # liveness only: recorded above
+        else:
+            rt.rlog.warning(("unknown-type", message.source), "%s: dropped message of unknown type %r from %r",
+                            rt.node_id, mtype, message.source)
+
+    def transfer_progress(
+        self, peer_id: str, message_id: int, mtype: MessageType, method: str, done: int, total: int
+    ) -> None:
+        """``done`` of ``total`` bytes of a chunked payload from ``peer_id`` arrived: a reply's go to
+        its caller's progress callback, a request's or notify's to the ``transfer`` event."""
+        if peer_id not in self.peers:
+            return
+        if mtype is _RESPONSE or mtype is _ERROR:
+            self.calls.received(peer_id, message_id, done, total)
+        elif mtype is _REQUEST or mtype is _NOTIFY:
+            self._events.emit("transfer", peer_id, method, done, total)
+
+    def reading_paused(self, peer_id: str) -> asyncio.Future[None] | None:
+        """Flow control: ``None`` while the node takes more messages from ``peer_id``; else a future
+        done when it does again (its notify handlers are at ``max_concurrent_notifies_per_peer``)."""
+        peer = self.peers.get(peer_id)
+        if peer is None or (peer.notifies < self._rt.config.max_concurrent_notifies_per_peer and not peer.held):
+            return None
+        resume = peer.resume
+        if resume is None:
+            loop = self._rt.loop
+            assert loop is not None
+            resume = peer.resume = loop.create_future()
+        return asyncio.shield(resume)  # a waiter cancelled must not cancel it for the others
+
+    # ------------------------------------------------------------------ inbound within limits
+    def _start_request(self, peer: Peer, msg: Message) -> None:
+        rt = self._rt
+        if rt.stopping or not rt.started:
+            self._dispatcher.reply_error(msg, ErrorCode.UNAVAILABLE, f"node {rt.node_id!r} is shutting down")
+            return
+        limit = rt.config.max_concurrent_calls_per_peer
+        # Cancelled tasks still finishing are bounded too (an honest caller has at most ``limit``
+        # of them: its calls in flight), or REQUEST+CANCEL pairs could grow tasks.
+        if len(peer.inbound) >= limit or msg.id in peer.inbound or len(peer.cancelling) > limit:
+            self._dispatcher.reply_error(
+                msg,
+                ErrorCode.RESOURCE_EXHAUSTED,
+                f"node {rt.node_id!r} is serving {len(peer.inbound)} calls from {msg.source!r} "
+                f"(max_concurrent_calls_per_peer={limit})",
+            )
+            return
+        loop = rt.loop
+        assert loop is not None
+        deadline = None if msg.deadline is None else time.monotonic() + msg.deadline
+        task = loop.create_task(self._serve(peer, msg, deadline))
+        # No deadline timer here: the caller sends CANCEL when its deadline passes, and a lost
+        # link cancels every inbound task of that peer. The entry leaves the table as the call ends
+        # (in _serve) or, for a task cancelled before it ever ran, by its done callback.
+        peer.inbound[msg.id] = task
+        task.add_done_callback(functools.partial(_inbound_done, peer, msg.id))
+
+    async def _serve(self, peer: Peer, msg: Message, deadline: float | None) -> None:
+        try:
+            await self._dispatcher.serve(msg, deadline, peer.identity)
+        finally:
+            # Free the slot as soon as the reply is sent (the done callback comes a loop turn later).
+            if msg.type is _REQUEST and peer.inbound.get(msg.id) is asyncio.current_task():
+                del peer.inbound[msg.id]
+
+    def _start_notify(self, peer: Peer, msg: Message) -> None:
+        """Run a notify handler, or hold the notify while the peer has
+        ``max_concurrent_notifies_per_peer`` running (the transport stops reading that peer
+        meanwhile: see :meth:`reading_paused`; only what it had read already is held)."""
+        if peer.notifies >= self._rt.config.max_concurrent_notifies_per_peer:
+            peer.held.append(msg)
+            return
+        self._run_notify(peer, msg)
+
+    def _run_notify(self, peer: Peer, msg: Message) -> None:
+        rt = self._rt
+        loop = rt.loop
+        assert loop is not None
+        deadline = None if msg.deadline is None else time.monotonic() + msg.deadline
+        task = loop.create_task(self._serve(peer, msg, deadline))
+        peer.notifies += 1
+        rt.background.add(task)
+        task.add_done_callback(functools.partial(self._notify_done, peer))
+
+    def _notify_done(self, peer: Peer, task: asyncio.Task[Any]) -> None:
+        rt = self._rt
+        rt.background.discard(task)
+        peer.notifies -= 1
+        if peer.held:
+            if rt.started:
+                self._run_notify(peer, peer.held.popleft())
+                return
+            rt.rlog.debug("held", "%s: %d notifies from %r not run: the node stopped", rt.node_id,
+                          len(peer.held), peer.held[0].source)
+            peer.held.clear()
+        resume = peer.resume
+        if resume is not None and peer.notifies < rt.config.max_concurrent_notifies_per_peer:
+            peer.resume = None
+            if not resume.done():
+                resume.set_result(None)
+
+    def inflight(self, me: asyncio.Task[Any] | None) -> list[asyncio.Task[None]]:
+        """The inbound calls running now (but ``me``)."""
+        return [t for p in self.peers.values() for t in p.inbound.values() if t is not me]
+
+    # ------------------------------------------------------------------ heartbeat
+    async def _send_flagged(self, peer: Peer, flag: str, msg: Message) -> None:
+        """Send a heartbeat or its ack, then clear ``peer.<flag>`` (one of each at a time per peer)."""
+        try:
+            await self._rt.send_quiet(msg)
+        finally:
+            setattr(peer, flag, False)
+
+    async def heartbeat_loop(self, interval: float, timeout: float) -> None:
+        """Every ``interval`` seconds ping each peer; drop a peer silent for ``timeout`` seconds."""
+        rt = self._rt
+        while True:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            for peer_id, peer in list(self.peers.items()):
+                if peer.resume is not None:  # this node stopped reading it: its silence is ours
+                    peer.last_seen = now
+                if now - peer.last_seen > timeout:
+                    reason = f"{HEARTBEAT_TIMEOUT_REASON}: no message for {timeout:g}s"
+                    self.expect(peer_id, DisconnectKind.HEARTBEAT)
+                    try:
+                        await rt.transport.disconnect(peer_id, reason)
+                    except Exception:
+                        rt.rlog.exception(("drop", peer_id), "%s: transport failed to drop %r", rt.node_id, peer_id)
+                    self.peer_disconnected(peer_id, reason, kind=DisconnectKind.HEARTBEAT)
+                elif not peer.pinging:
+                    peer.pinging = True
+                    rt.spawn(self._send_flagged(peer, "pinging", Message(0, _HEARTBEAT, rt.node_id, peer_id)))

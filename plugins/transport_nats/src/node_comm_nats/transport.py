@@ -1,0 +1,1035 @@
+"""The ``nats`` transport: every node holds one connection to a NATS broker and finds its peers by
+node id through it; nobody dials anybody else, so nodes behind NAT work and a broadcast is
+published once and fanned out by the broker.
+
+A link is a handshake, not a socket: ``connect(b)`` is a NATS request to b's subject (answered by
+b, or at once with "no responders" when no b is there); after it both sides list each other and
+either may call the other. Loss is noticed three ways: a goodbye frame (a peer that stops), a
+"no responders" status for a frame or a presence probe sent to a peer whose subscription is gone
+(process killed, broker connection lost), and the loss of this node's own broker connection,
+which drops every link at once. Links this node opened are re-opened in the background when the
+peer or the broker comes back, and ``connect`` fires again.
+
+See ``wire`` for subjects and frames and ``transfers`` for chunked payloads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import math
+import random
+import ssl
+import time
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from nats import errors as nats_errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from node_comm import (
+    ConfigError,
+    ConnectFailedError,
+    DisconnectKind,
+    ErrorCode,
+    ErrorInfo,
+    Message,
+    MessageType,
+    NodeCommError,
+    NodeNotConnectedError,
+    PayloadTooLargeError,
+    Transport,
+    TransportHost,
+)
+from node_comm.transport import HEARTBEAT_TIMEOUT_REASON
+
+from .config import NatsTransportConfig
+from .transfers import Incoming, Outgoing, Receiving
+from .wire import (
+    ABORT,
+    CHUNK,
+    CHUNK_ACK,
+    GOODBYE,
+    HELLO,
+    HELLO_ACK,
+    MESSAGE_TYPES,
+    PROBE,
+    BadFrame,
+    Frame,
+    decode,
+    encode,
+    encode_message,
+    error_of,
+    message_extra,
+    metadata_of,
+    token,
+    untoken,
+)
+
+__all__ = ["NatsTransport"]
+
+log = logging.getLogger("node_comm.nats")
+
+_REQUEST = MessageType.REQUEST
+_RESPONSE = MessageType.RESPONSE
+_ERROR = MessageType.ERROR
+_NOTIFY = MessageType.NOTIFY
+_PROBE_FRAME = encode(PROBE)
+#: Room kept in every NATS message beside a chunk for the frame header and subject.
+_FRAME_ROOM = 4096
+#: Frames from a peer whose handshake answer is still on its way, kept until it arrives.
+_MAX_EARLY = 256
+#: ABORT frame's ``id``: who gave up on the transfer.
+_SENDER, _RECEIVER = 0, 1
+
+
+class _Link:
+    __slots__ = ("dialled", "gen", "peer_id", "reply", "subject")
+
+    def __init__(self, peer_id: str, subject: str, reply: str, dialled: bool, gen: int) -> None:
+        self.peer_id = peer_id
+        self.subject = subject  # where frames to the peer go
+        self.reply = reply  # where the broker reports "no responders" for them
+        self.dialled = dialled
+        self.gen = gen
+
+
+class NatsTransport(Transport):
+    """``mode: nats``. Options: :class:`~node_comm_nats.config.NatsTransportConfig`."""
+
+    options_class: ClassVar[type[Any] | None] = NatsTransportConfig
+
+    def __init__(self, options: NatsTransportConfig | None = None) -> None:
+        super().__init__(options or NatsTransportConfig())
+        self.cfg: NatsTransportConfig = self.options
+        self.node_id = ""
+        self._nc: Client | None = None
+        self._reset()
+
+    def _reset(self) -> None:
+        self._links: dict[str, _Link] = {}
+        self._by_gen: dict[int, _Link] = {}
+        self._gens = itertools.count(1)
+        self._connecting: dict[str, asyncio.Future[None]] = {}
+        self._early: dict[str, list[Frame]] = {}
+        self._dials: dict[str, float] = {}  # peer -> connect timeout, for redials
+        self._redials: dict[str, asyncio.Task[None]] = {}
+        self._told: dict[str, float] = {}  # unlinked peer -> when it was last told so
+        self._receiving = Receiving(self.cfg.receive_buffer, self._transfer_ended)
+        self._outgoing: dict[int, Outgoing] = {}
+        self._transfers = itertools.count(1)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._stopping = False
+        self._broker_up = asyncio.Event()
+        self._status = ""
+        #: Distinct errors of the tries to reach a server while starting (a few).
+        self._start_errors: list[str] = []
+        #: Set when a try failed in a way another try cannot fix (credentials, certificates).
+        self._start_refused = asyncio.Event()
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def address(self) -> str | None:
+        return self._address_of(self.node_id) if self._nc is not None else None
+
+    def _address_of(self, node_id: str) -> str:
+        return f"nats:{self.cfg.subject_prefix}.node.{token(node_id)}"
+
+    @property
+    def links(self) -> list[str]:
+        """Peers linked now."""
+        return list(self._links)
+
+    @property
+    def client(self) -> Client | None:
+        """The nats-py connection (``None`` when stopped); for monitoring and tests."""
+        return self._nc
+
+    def peer_identity(self, peer_id: str) -> str | None:
+        """The verified identity of linked peer ``peer_id``: its node id when the broker binds NATS
+        users to node ids (``broker_enforces_identity``), else ``None`` (the id is only claimed).
+        The hook for the kernel's ``ctx.authenticated`` / ``ctx.peer_identity``."""
+        if self.cfg.broker_enforces_identity and peer_id in self._links:
+            return f"nats:{peer_id}"
+        return None
+
+    @property
+    def _max_frame(self) -> int:
+        nc = self._nc
+        return nc.max_payload if nc is not None else 1024 * 1024
+
+    @property
+    def _chunk_size(self) -> int:
+        return max(1024, min(self.cfg.chunk_size, self._max_frame - _FRAME_ROOM))
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self, host: TransportHost) -> None:
+        await super().start(host)
+        self.node_id = host.node_id
+        self._reset()
+        cfg = self.cfg
+        nc = Client()
+        connecting = asyncio.ensure_future(nc.connect(**self._connect_options()))
+        refused = asyncio.ensure_future(self._start_refused.wait())
+        try:
+            await asyncio.wait({connecting, refused}, timeout=cfg.start_timeout, return_when=asyncio.FIRST_COMPLETED)
+            refused.cancel()
+            if not connecting.done():  # timed out, or refused for good (credentials, certificates)
+                connecting.cancel()
+                with contextlib.suppress(BaseException):
+                    await connecting
+                raise asyncio.TimeoutError
+            connecting.result()
+        except Exception as exc:
+            # nats-py retries the servers until it gets in; what stopped each try went to _on_error.
+            why = "; ".join(self._start_errors) or _describe(exc)
+            self._start_errors = []
+            with contextlib.suppress(Exception):
+                await nc.close()
+            when = "" if self._start_refused.is_set() else f" within {cfg.start_timeout:g}s (start_timeout)"
+            raise ConfigError(
+                f"transport.nats: node {self.node_id!r} cannot connect to the NATS servers "
+                f"{', '.join(cfg.servers)}{when}: {why}; check "
+                "transport.nats.servers, the credentials and TLS options, and that a server is running"
+            ) from None
+        self._nc = nc
+        prefix = cfg.subject_prefix
+        limit = cfg.max_pending_bytes
+        try:
+            await nc.subscribe(
+                f"{prefix}.node.{token(self.node_id)}.*", cb=self._on_node_msg, pending_bytes_limit=limit
+            )
+            self._status = nc.new_inbox()
+            await nc.subscribe(f"{self._status}.*", cb=self._on_status)
+            await _flush(nc, cfg.connect_timeout)  # subscriptions live at the server before we return
+        except Exception as exc:
+            self._nc = None
+            await nc.close()
+            raise ConfigError(
+                f"transport.nats: node {self.node_id!r} cannot subscribe under {prefix!r}: {_describe(exc)}; "
+                "check the subscribe permissions of its NATS user"
+            ) from None
+        self._broker_up.set()
+        self._spawn(self._presence_loop())
+
+    def _connect_options(self) -> dict[str, Any]:
+        cfg = self.cfg
+        opts: dict[str, Any] = {
+            "servers": list(cfg.servers),
+            "name": f"node_comm:{self.node_id}",
+            "no_echo": True,
+            "allow_reconnect": True,
+            "connect_timeout": cfg.connect_timeout,
+            "reconnect_time_wait": cfg.reconnect_time_wait,
+            "max_reconnect_attempts": cfg.max_reconnect_attempts,
+            "ping_interval": cfg.ping_interval,
+            "error_cb": self._on_error,
+            "disconnected_cb": self._on_broker_down,
+            "reconnected_cb": self._on_broker_back,
+            "closed_cb": self._on_broker_closed,
+        }
+        if cfg.user is not None:
+            opts["user"], opts["password"] = cfg.user, cfg.password
+        if cfg.token is not None:
+            opts["token"] = cfg.token
+        if cfg.nkeys_seed is not None:
+            opts["nkeys_seed"] = cfg.nkeys_seed
+        if cfg.creds_file is not None:
+            opts["user_credentials"] = cfg.creds_file
+        tls = cfg.tls
+        if tls is not None:
+            try:
+                ctx = ssl.create_default_context(cafile=tls.ca_file)
+                if tls.cert_file is not None:
+                    ctx.load_cert_chain(tls.cert_file, tls.key_file)
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(f"transport.nats.tls: cannot load the certificates: {exc}") from None
+            opts["tls"] = ctx
+            if tls.server_name is not None:
+                opts["tls_hostname"] = tls.server_name
+            opts["tls_handshake_first"] = tls.handshake_first
+        return opts
+
+    async def stop(self, reason: str = "node stopped") -> None:
+        nc = self._nc
+        if nc is None:
+            return
+        self._stopping = True
+        for task in list(self._redials.values()):
+            task.cancel()
+        self._redials.clear()
+        self._dials.clear()
+        bye = encode(GOODBYE, extra={"reason": reason})
+        for link in list(self._links.values()):
+            if nc.is_connected:
+                try:
+                    await nc.publish(link.subject, bye)
+                except Exception as exc:
+                    log.debug("%s: goodbye to %r not sent: %s", self.node_id, link.peer_id, _describe(exc))
+            self._drop(link, reason)
+        self._receiving.clear()
+        self._nc = None
+        if nc.is_connected:
+            try:
+                await asyncio.wait_for(nc.flush(), self.cfg.stop_grace or 0.001)
+            except Exception as exc:
+                log.debug("%s: goodbyes not flushed: %s", self.node_id, _describe(exc))
+        try:
+            await nc.close()
+        except Exception as exc:  # pragma: no cover - nats-py closing a broken connection
+            log.debug("%s: closing the NATS connection: %s", self.node_id, _describe(exc))
+        me = asyncio.current_task()
+        tasks = [t for t in self._tasks if t is not me]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=1.0)
+
+    # ------------------------------------------------------------------ broker events
+    async def _on_error(self, exc: Exception) -> None:
+        if self._nc is None:
+            if len(self._start_errors) < 3 and _describe(exc) not in self._start_errors:
+                self._start_errors.append(_describe(exc))
+            if isinstance(exc, (ssl.SSLError, nats_errors.AuthorizationError)) or "authorization" in str(exc).lower():
+                self._start_refused.set()
+        if isinstance(exc, nats_errors.SlowConsumerError):
+            log.warning(
+                "%s: NATS dropped messages to %s: this node reads too slowly (raise transport.nats.max_pending_bytes?)",
+                self.node_id,
+                exc.subject,
+            )
+        else:
+            log.info("%s: NATS: %s", self.node_id, _describe(exc))
+
+    async def _on_broker_down(self) -> None:
+        self._broker_up.clear()
+        if self._stopping or self._nc is None:
+            return
+        log.warning("%s: lost the connection to the NATS server; reconnecting", self.node_id)
+        for link in list(self._links.values()):
+            self._lost(link, f"node {self.node_id!r} lost its connection to the NATS server")
+
+    async def _on_broker_back(self) -> None:
+        if self._stopping or self._nc is None:
+            return
+        url = self._nc.connected_url
+        log.warning("%s: reconnected to the NATS server %s", self.node_id, url.netloc if url else "?")
+        self._broker_up.set()
+
+    async def _on_broker_closed(self) -> None:
+        self._broker_up.clear()
+        if self._stopping or self._nc is None:
+            return
+        log.error("%s: gave up reconnecting to the NATS servers; the node has no peers until it restarts", self.node_id)
+        for link in list(self._links.values()):
+            self._drop(link, f"node {self.node_id!r} lost its connection to the NATS servers for good")
+
+    # ------------------------------------------------------------------ links
+    def _install(self, peer_id: str, *, dialled: bool) -> None:
+        gen = next(self._gens)
+        link = _Link(
+            peer_id,
+            f"{self.cfg.subject_prefix}.node.{token(peer_id)}.{token(self.node_id)}",
+            f"{self._status}.{gen}",
+            dialled,
+            gen,
+        )
+        self._links[peer_id] = link
+        self._by_gen[gen] = link
+        redial = self._redials.pop(peer_id, None)
+        if redial is not None and redial is not asyncio.current_task():
+            redial.cancel()
+        # With the broker's permissions binding NATS users to node ids, the sender's id (the last
+        # subject token) is vouched for by the broker: the peer counts as authenticated.
+        identity = f"nats:{peer_id}" if self.cfg.broker_enforces_identity else None
+        self.host.peer_connected(peer_id, self._address_of(peer_id), identity=identity)
+
+    def _drop(self, link: _Link, reason: str, kind: DisconnectKind = DisconnectKind.LOST) -> None:
+        """Forget ``link`` and tell the node (once)."""
+        self._by_gen.pop(link.gen, None)
+        if self._links.get(link.peer_id) is not link:
+            return
+        del self._links[link.peer_id]
+        self._receiving.drop_peer(link.peer_id)
+        for out in self._outgoing.values():
+            out.leave(link.peer_id, "lost")
+        if self._host is not None:
+            self.host.peer_disconnected(link.peer_id, reason, kind=kind)
+
+    def _lost(self, link: _Link, reason: str) -> None:
+        """The peer went away without a goodbye: drop the link and re-open it if we opened it."""
+        current = self._links.get(link.peer_id) is link
+        self._drop(link, reason)
+        if current and link.dialled:
+            self._schedule_redial(link.peer_id)
+
+    def _schedule_redial(self, peer_id: str) -> None:
+        if self._stopping or not self.cfg.redial.enabled or peer_id in self._redials:
+            return
+        timeout = self._dials.get(peer_id)
+        if timeout is None:
+            return
+        task = asyncio.get_running_loop().create_task(self._redial(peer_id, timeout))
+        self._redials[peer_id] = task
+
+        def forget(t: asyncio.Task[None], p: str = peer_id) -> None:
+            if self._redials.get(p) is t:
+                del self._redials[p]
+
+        task.add_done_callback(forget)
+
+    async def _redial(self, peer_id: str, timeout: float) -> None:
+        rc = self.cfg.redial
+        delay = rc.initial_backoff
+        attempt = 0
+        while rc.max_attempts <= 0 or attempt < rc.max_attempts:
+            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+            delay = min(delay * 2, rc.max_backoff)
+            if not self._broker_up.is_set():
+                await self._broker_up.wait()  # no point knocking while the broker is away
+                delay = rc.initial_backoff
+            if self._stopping or peer_id in self._links:
+                return
+            attempt += 1
+            try:
+                await self._handshake(peer_id, timeout)
+            except ConnectFailedError as exc:
+                log.info("%s: redial %d of %r failed: %s", self.node_id, attempt, peer_id, exc)
+                continue
+            log.info("%s: reconnected to %r", self.node_id, peer_id)
+            return
+        log.warning("%s: gave up redialling %r after %d attempts", self.node_id, peer_id, attempt)
+        self._dials.pop(peer_id, None)
+
+    # ------------------------------------------------------------------ connecting
+    async def connect(self, node_id: str, address: str | None, timeout: float) -> None:
+        if node_id in self._links:
+            return
+        inflight = self._connecting.get(node_id)
+        if inflight is not None:  # a concurrent connect() to the same node: share its outcome
+            await asyncio.shield(inflight)
+            return
+        pending = self._redials.pop(node_id, None)
+        if pending is not None:
+            pending.cancel()
+        await self._handshake(node_id, timeout)
+        self._dials[node_id] = timeout
+
+    async def _handshake(self, node_id: str, timeout: float) -> None:
+        nc = self._nc
+        if nc is None or not nc.is_connected:
+            raise ConnectFailedError(
+                node_id, f"node {self.node_id!r} is not connected to the NATS servers (reconnecting?)"
+            )
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._connecting[node_id] = fut
+        self._early[node_id] = []
+        subject = f"{self.cfg.subject_prefix}.node.{token(node_id)}.{token(self.node_id)}"
+        try:
+            try:
+                reply = await self._ask(nc, subject, encode(HELLO, extra={"expect": node_id}), timeout)
+            except nats_errors.NoRespondersError:
+                raise ConnectFailedError(
+                    node_id,
+                    f"no node {node_id!r} is connected to the NATS servers under subject prefix "
+                    f"{self.cfg.subject_prefix!r}; start it first, or check the id and "
+                    "transport.nats.subject_prefix",
+                    self._address_of(node_id),
+                ) from None
+            except (asyncio.TimeoutError, nats_errors.TimeoutError):
+                raise ConnectFailedError(
+                    node_id,
+                    f"node {node_id!r} did not answer the handshake within {timeout:g}s",
+                    self._address_of(node_id),
+                ) from None
+            except nats_errors.Error as exc:
+                raise ConnectFailedError(
+                    node_id,
+                    f"cannot reach node {node_id!r} through NATS: {_describe(exc)}",
+                    self._address_of(node_id),
+                ) from None
+            try:
+                ack = decode(reply.data)
+            except BadFrame as exc:
+                raise ConnectFailedError(node_id, f"node {node_id!r} answered the handshake with {exc}") from None
+            if ack.kind != HELLO_ACK:
+                raise ConnectFailedError(node_id, f"node {node_id!r} did not answer the handshake")
+            refused = ack.extra.get("refused")
+            if refused:
+                raise ConnectFailedError(node_id, f"node {node_id!r} refused the connection: {str(refused)[:500]}")
+            if self._stopping:
+                raise ConnectFailedError(node_id, f"node {self.node_id!r} is stopping")
+            if node_id not in self._links:
+                self._install(node_id, dialled=True)
+            else:
+                self._links[node_id].dialled = True
+            early = self._early.pop(node_id, [])
+            for frame in early:
+                link = self._links.get(node_id)
+                if link is None:
+                    break
+                await self._on_frame(link, frame)
+        except BaseException as exc:
+            if isinstance(exc, Exception):
+                fut.set_exception(exc)
+                fut.exception()  # retrieved here; waiters get it through the shield
+            else:
+                fut.cancel()
+            raise
+        else:
+            fut.set_result(None)
+        finally:
+            if self._connecting.get(node_id) is fut:
+                del self._connecting[node_id]
+            self._early.pop(node_id, None)
+
+    async def _ask(self, nc: Client, subject: str, hello: bytes, timeout: float) -> Msg:
+        """The handshake request, asked again for ``no_responders_grace`` seconds while nobody
+        answers (within ``timeout`` in all)."""
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        grace = min(self.cfg.no_responders_grace, timeout)
+        while True:
+            try:
+                return await nc.request(subject, hello, timeout=max(0.001, timeout - (loop.time() - start)))
+            except nats_errors.NoRespondersError:
+                if loop.time() - start + 0.05 > grace:
+                    raise
+            await asyncio.sleep(0.05)
+
+    async def _on_hello(self, source: str, frame: Frame, reply: str) -> None:
+        if not reply:
+            return
+        refused = ""
+        if self._stopping:
+            refused = f"node {self.node_id!r} is stopping"
+        elif frame.extra.get("expect") != self.node_id:
+            refused = f"this is node {self.node_id!r}, not {frame.extra.get('expect')!r}"
+        if not refused:
+            old = self._links.get(source)
+            if old is not None:  # it restarted, or lost and regained the broker: a new link
+                self._drop(old, f"node {source!r} connected again (restarted, or reconnected to NATS)",
+                           DisconnectKind.REPLACED)
+            self._install(source, dialled=source in self._dials)
+        ack = encode(HELLO_ACK, extra={"refused": refused} if refused else {"node": self.node_id})
+        await self._publish(reply, ack, source)
+
+    # ------------------------------------------------------------------ inbound
+    async def _on_node_msg(self, msg: Msg) -> None:
+        source = untoken(msg.subject.rpartition(".")[2])
+        if source is None or source == self.node_id or self._nc is None:
+            return
+        if msg.data == _PROBE_FRAME and source in self._links:
+            return  # the common case of a probe: nothing to do (its delivery was the point)
+        try:
+            frame = decode(msg.data)
+        except BadFrame as exc:
+            log.warning("%s: dropped a malformed frame from %r: %s", self.node_id, source, exc)
+            return
+        if frame.kind == HELLO:
+            await self._on_hello(source, frame, msg.reply)
+            return
+        link = self._links.get(source)
+        if link is None:
+            early = self._early.get(source)
+            if early is not None:  # its answer to our handshake is still on the way
+                if len(early) < _MAX_EARLY:
+                    early.append(frame)
+                return
+            await self._tell_unlinked(source, frame)
+            return
+        try:
+            await self._on_frame(link, frame)
+        except BadFrame as exc:
+            log.warning("%s: dropped a malformed frame from %r: %s", self.node_id, source, exc)
+
+    async def _tell_unlinked(self, source: str, frame: Frame) -> None:
+        """A peer sends as if linked, but is not (we restarted, or dropped it): say goodbye, at most
+        once a second per peer, so it drops its side at once."""
+        if frame.kind not in (_REQUEST, _NOTIFY, MessageType.HEARTBEAT, PROBE):
+            return
+        now = time.monotonic()
+        if now - self._told.get(source, 0.0) < 1.0:
+            return
+        if len(self._told) > 4096:
+            self._told.clear()
+        self._told[source] = now
+        subject = f"{self.cfg.subject_prefix}.node.{token(source)}.{token(self.node_id)}"
+        reason = f"node {self.node_id!r} has no connection from node {source!r} (it restarted or dropped it)"
+        await self._publish(subject, encode(GOODBYE, extra={"reason": reason, "unlinked": True}), source, quiet=True)
+
+    async def _on_frame(self, link: _Link, frame: Frame) -> None:
+        kind = frame.kind
+        mtype = MESSAGE_TYPES.get(kind)
+        source = link.peer_id
+        if mtype is not None:
+            if frame.transfer:
+                inc = await self._begin_incoming(
+                    source, frame, mtype, frame.id, frame.deadline, metadata_of(frame.extra)
+                )
+                if inc is not None and frame.extra.get("xs") is True:
+                    await self._join_chunks(source, frame.transfer, inc)
+            else:
+                self._deliver(
+                    Message(
+                        frame.id,
+                        mtype,
+                        source,
+                        self.node_id,
+                        frame.method,
+                        frame.payload,  # type: ignore[arg-type]
+                        frame.serializer,
+                        metadata_of(frame.extra),
+                        error_of(frame.extra),
+                        frame.deadline,
+                    )
+                )
+        elif kind == CHUNK:
+            await self._on_chunk(source, frame)
+        elif kind == CHUNK_ACK:
+            out = self._outgoing.get(frame.transfer)
+            if out is not None:
+                out.ack(source, frame.size)
+        elif kind == ABORT:
+            if frame.id == _RECEIVER:
+                out = self._outgoing.get(frame.transfer)
+                if out is not None:
+                    out.leave(source, "refused")
+            else:
+                self._receiving.drop(source, frame.transfer)
+        elif kind == GOODBYE:
+            reason = frame.extra.get("reason")
+            text = str(reason)[:1000] if reason else f"node {source!r} said goodbye"
+            if frame.extra.get("unlinked") is True:  # it is alive but lost our link: open it again
+                self._lost(link, text)
+            else:
+                self._drop(link, text, DisconnectKind.STOPPED)
+        elif kind != PROBE and kind != HELLO_ACK:
+            log.warning("%s: frame of unknown kind %d from %r", self.node_id, kind, source)
+
+    def _deliver(self, msg: Message) -> None:
+        try:
+            self.host.deliver(msg)
+        except Exception:
+            log.exception("%s: deliver failed for a message from %r", self.node_id, msg.source)
+
+    async def _begin_incoming(
+        self,
+        source: str,
+        frame: Frame,
+        mtype: MessageType,
+        ident: int,
+        deadline: float | None,
+        metadata: dict[str, str],
+    ) -> Incoming | None:
+        """Take a transfer head; returns the transfer when it is under way (``None``: refused, or
+        already complete when empty)."""
+        total = frame.size
+        window = frame.extra.get("win")
+        if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+            raise BadFrame("transfer head without a flow window")
+        cfg = self.cfg
+        what = frame.method or mtype.name
+        why = self._receiving.refusal(total, cfg.max_payload_size, what, source, self.node_id)
+        if why is None:
+            inc = Incoming(source, mtype, ident, frame.method, frame.serializer, deadline, metadata, total, window)
+            if not self._receiving.begin(frame.transfer, inc):
+                raise BadFrame(f"transfer {frame.transfer} is already in progress")
+            if total == 0:
+                self._receiving.drop(source, frame.transfer)
+                self._finish(inc)
+                return None
+            return inc
+        await self._send_abort(source, frame.transfer)
+        if mtype is _REQUEST:
+            err = Message(
+                ident,
+                _ERROR,
+                self.node_id,
+                source,
+                frame.method,
+                error=ErrorInfo(ErrorCode.RESOURCE_EXHAUSTED.value, why),
+            )
+            await self._send_quiet(err)
+        elif mtype is _RESPONSE or mtype is _ERROR:  # fail our own call that waits for it
+            self._deliver(
+                Message(
+                    ident,
+                    _ERROR,
+                    source,
+                    self.node_id,
+                    frame.method,
+                    error=ErrorInfo(ErrorCode.RESOURCE_EXHAUSTED.value, why),
+                )
+            )
+        else:
+            log.warning("%s: dropped %s", self.node_id, why)
+        return None
+
+    def _chunk_subject(self, transfer: int, source: str | None = None) -> str:
+        """Where the chunks of broadcast ``transfer`` of ``source`` (default: this node) go."""
+        return f"{self.cfg.subject_prefix}.xfer.{token(source or self.node_id)}.{transfer}"
+
+    async def _join_chunks(self, source: str, transfer: int, inc: Incoming) -> None:
+        """Subscribe to a broadcast's chunk subject, then tell the sender (a CHUNK_ACK of 0 bytes,
+        sent after the SUB on the same connection, so the broker knows of the interest first)."""
+        nc = self._nc
+        if nc is None:
+            return
+
+        async def on_chunk(msg: Msg) -> None:
+            try:
+                frame = decode(msg.data)
+            except BadFrame as exc:
+                log.warning("%s: dropped a malformed chunk from %r: %s", self.node_id, source, exc)
+                return
+            if frame.transfer != transfer:
+                return
+            if frame.kind == CHUNK:
+                await self._on_chunk(source, frame)
+            elif frame.kind == ABORT:
+                self._receiving.drop(source, transfer)
+
+        try:
+            # An honest sender keeps one window in flight: room for two, whatever a head claims.
+            limit = min(max(2 * inc.window, 4 * self._chunk_size), self.cfg.max_pending_bytes)
+            inc.sub = await nc.subscribe(self._chunk_subject(transfer, source), cb=on_chunk, pending_bytes_limit=limit)
+        except nats_errors.Error as exc:
+            log.warning("%s: cannot take a broadcast from %r: %s", self.node_id, source, _describe(exc))
+            self._receiving.drop(source, transfer)
+            await self._send_abort(source, transfer)
+            return
+        if (source, transfer) not in self._receiving.transfers:  # ended meanwhile
+            self._transfer_ended(inc)
+            return
+        await self._send_control(source, encode(CHUNK_ACK, transfer=transfer, size=0))
+
+    def _transfer_ended(self, inc: Incoming) -> None:
+        sub, inc.sub = inc.sub, None
+        if sub is not None and self._nc is not None:
+            self._spawn(_unsubscribe(sub))
+
+    async def _on_chunk(self, source: str, frame: Frame) -> None:
+        done = self._receiving.add(source, frame.transfer, frame.size, frame.payload)
+        if done is None or done is True:
+            inc = self._receiving.transfers.get((source, frame.transfer))
+            if inc is not None and inc.got - inc.acked >= max(1, inc.window // 2):
+                inc.acked = inc.got
+                await self._send_control(source, encode(CHUNK_ACK, transfer=frame.transfer, size=inc.got))
+            return
+        if done is False:
+            log.warning("%s: chunk out of place in a payload from %r; transfer dropped", self.node_id, source)
+            await self._send_abort(source, frame.transfer)
+            return
+        self._finish(done)
+
+    def _finish(self, inc: Incoming) -> None:
+        payload = inc.buf if inc.buf is not None else b""
+        inc.buf = None
+        err = None
+        self._deliver(
+            Message(
+                inc.id,
+                inc.mtype,
+                inc.source,
+                self.node_id,
+                inc.method,
+                payload,  # type: ignore[arg-type]
+                inc.serializer,
+                inc.metadata,
+                err,
+                inc.deadline,
+            )
+        )
+
+    async def _send_abort(self, peer: str, transfer: int) -> None:
+        await self._send_control(peer, encode(ABORT, id=_RECEIVER, transfer=transfer))
+
+    async def _send_control(self, peer: str, data: bytes) -> None:
+        subject = f"{self.cfg.subject_prefix}.node.{token(peer)}.{token(self.node_id)}"
+        await self._publish(subject, data, peer, quiet=True)
+
+    async def _on_status(self, msg: Msg) -> None:
+        headers = msg.headers
+        if not headers or headers.get("Status") != "503":
+            return
+        try:
+            gen = int(msg.subject.rpartition(".")[2])
+        except ValueError:
+            return
+        link = self._by_gen.get(gen)
+        if link is not None and self._links.get(link.peer_id) is link:
+            self._lost(
+                link,
+                f"node {link.peer_id!r} is gone: nothing listens on its NATS subject any more "
+                "(its process ended or it lost its connection to NATS)",
+            )
+
+    async def _presence_loop(self) -> None:
+        """Probe every peer; the broker answers "no responders" for one that is gone. Also drop
+        chunked payloads that stalled."""
+        cfg = self.cfg
+        while True:
+            await asyncio.sleep(cfg.presence_interval)
+            nc = self._nc
+            if nc is None:
+                return
+            for transfer, inc in self._receiving.stalled(cfg.transfer_timeout):
+                why = (
+                    f"payload of {inc.method or inc.mtype.name} from {inc.source!r} stalled: no part of it "
+                    f"for {cfg.transfer_timeout:g}s (transport.nats.transfer_timeout)"
+                )
+                log.warning("%s: %s", self.node_id, why)
+                await self._send_abort(inc.source, transfer)
+                if inc.mtype is _RESPONSE or inc.mtype is _ERROR:
+                    self._deliver(
+                        Message(
+                            inc.id,
+                            _ERROR,
+                            inc.source,
+                            self.node_id,
+                            inc.method,
+                            error=ErrorInfo(ErrorCode.UNAVAILABLE.value, why),
+                        )
+                    )
+            if not nc.is_connected:
+                continue
+            for link in list(self._links.values()):
+                try:
+                    await nc.publish(link.subject, _PROBE_FRAME, reply=link.reply)
+                except Exception as exc:
+                    log.debug("%s: probe of %r not sent: %s", self.node_id, link.peer_id, _describe(exc))
+                    break
+
+    # ------------------------------------------------------------------ outbound
+    async def _publish(self, subject: str, data: bytes, peer: str, reply: str = "", *, quiet: bool = False) -> None:
+        """Publish one NATS message; NATS errors become node-comm errors (or a log line when quiet)."""
+        nc = self._nc
+        try:
+            if nc is None:
+                raise nats_errors.ConnectionClosedError
+            await nc.publish(subject, data, reply=reply)
+        except nats_errors.MaxPayloadError:
+            if quiet:
+                return
+            raise PayloadTooLargeError(
+                f"a frame of {len(data)} bytes to {peer!r} is over the NATS server's max_payload"
+            ) from None
+        except (nats_errors.Error, OSError) as exc:
+            if quiet:
+                log.debug("%s: frame to %r not sent: %s", self.node_id, peer, _describe(exc))
+                return
+            raise NodeNotConnectedError(
+                peer, f"cannot reach node {peer!r}: the connection to NATS is down ({_describe(exc)})"
+            ) from None
+
+    async def _send_quiet(self, msg: Message) -> None:
+        try:
+            await self.send(msg)
+        except NodeCommError as exc:
+            log.debug("%s: could not send %s to %r: %s", self.node_id, msg.type.name, msg.target, exc)
+
+    def _check_size(self, msg: Message) -> Message | None:
+        """``msg``, or an ERROR in place of a response too large to send; raises for a request."""
+        n = len(msg.payload)
+        limit = self.cfg.max_payload_size
+        if n <= limit:
+            return msg
+        text = f"payload of {msg.method or msg.type.name} to {msg.target!r} is {n} bytes, over max_payload_size={limit}"
+        if msg.type is _RESPONSE:  # tell the caller instead of leaving it waiting
+            return Message(
+                msg.id,
+                _ERROR,
+                msg.source,
+                msg.target,
+                msg.method,
+                error=ErrorInfo(ErrorCode.RESOURCE_EXHAUSTED.value, text),
+            )
+        raise PayloadTooLargeError(text)
+
+    async def send(self, message: Message) -> None:
+        link = self._links.get(message.target)
+        if link is None:
+            raise NodeNotConnectedError(message.target)
+        msg = self._check_size(message)
+        assert msg is not None
+        if len(msg.payload) <= self._chunk_size:
+            frame = encode_message(msg)
+            if len(frame) <= self._max_frame - _FRAME_ROOM // 4:
+                await self._publish(link.subject, frame, msg.target, link.reply)
+                return
+        out = await self._send_transfer([msg], msg.payload)
+        why = out.gone.get(msg.target)
+        if why == "lost":
+            raise NodeNotConnectedError(msg.target, f"connection to node {msg.target!r} was lost during a transfer")
+        if why == "stalled":
+            raise NodeCommError(
+                f"node {msg.target!r} took no part of the payload of {msg.method or msg.type.name} for "
+                f"{self.cfg.transfer_timeout:g}s; transfer dropped",
+                code=ErrorCode.UNAVAILABLE,
+            )
+        # "refused": the receiver answers the call with RESOURCE_EXHAUSTED itself.
+
+    def _head(self, msg: Message, transfer: int, size: int, shared: bool) -> bytes:
+        """The head frame of ``msg``'s payload sent as transfer ``transfer`` of ``size`` bytes;
+        ``shared``: its chunks go on the transfer's own subject (a broadcast)."""
+        extra = message_extra(msg) or {}
+        extra["win"] = self.cfg.flow_window
+        if shared:
+            extra["xs"] = True
+        return encode(
+            int(msg.type),
+            id=msg.id,
+            method=msg.method,
+            serializer=msg.serializer,
+            deadline=msg.deadline,
+            transfer=transfer,
+            size=size,
+            extra=extra,
+        )
+
+    async def _send_transfer(self, msgs: list[Message], payload: bytes) -> Outgoing:
+        """Send ``payload`` in chunks after a head frame to each target of ``msgs``, at most one
+        flow window ahead of the slowest receiver; returns who left the transfer and why. For one
+        target the chunks follow the head on its subject; for several (a broadcast) they go once,
+        on the transfer's own subject, when every target said it subscribed."""
+        cfg = self.cfg
+        transfer = next(self._transfers)
+        shared = len(msgs) > 1
+        out = Outgoing([m.target for m in msgs], ready=not shared)
+        links = [self._links[m.target] for m in msgs if m.target in self._links]
+        chunks_to = self._chunk_subject(transfer) if shared or not links else links[0].subject
+        self._outgoing[transfer] = out
+        n = len(payload)
+        view = memoryview(payload)
+        step = self._chunk_size
+        window = cfg.flow_window
+        peer = msgs[0].target if not shared else "<broadcast>"
+        done = False
+        try:
+            for m in msgs:
+                link = self._links.get(m.target)
+                if link is None:
+                    out.leave(m.target, "lost")
+                    continue
+                await self._publish(link.subject, self._head(m, transfer, n, shared), m.target, link.reply)
+            off = 0
+            while off < n and out.acked:
+                while out.acked and out.blocked(off, window):
+                    out.wake.clear()
+                    try:
+                        await asyncio.wait_for(out.wake.wait(), cfg.transfer_timeout)
+                    except asyncio.TimeoutError:
+                        for p, got in list(out.acked.items()):
+                            if got < 0 or off - got >= window:
+                                out.leave(p, "stalled")
+                if not out.acked:
+                    break
+                chunk = encode(CHUNK, transfer=transfer, size=off, payload=view[off : off + step])
+                await self._publish(chunks_to, chunk, peer)
+                off += step
+                await asyncio.sleep(0)  # let other senders' frames in between the chunks
+            done = off >= n
+        finally:
+            del self._outgoing[transfer]
+            if not done and self._nc is not None:
+                abort = encode(ABORT, id=_SENDER, transfer=transfer)
+                self._spawn(self._publish(chunks_to, abort, peer, quiet=True))
+        return out
+
+    async def send_many(self, messages: Sequence[Message]) -> list[BaseException | None]:
+        """One broadcast. A payload from ``broadcast_once_min`` bytes on is published once: each
+        target gets a small head frame with its own call id, then the chunks go once on the
+        transfer's own subject, which only the targets join; the broker fans them out. Smaller
+        payloads go to each target on its own (cheaper than every node reading every broadcast)."""
+        first = messages[0] if messages else None
+        if (
+            first is None
+            or len(messages) < 2
+            or len(first.payload) < self.cfg.broadcast_once_min
+            or first.type not in (_REQUEST, _NOTIFY)
+            or any(
+                m.payload is not first.payload
+                or m.method != first.method
+                or m.type is not first.type
+                or m.serializer != first.serializer
+                for m in messages
+            )
+        ):
+            return await super().send_many(messages)
+        results: list[BaseException | None] = [None] * len(messages)
+        index: dict[str, int] = {}
+        for i, m in enumerate(messages):
+            if m.target not in self._links or m.target in index:
+                results[i] = NodeNotConnectedError(m.target)
+            else:
+                index[m.target] = i
+        if not index:
+            return results
+        try:
+            self._check_size(first)
+        except PayloadTooLargeError as exc:
+            return [exc] * len(messages)
+        try:
+            out = await self._send_transfer([messages[i] for i in index.values()], first.payload)
+        except NodeCommError as exc:
+            for i in index.values():
+                results[i] = exc
+            return results
+        for peer, why in out.gone.items():
+            if why == "lost":
+                results[index[peer]] = NodeNotConnectedError(
+                    peer, f"connection to node {peer!r} was lost during a broadcast"
+                )
+            elif why == "stalled":
+                results[index[peer]] = NodeCommError(
+                    f"node {peer!r} took no part of the broadcast payload for {self.cfg.transfer_timeout:g}s",
+                    code=ErrorCode.UNAVAILABLE,
+                )
+        return results
+
+    async def disconnect(self, node_id: str, reason: str) -> None:
+        link = self._links.get(node_id)
+        heartbeat = reason.startswith(HEARTBEAT_TIMEOUT_REASON)
+        if not heartbeat:
+            self._dials.pop(node_id, None)
+            pending = self._redials.pop(node_id, None)
+            if pending is not None:
+                pending.cancel()
+        if link is None:
+            return
+        if heartbeat:  # the peer may be frozen or cut off: no goodbye, and redial (it may come back)
+            self._lost(link, reason)
+            return
+        await self._publish(link.subject, encode(GOODBYE, extra={"reason": reason}), node_id, quiet=True)
+        self._drop(link, reason)
+
+    # ------------------------------------------------------------------ helpers
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+async def _unsubscribe(sub: Any) -> None:
+    with contextlib.suppress(Exception):
+        await sub.unsubscribe()
+
+
+async def _flush(nc: Client, timeout: float) -> None:
+    """Wait until the server has processed everything sent so far. nats-py's ``flush()`` writes its
+    PING ahead of commands still in the client's buffer (SUBs just made), so its PONG alone does
+    not prove the subscriptions are live: write the buffer out first."""
+    force = getattr(nc, "_flush_pending", None)
+    if force is not None:
+        await force(force_flush=True)
+    await nc.flush(timeout=max(1, math.ceil(timeout)))
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    name = type(exc).__name__
+    return f"{name}: {text}" if text and text != name else name
