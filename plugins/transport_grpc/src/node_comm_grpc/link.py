@@ -29,11 +29,11 @@ from google.protobuf.message import DecodeError
 from grpc import aio
 
 from node_comm import (
+    ConnectionLostError,
     ErrorCode,
     ErrorInfo,
     Message,
     MessageType,
-    NodeNotConnectedError,
     PayloadTooLargeError,
 )
 from node_comm.peer_logging import RateLimitedLog
@@ -198,9 +198,7 @@ class Link:
             self._waiters.append(fut)
             await fut
         if self.closed:
-            raise NodeNotConnectedError(
-                self.peer_id, f"connection to node {self.peer_id!r} is closed: {self.close_reason}"
-            )
+            raise ConnectionLostError(self.peer_id, self.close_reason)
         self._queue.append((parts, size))
         self._queued += size
         self._kick()
@@ -306,9 +304,7 @@ class Link:
             if msg.type in _CONTROL and size < INLINE_PAYLOAD_MIN:
                 # Never a waiting task per refused call or heartbeat behind a full queue.
                 if not self._put_control(parts, size):
-                    raise NodeNotConnectedError(
-                        self.peer_id, f"connection to node {self.peer_id!r} is closed: {self.close_reason}"
-                    )
+                    raise ConnectionLostError(self.peer_id, self.close_reason)
                 return
             await self._put(parts, size)
             return
@@ -735,8 +731,36 @@ def report_progress(progress: Any, direction: str, done: int, total: int) -> Non
         log.exception("progress callback failed")
 
 
+#: What a gRPC status means for a node_comm stream, for statuses whose details are not for users.
+_STATUS_TEXT = {
+    grpc.StatusCode.UNAVAILABLE: "the connection was closed or reset (the peer stopped, was killed or is unreachable)",
+    grpc.StatusCode.INTERNAL: "the connection was reset (the peer was killed, or the network dropped it)",
+    grpc.StatusCode.CANCELLED: "the stream was cancelled",
+    grpc.StatusCode.UNKNOWN: "the stream failed for a reason gRPC did not give",
+    grpc.StatusCode.DEADLINE_EXCEEDED: "gRPC's deadline passed",
+    grpc.StatusCode.RESOURCE_EXHAUSTED: "a gRPC limit was reached (message size or concurrent streams)",
+}
+#: Marks of text from gRPC's internals, not for users: object reprs, Cython modules, the C core.
+_INTERNALS = ("0x", "cygrpc", "_cython", "Core", "execute_batch", "ExecuteBatchError", "<grpc")
+
+
+def _internal(text: str) -> bool:
+    return any(mark in text for mark in _INTERNALS)
+
+
 def describe(exc: BaseException) -> str:
-    """A short text of why a stream or call failed (the gRPC status for gRPC errors)."""
+    """A short, human text of why a stream or call failed: the gRPC status and its details, or
+    what the status means when its details are gRPC internals (``Internal error from Core``, object
+    reprs of Cython operations); never a repr of gRPC's objects."""
     if isinstance(exc, aio.AioRpcError):
-        return f"{exc.code().name}: {exc.details()}"
-    return f"{type(exc).__name__}: {exc}"
+        code = exc.code()
+        details = exc.details() or ""
+        if details and not _internal(details):
+            return f"{code.name}: {details}"
+        return f"{code.name}: {_STATUS_TEXT.get(code, 'the stream failed')}"
+    text = f"{type(exc).__name__}: {exc}"
+    if type(exc).__module__.startswith("grpc") or _internal(text):
+        # grpc.aio's UsageError/InternalError, cygrpc's ExecuteBatchError: a write on a stream
+        # that the peer or the network closed under it.
+        return "the connection was closed or reset while writing (the peer was killed or the network dropped it)"
+    return text
