@@ -184,3 +184,44 @@ async def test_close_while_waiting_for_the_next_iteration() -> None:
     await asyncio.sleep(0)
     await asyncio.sleep(0)
     assert steps == [] and done.calls == [] and w.state is WriteState.CLOSED
+
+
+@pytest.mark.parametrize("eager", [False, True])
+async def test_start_write_either_way(eager: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``start_write``: a DirectWrite, or an eager task on 3.12+; the sender's cancellation does not
+    reach the write, and an error is reported once."""
+    import sys
+
+    from node_comm_grpc import direct_write
+
+    if eager and sys.version_info < (3, 12):
+        pytest.skip("eager tasks need Python 3.12")
+    monkeypatch.setattr(direct_write, "EAGER", eager)
+    loop = asyncio.get_running_loop()
+    futs: list[asyncio.Future[None]] = [loop.create_future(), loop.create_future()]
+    steps: list[str] = []
+
+    async def write(i: int) -> None:
+        steps.append(f"start {i}")  # in the caller's step, either way
+        await futs[i]
+
+    ok, bad = Outcome(), Outcome()
+
+    async def sender() -> None:
+        direct_write.start_write(write(0), ok, loop)
+        assert steps == ["start 0"]
+        await asyncio.Event().wait()
+
+    task = loop.create_task(sender())
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    futs[0].set_result(None)
+    await asyncio.wait_for(ok.event.wait(), 5)
+    assert ok.calls == [None]
+    kept = direct_write.start_write(write(1), bad, loop)
+    futs[1].set_exception(ConnectionResetError("broke"))
+    await asyncio.wait_for(bad.event.wait(), 5)
+    assert len(bad.calls) == 1 and isinstance(bad.calls[0], ConnectionResetError)
+    del kept

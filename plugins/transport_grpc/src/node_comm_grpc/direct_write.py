@@ -11,10 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import os
+import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-__all__ = ["DirectWrite", "WriteState"]
+__all__ = ["EAGER", "DirectWrite", "WriteState", "start_write"]
+
+#: Python 3.12+: start direct writes as eager tasks (asyncio's own machinery, same hop saved);
+#: ``NODE_COMM_GRPC_EAGER_WRITE=0`` forces the hand-driven path (to compare them).
+EAGER = sys.version_info >= (3, 12) and os.environ.get("NODE_COMM_GRPC_EAGER_WRITE", "1") != "0"
 
 
 class WriteState(enum.Enum):
@@ -88,3 +94,25 @@ class DirectWrite:
 
 def _ignore(_exc: BaseException | None) -> None:
     pass
+
+
+def start_write(
+    coro: Coroutine[Any, Any, Any],
+    on_done: Callable[[BaseException | None], None],
+    loop: asyncio.AbstractEventLoop,
+) -> DirectWrite | asyncio.Task[Any]:
+    """Start ``coro`` now, in the caller's step, as a write no caller's cancellation reaches;
+    ``on_done(None | exception)`` once it ends. An eager task on Python 3.12+ (see ``EAGER``), a
+    :class:`DirectWrite` before. Keep the returned object while the write runs."""
+    if not EAGER:
+        return DirectWrite(coro, on_done, loop)
+    task: asyncio.Task[Any] = asyncio.Task(coro, loop=loop, eager_start=True)  # type: ignore[call-arg,unused-ignore]
+
+    def done(t: asyncio.Task[Any]) -> None:
+        on_done(asyncio.CancelledError() if t.cancelled() else t.exception())
+
+    if task.done():
+        done(task)
+    else:
+        task.add_done_callback(done)
+    return task

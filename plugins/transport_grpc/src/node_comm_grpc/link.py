@@ -39,7 +39,7 @@ from node_comm import (
 from node_comm.peer_logging import RateLimitedLog
 
 from .config import GrpcTransportConfig
-from .direct_write import DirectWrite
+from .direct_write import DirectWrite, start_write
 from .reassembly import MAX_DROPPED, Partial, ReceiveBudget
 from .wire import (
     F_CHUNK,
@@ -149,6 +149,7 @@ class Link:
         self._queued = 0
         self._wakeup = asyncio.Event()
         self._state = _IDLE
+        self._direct_write: DirectWrite | asyncio.Task[Any] | None = None  # the DIRECT write in flight
         self._defer = False  # frames queued behind a write: leave idle writes to the writer task
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._final = False  # closing: the writer task ends once the queue (a goodbye) is written
@@ -350,9 +351,12 @@ class Link:
         self._queued -= size
         self._state = _DIRECT
         # Not a task the sender awaits: cancelling the sender must not cancel a write half-done.
-        DirectWrite(self._write(b"".join(parts)), self._direct_done, self._loop)
+        write = start_write(self._write(b"".join(parts)), self._direct_done, self._loop)
+        if self._state is _DIRECT:  # still in flight (it may have ended already)
+            self._direct_write = write
 
     def _direct_done(self, exc: BaseException | None) -> None:
+        self._direct_write = None
         self._writes += 1
         # What was queued meanwhile is the writer task's; it also notices a final goodbye.
         self._state = _TASK if self._queue else _IDLE
