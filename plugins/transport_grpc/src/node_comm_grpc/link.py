@@ -318,6 +318,7 @@ class Link:
         view = memoryview(payload)
         step = self._cfg.chunk_size
         progress = msg.progress
+        sent = False
         try:
             for off in range(0, n, step):
                 part = view[off : off + step]
@@ -326,11 +327,11 @@ class Link:
                 if progress is not None:
                     report_progress(progress, "sent", off + len(part), n)
                 await asyncio.sleep(0)  # let other senders' frames in between the chunks
-        except BaseException:
-            # Tell the receiver to drop what it has of this transfer.
-            abort = Envelope(type=F_CHUNK, transfer=transfer, reason="aborted")
-            self.queue_control(abort.SerializeToString())
-            raise
+            sent = True
+        finally:
+            if not sent:  # cancelled or failed: tell the receiver to drop what it has of this transfer
+                abort = Envelope(type=F_CHUNK, transfer=transfer, reason="aborted")
+                self.queue_control(abort.SerializeToString())
 
     def _kick(self) -> None:
         """A frame was queued: on an idle link whose traffic is one small frame at a time, start
@@ -704,14 +705,14 @@ class Link:
                     self._queue.append((parts, len(parts[0]) + len(parts[1])))
                 self._final = True
                 self._wakeup.set()
-                with contextlib.suppress(BaseException):
+                with contextlib.suppress(Exception, asyncio.CancelledError):
                     await asyncio.wait_for(asyncio.shield(writer), grace)
             if goodbye is not None and writer is not None:
                 if self._call is not None:
-                    with contextlib.suppress(BaseException):
+                    with contextlib.suppress(Exception, asyncio.CancelledError):
                         await asyncio.wait_for(self._call.done_writing(), grace)
                     if self._reader is not None and self._reader is not asyncio.current_task():
-                        with contextlib.suppress(BaseException):
+                        with contextlib.suppress(Exception, asyncio.CancelledError):
                             await asyncio.wait_for(asyncio.shield(self._reader), grace)
         finally:
             current = asyncio.current_task()
