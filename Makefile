@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 PKGS   := kernel plugins/transport_memory plugins/serializers plugins/interceptors plugins/transport_grpc plugins/transport_nats
 PYPROJECTS := pyproject.toml $(addsuffix /pyproject.toml,$(PKGS))
 
-.PHONY: install test demo lint bench soak fuzz proto proto-check clean
+.PHONY: install test test-pythons demo example lint bench soak fuzz proto proto-check clean
 
 install: $(STAMP)
 
@@ -21,10 +21,29 @@ $(STAMP): $(PYPROJECTS) constraints.txt
 test: install
 	$(PY) -m pytest -q
 
+# The suite on the oldest and newest supported Pythons too (each in its own .venv-pyX.Y), so the
+# version-specific branches run; a version that is not installed is reported and skipped.
+TEST_PYTHONS ?= 3.10 3.13
+test-pythons:
+	@for v in $(TEST_PYTHONS); do \
+		py=$$(.ci/find-python $$v) || { echo "Python $$v not found: skipped"; continue; }; \
+		echo "== Python $$v ($$py)"; \
+		$(MAKE) --no-print-directory test VENV=.venv-py$$v PYTHON=$$py || exit 1; \
+	done
+
 demo: install
 	$(PY) examples/quickstart_memory.py
 	$(PY) examples/quickstart_grpc.py
 	$(PY) examples/quickstart_nats.py
+
+# Federated averaging end to end: a coordinator and 3 participants in separate processes over gRPC,
+# one killed mid-round and restarted (examples/federated_averaging/; --model-mb 50 is the full size).
+example: $(VENV)/.example-installed
+	$(PY) examples/federated_averaging/run_demo.py --model-mb 8
+
+$(VENV)/.example-installed: $(STAMP)
+	$(PIP) install --quiet -c constraints.txt -e '.[example]'
+	touch $@
 
 lint: install
 	$(PY) -m ruff check kernel plugins tests examples node_comm bench
@@ -46,4 +65,4 @@ proto: install
 	$(PY) plugins/transport_grpc/tools/gen_proto.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-py* .pytest_cache .mypy_cache .ruff_cache

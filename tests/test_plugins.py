@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+import node_comm
 from node_comm import (
     ConfigError,
     Interceptor,
@@ -25,7 +26,7 @@ from node_comm import (
     hookimpl,
     load_config,
 )
-from node_comm.plugins import ENV_BLOCK, ENV_NO_AUTOLOAD, discover
+from node_comm.plugins import ENV_BLOCK, ENV_NO_AUTOLOAD, clear_discovery_cache, discover
 from node_comm_memory.transport import MemoryTransport
 
 Register = Callable[..., None]
@@ -96,6 +97,7 @@ def fake_entry_points(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[...,
         return found
 
     def add(name: str, target: types.ModuleType | str) -> None:
+        clear_discovery_cache()  # discovery is cached per process; a new entry point needs a fresh one
         if isinstance(target, types.ModuleType):
             modname = f"_nc_fake_plugin_{name.replace('-', '_')}"
             monkeypatch.setitem(sys.modules, modname, target)
@@ -104,6 +106,7 @@ def fake_entry_points(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[...,
 
     monkeypatch.setattr(importlib.metadata, "entry_points", fake)
     yield add
+    clear_discovery_cache()  # nothing found through the fake outlives the test
 
 
 def make_module(**hooks: Callable[..., None]) -> types.ModuleType:
@@ -177,8 +180,11 @@ def test_plugin_raising_in_its_hook_is_named(fake_entry_points: Callable[..., No
         raise RuntimeError("boom")
 
     fake_entry_points("explodes", make_module(node_comm_register_transports=node_comm_register_transports))
-    with pytest.raises(ConfigError, match=r"plugin 'explodes' failed in node_comm_register_transports: "
-                       r"RuntimeError\('boom'\).*NODE_COMM_BLOCK_PLUGINS=explodes"):
+    with pytest.raises(
+        ConfigError,
+        match=r"plugin 'explodes' failed in node_comm_register_transports: "
+        r"RuntimeError\('boom'\).*NODE_COMM_BLOCK_PLUGINS=explodes",
+    ):
         discover()
 
 
@@ -266,8 +272,11 @@ def test_only_limits_entry_points(tmp_path: Path) -> None:
     assert regs.skipped == dict.fromkeys(["grpc", "interceptors", "nats"], "not in plugins.only")
     path = tmp_path / "node.yaml"
     path.write_text("node_id: n\nplugins: {only: [memory, serializers]}\ninterceptors: [{name: logging}]\n")
-    with pytest.raises(ConfigError, match=r"interceptors\[0\]\.name: interceptor 'logging' is not installed; "
-                       r"available: none"):
+    with pytest.raises(
+        ConfigError,
+        match=r"interceptors\[0\]\.name: interceptor 'logging' is not installed; "
+        r"available: none",
+    ):
         load_config(path)
 
 
@@ -294,8 +303,11 @@ async def test_autoload_off_with_plugins_passed_in_code(inproc_plugin: InProcess
 
     config.transport = TransportConfig(mode="inproc")
     a = Node("code-a", config, plugins=[inproc_plugin])
-    b = Node("code-b", NodeConfig(node_id="code-b", transport=TransportConfig(mode="inproc"),
-                                  plugins=PluginsConfig(autoload=False)), plugins=[inproc_plugin])
+    b = Node(
+        "code-b",
+        NodeConfig(node_id="code-b", transport=TransportConfig(mode="inproc"), plugins=PluginsConfig(autoload=False)),
+        plugins=[inproc_plugin],
+    )
     seen: dict[str, Any] = {}
 
     async def shout(payload: str, ctx: Any) -> str:
@@ -364,3 +376,106 @@ def test_two_instances_of_one_plugin_class_clash_by_name() -> None:
 def test_blocking_an_in_code_plugin_by_name(inproc_plugin: InProcessPlugin) -> None:
     regs = discover(PluginsConfig(autoload=False, block=["InProcessPlugin"]), [inproc_plugin])
     assert regs.plugins == {}
+
+
+# ---------------------------------------------------------------------------------------- discovery cache
+def test_discovery_runs_once_per_process_for_the_same_settings(fake_entry_points: Callable[..., None]) -> None:
+    calls: list[int] = []
+
+    def node_comm_register_serializers(register: Register) -> None:
+        calls.append(1)
+        register(UpperSerializer())
+
+    fake_entry_points("counted", make_module(node_comm_register_serializers=node_comm_register_serializers))
+    Node("a")
+    Node("b")
+    node_comm.config_from_dict({"node_id": "c"})
+    assert discover() is discover()
+    assert calls == [1]  # one discovery for all of them
+
+
+def test_discovery_cache_follows_plugin_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    everything = discover()
+    assert discover(PluginsConfig(block=["serializers"])) is not everything
+    assert "msgpack" not in discover(PluginsConfig(block=["serializers"])).serializers
+    monkeypatch.setenv(ENV_BLOCK, "serializers")
+    assert "msgpack" not in discover().serializers  # the environment is part of the settings
+    monkeypatch.delenv(ENV_BLOCK)
+    assert discover() is everything
+
+
+def test_in_code_plugins_bypass_the_discovery_cache(inproc_plugin: InProcessPlugin) -> None:
+    cached = discover()
+    with_code = discover(plugins=[inproc_plugin])
+    assert with_code is not cached and "inproc" in with_code.transports
+    assert "inproc" not in discover().transports
+
+
+# ---------------------------------------------------------------------------------------- one registry type
+def test_node_serializers_share_the_registry_ordering_and_wording() -> None:
+    node = Node("a")
+    assert node.serializers.names()[0] == "json"
+    assert node.serializers.names()[1:] == sorted(node.serializers.names()[1:])
+    with pytest.raises(
+        ConfigError, match=r"serializer 'msgpak' is not installed; did you mean 'msgpack'\? available: json, "
+    ):
+        node.serializers.get("msgpak")
+    with pytest.raises(ConfigError, match=r"transport 'zmq' is not installed; available: memory, grpc"):
+        discover().transports.get("zmq")
+    node._serializer_registry.register(UpperSerializer())  # the seed's API
+    assert node.serializers.get("upper").name == "upper"
+    assert "upper" not in Node("b").serializers  # a node's registrations are its own
+
+
+def test_hooks_get_typed_register_callables_through_pm_hook() -> None:
+    from node_comm.registry import InterceptorRegister, SerializerRegister, TransportRegister
+
+    seen: dict[str, object] = {}
+    wrapped: list[str] = []
+
+    class Typed:
+        @hookimpl
+        def node_comm_register_transports(self, register: TransportRegister) -> None:
+            seen["transports"] = register
+
+        @hookimpl
+        def node_comm_register_serializers(self, register: SerializerRegister) -> None:
+            seen["serializers"] = register
+            register(UpperSerializer())
+
+        @hookimpl
+        def node_comm_register_interceptors(self, register: InterceptorRegister) -> None:
+            seen["interceptors"] = register
+
+    class Wrapper:
+        @hookimpl(wrapper=True)
+        def node_comm_register_serializers(self, register: SerializerRegister) -> Any:
+            wrapped.append("serializers")  # only runs when the hook is called through pm.hook
+            return (yield)
+
+    regs = discover(plugins=[Typed(), Wrapper()])
+    assert isinstance(seen["transports"], TransportRegister)
+    assert isinstance(seen["serializers"], SerializerRegister)
+    assert isinstance(seen["interceptors"], InterceptorRegister)
+    assert wrapped and regs.serializers.provider("upper").endswith("Typed")
+    assert regs.serializers.provider("msgpack") == "serializers"
+
+
+def test_transport_registration_carries_its_options_type() -> None:
+    from dataclasses import dataclass
+
+    @dataclass
+    class LoopOptions:
+        depth: int = 1
+
+    class Loop:
+        @hookimpl
+        def node_comm_register_transports(self, register: Any) -> None:
+            register("loop", lambda options: MemoryTransport(None), options_class=LoopOptions)
+
+    regs = discover(plugins=[Loop()])
+    assert regs.transports.get("loop").options_class is LoopOptions
+    config = node_comm.config_from_dict(
+        {"node_id": "n", "transport": {"mode": "loop", "loop": {"depth": "3"}}}, plugins=[Loop()]
+    )
+    assert config.transport.loop == LoopOptions(depth=3)

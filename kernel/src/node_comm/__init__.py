@@ -1,7 +1,7 @@
 """node-comm: any node calls any other node's methods, over a transport chosen by name.
 
-The public API lives here. ``GrpcTransportConfig`` belongs to the ``node-comm-grpc`` plugin and is
-re-exported lazily, so importing ``node_comm`` never imports gRPC.
+The public API lives here. ``GrpcTransportConfig`` and ``MemoryTransportConfig`` belong to their
+transport plugins and are re-exported lazily, so importing ``node_comm`` imports no plugin.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from .config import (
     DecodeLimits,
     HeartbeatConfig,
     InterceptorConfig,
-    MemoryTransportConfig,
     MethodOptions,
     NodeConfig,
     PeerConfig,
@@ -99,4 +98,13 @@ def __getattr__(name: str) -> Any:
                 "install it with `pip install node-comm-grpc` (or `pip install 'node-comm[grpc]'`)"
             ) from exc
         return GrpcTransportConfig
+    if name == "MemoryTransportConfig":
+        try:
+            from node_comm_memory.config import MemoryTransportConfig
+        except ImportError as exc:
+            raise ImportError(
+                "MemoryTransportConfig comes with the memory transport, which is not installed; "
+                "install it with `pip install node-comm-memory`"
+            ) from exc
+        return MemoryTransportConfig
     raise AttributeError(f"module 'node_comm' has no attribute {name!r}")

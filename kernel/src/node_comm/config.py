@@ -40,36 +40,36 @@ class HeartbeatConfig:
             )
 
 
-@dataclass
-class MemoryTransportConfig:
-    """Options of the ``memory`` transport (YAML ``transport.memory``)."""
-
-    #: Seconds added to every message this node sends (simulated network latency).
-    latency: float = 0.0
-
-    def __post_init__(self) -> None:
-        check_seconds("transport.memory.latency", self.latency, minimum=0)
-
-
-@dataclass
+@dataclass(init=False)
 class TransportConfig:
     """Which transport a node uses (``mode``) and the options of each transport by name.
 
-    ``grpc`` takes a :class:`node_comm.GrpcTransportConfig`; other transports' sections go in
-    ``options`` keyed by transport name (``options={"zmq": {...}}``).
+    Sections are given as keywords named for their transport, or in ``options``:
+    ``TransportConfig(mode="grpc", grpc=GrpcTransportConfig(port=50051))`` is
+    ``TransportConfig(mode="grpc", options={"grpc": GrpcTransportConfig(port=50051)})``. A section
+    reads back the same way: ``config.transport.grpc`` (``None`` when absent). The kernel knows no
+    transport by name: each plugin declares its options type, and sections are checked against it
+    when a node is built (or when YAML is loaded).
     """
 
-    mode: str = "memory"
-    grpc: Any = None
-    memory: MemoryTransportConfig | None = None
-    options: dict[str, Any] = field(default_factory=dict)
+    mode: str
+    options: dict[str, Any]
+
+    def __init__(self, mode: str = "memory", options: dict[str, Any] | None = None, **sections: Any) -> None:
+        self.mode = mode
+        self.options = dict(options or {})
+        for name, section in sections.items():
+            if section is not None:
+                self.options[name] = section
 
     def section(self, name: str) -> Any:
         """The options given for transport ``name`` (``None`` when absent)."""
-        if name == "grpc" and self.grpc is not None:
-            return self.grpc
-        if name == "memory" and self.memory is not None:
-            return self.memory
+        return self.options.get(name)
+
+    def __getattr__(self, name: str) -> Any:
+        # Only called for names that are not attributes: a transport's section, or None.
+        if name.startswith("_") or name in ("mode", "options"):
+            raise AttributeError(name)
         return self.options.get(name)
 
 

@@ -15,7 +15,7 @@ import os
 import re
 import types
 import typing
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Union
 
@@ -208,12 +208,14 @@ def options_for_transport(factory: Any, section: Any, path: str) -> Any:
     raise ConfigError(f"{path}: expected a mapping or {options_class.__name__}, got {short_repr(section)}")
 
 
-def build_interceptor(registries: Registries, spec: InterceptorConfig, index: int) -> Any:
-    """Build interceptor ``spec`` (entry ``index`` of ``interceptors:``) as ``factory(**options)``;
-    an unknown name, a missing, unknown or ill-typed option (checked against the factory's type
-    hints, which also turn ``${ENV}`` strings into numbers and booleans; ``spec.options`` is updated
-    with the converted values), or a value the factory refuses is a ConfigError naming
-    ``interceptors[index]``."""
+def interceptor_options(
+    registries: Registries, spec: InterceptorConfig, index: int
+) -> tuple[Callable[..., Any], dict[str, Any]]:
+    """The factory of interceptor ``spec`` (entry ``index`` of ``interceptors:``) and the options to
+    call it with, checked without calling it: an unknown name, a missing, unknown or ill-typed
+    option (checked against the factory's signature and type hints, which also turn ``${ENV}``
+    strings into numbers and booleans) is a ConfigError naming ``interceptors[index]``. ``spec`` is
+    not changed."""
     path = f"interceptors[{index}]"
     try:
         factory = registries.interceptors.get(spec.name)
@@ -242,11 +244,18 @@ def build_interceptor(registries: Registries, spec: InterceptorConfig, index: in
     for key, hint in _option_hints(factory).items():
         if key in options:
             options[key] = convert(hint, options[key], f"{path}.options.{key}")
-    spec.options = options
+    return factory, options
+
+
+def build_interceptor(registries: Registries, spec: InterceptorConfig, index: int) -> Any:
+    """Build interceptor ``spec`` as ``factory(**options)`` (options checked and converted by
+    :func:`interceptor_options`); a value the factory refuses is a ConfigError naming
+    ``interceptors[index]``. ``spec`` is not changed."""
+    factory, options = interceptor_options(registries, spec, index)
     try:
         return factory(**options)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{path}.options ({spec.name}): {exc}") from exc
+        raise ConfigError(f"interceptors[{index}].options ({spec.name}): {exc}") from exc
 
 
 def _option_hints(factory: Any) -> dict[str, Any]:
@@ -291,8 +300,14 @@ def config_from_dict(data: dict[str, Any], source: str = "config", *, plugins: I
     config: NodeConfig = build_dataclass(NodeConfig, data)
     registries = discover(plugins_config, plugins)
     config.transport = _transport_from_dict(dict(transport), registries)
+    checked = []
     for index, spec in enumerate(config.interceptors):
-        build_interceptor(registries, spec, index)  # fail now, not at Node()
+        _, options = interceptor_options(registries, spec, index)
+        checked.append(InterceptorConfig(spec.name, options))  # ${ENV} strings typed as declared
+        # Values only the factory can judge (a token's form, a log level) fail now, not at Node():
+        # the instance built to check them is dropped; the node builds its own.
+        build_interceptor(registries, checked[-1], index)
+    config.interceptors = checked
     return config
 
 
@@ -318,11 +333,7 @@ def _transport_from_dict(section: dict[str, Any], registries: Registries) -> Tra
                 raise ConfigError(f"{path}: expected a mapping of options, got {short_repr(options)}")
             tc.options[name] = options  # a transport not installed here: kept as written
             continue
-        built = options_for_transport(registries.transports.get(name), options, path)
-        if name in ("grpc", "memory"):
-            setattr(tc, name, built)
-        else:
-            tc.options[name] = built
+        tc.options[name] = options_for_transport(registries.transports.get(name), options, path)
     return tc
 
 

@@ -8,54 +8,33 @@ started with (its :class:`~node_comm.transport.TransportHost`), all sharing one 
 from __future__ import annotations
 
 import asyncio
-import functools
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
-from ._offload import looks_large
-from .config import InterceptorConfig, MethodOptions, NodeConfig
-from .config_loader import build_interceptor, options_for_transport
+from .assembly import assemble
+from .config import MethodOptions, NodeConfig
 from .connecting import retry_connect
-from .context import CallContext, current_deadline
+from .context import CallContext
 from .disconnects import DisconnectKind
 from .dispatch import Handler, InboundDispatcher
 from .events import EventEmitter, EventHandler
 from .exceptions import (
-    CallTimeoutError,
     ConfigError,
-    ErrorCode,
-    NodeCommError,
     NodeNotConnectedError,
     NodeNotStartedError,
-    PayloadTooLargeError,
-    PeersNotConnectedError,
-    RemoteExecutionError,
-    SerializationError,
 )
-from .interceptor import Interceptor, InterceptorChain
-from .message import ErrorInfo, Message, MessageType, ProgressCallback
+from .interceptor import InterceptorChain
+from .message import ProgressCallback
+from .outbound import BroadcastProgress, Outbound
 from .peers import PeerTable
-from .plugins import Registries, discover
+from .plugins import Registries
 from .runtime import Runtime
-from .serializer import Serializer, SerializerRegistry
+from .serializer import SerializerRegistry
 from .transport import Transport
 from .watchdog import LoopWatchdog
 
 __all__ = ["Handler", "Node"]
 
-_REQUEST = MessageType.REQUEST
-_NOTIFY = MessageType.NOTIFY
-_ERROR = MessageType.ERROR
-
-
-def _per_target(progress: Callable[[str, str, int, int], None] | None, target: str) -> ProgressCallback | None:
-    """A broadcast's progress callback bound to one target."""
-    return None if progress is None else functools.partial(progress, target)
-
-
-def _encode_error(ser: Serializer, target: str, method: str, exc: Exception) -> SerializationError:
-    return SerializationError(f"cannot encode the payload of {target}.{method} with serializer {ser.name!r}: {exc}")
 
 
 class Node:
@@ -84,19 +63,18 @@ class Node:
             raise ConfigError(f"config must be a node_comm.NodeConfig, got {type(config).__name__}")
         self._node_id = node_id
         self.config = config
-        self._registries: Registries = discover(config.plugins, plugins)
-        self._serializer_registry = SerializerRegistry(
-            {p.name: p.obj for p in self._registries.serializers.items()}
-        )
-        self._interceptor_chain = InterceptorChain(
-            [self._build_interceptor(i, n) for n, i in enumerate(config.interceptors)]
-        )
-        self.transport: Transport = self._build_transport()
+        parts = assemble(config, plugins)
+        self._registries: Registries = parts.registries
+        self._serializer_registry: SerializerRegistry = parts.serializers
+        self._interceptor_chain: InterceptorChain = parts.interceptors
+        self.transport: Transport = parts.transport
         self._events = EventEmitter()
         self._rt = Runtime(node_id, config, self.transport)
         self._dispatcher = InboundDispatcher(self, self._rt, self._serializer_registry, self._interceptor_chain)
         self._peer_table = PeerTable(self._rt, self._events, self._dispatcher)
         self._calls = self._peer_table.calls
+        self._outbound = Outbound(self, self._rt, self._serializer_registry, self._interceptor_chain, self._calls,
+                                  self._peer_table.peers)
         # The tables themselves, for code and tests that look inside a node.
         self._peers = self._peer_table.peers
         self._pending = self._calls.pending
@@ -106,26 +84,6 @@ class Node:
         self._register_framework_methods()
 
     # ------------------------------------------------------------------ construction helpers
-    def _build_transport(self) -> Transport:
-        mode = self.config.transport.mode
-        factory = self._registries.transports.get(mode)
-        options = options_for_transport(factory, self.config.transport.section(mode), f"transport.{mode}")
-        transport = factory(options)
-        if not isinstance(transport, Transport):
-            raise ConfigError(
-                f"transport {mode!r} factory returned {type(transport).__name__}, not a node_comm Transport"
-            )
-        return transport
-
-    def _build_interceptor(self, spec: InterceptorConfig, index: int) -> Interceptor:
-        interceptor = build_interceptor(self._registries, spec, index)
-        if not isinstance(interceptor, Interceptor):
-            raise ConfigError(
-                f"interceptor {spec.name!r} factory returned {type(interceptor).__name__}, "
-                "not a node_comm.Interceptor"
-            )
-        return interceptor
-
     def _register_framework_methods(self) -> None:
         async def heartbeat(payload: Any, ctx: CallContext) -> dict[str, str]:
             return {"status": "alive", "node_id": self._node_id}
@@ -319,68 +277,9 @@ class Node:
         returns the ids connected then. Raises :class:`PeersNotConnectedError` after ``timeout``
         seconds (``None``: wait as long as it takes)."""
         self._check_running()
-        if isinstance(peers, int):
-            if isinstance(peers, bool) or peers < 0:
-                raise ConfigError(f"wait_for_peers: expected a number of peers >= 0 or node ids, got {peers!r}")
-            wanted: set[str] | None = None
-            count = peers
-
-            def ready() -> bool:
-                return len(self._peers) >= count
-        else:
-            wanted = {peers} if isinstance(peers, str) else set(peers)
-            count = len(wanted)
-
-            def ready() -> bool:
-                return wanted <= self._peers.keys()
-
-        if ready():
-            return list(self._peers)
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[None] = loop.create_future()
-
-        def check() -> None:
-            if not done.done() and ready():
-                done.set_result(None)
-
-        self._peer_table.watchers.add(check)
-        try:
-            await asyncio.wait_for(done, timeout)
-        except asyncio.TimeoutError:
-            connected = list(self._peers)
-            if wanted is None:
-                raise PeersNotConnectedError(
-                    f"node {self._node_id!r}: {len(connected)} of {count} peers connected after {timeout:g}s",
-                    connected=connected,
-                ) from None
-            missing = sorted(wanted - set(connected))
-            raise PeersNotConnectedError(
-                f"node {self._node_id!r}: not connected after {timeout:g}s: {', '.join(map(repr, missing))}",
-                missing=missing, connected=connected,
-            ) from None
-        finally:
-            self._peer_table.watchers.discard(check)
-        return list(self._peers)
+        return await self._peer_table.wait_for(peers, timeout)
 
     # ------------------------------------------------------------------ calls
-    def _encode(self, serializer: str | None, payload: Any, target: str, method: str) -> tuple[Serializer, bytes]:
-        """Encode a small payload inline (callers check ``looks_large`` first)."""
-        ser = self._serializer_registry.get(serializer or "json")
-        try:
-            return ser, ser.serialize(payload)
-        except Exception as exc:
-            raise _encode_error(ser, target, method, exc) from exc
-
-    async def _encode_in_thread(
-        self, serializer: str | None, payload: Any, target: str, method: str
-    ) -> tuple[Serializer, bytes]:
-        """Encode a large payload in the codec pool, off the event loop."""
-        ser = self._serializer_registry.get(serializer or "json")
-        try:
-            return ser, await self._rt.in_thread(ser.serialize, payload)
-        except Exception as exc:
-            raise _encode_error(ser, target, method, exc) from exc
-
     async def call(
         self,
         target: str,
@@ -406,74 +305,12 @@ class Node:
         self._check_running()
         if target not in self._peers:
             raise NodeNotConnectedError(target)
-        if looks_large(payload, self.config.offload_threshold):
-            ser, data = await self._encode_in_thread(serializer, payload, target, method)
+        out = self._outbound
+        if out.is_large(payload):
+            ser, data = await out.encode_in_thread(serializer, payload, target, method)
         else:
-            ser, data = self._encode(serializer, payload, target, method)
-        return await self._call_encoded(target, method, ser, data, timeout, metadata, progress)
-
-    async def _call_encoded(
-        self,
-        target: str,
-        method: str,
-        ser: Serializer,
-        data: bytes,
-        timeout: float | None,
-        metadata: dict[str, str] | None,
-        progress: ProgressCallback | None = None,
-    ) -> Any:
-        """``call()`` once the payload is encoded (``broadcast`` encodes once for every target)."""
-        config = self.config
-        budget = config.default_timeout if timeout is None else timeout
-        inherited = current_deadline.get()
-        remaining: float | None = budget
-        if inherited is not None:
-            left = inherited - time.monotonic()
-            remaining = left if remaining is None else min(remaining, left)
-        if remaining is not None and remaining <= 0:
-            raise CallTimeoutError(target, method, budget if budget is not None else 0.0)
-        calls = self._calls
-        msg = Message(calls.next_id(), _REQUEST, self._node_id, target, method, data, ser.name,
-                      dict(metadata) if metadata else {}, None, remaining, progress)
-        if self._interceptor_chain:
-            ctx = self._outbound_context(msg, None if remaining is None else time.monotonic() + remaining, False)
-            terminal = functools.partial(calls.request_within, ctx.deadline)
-            reply = await self._interceptor_chain.outbound(msg, ctx, terminal)
-            if reply is None:
-                raise NodeCommError(f"an interceptor swallowed the reply of {target}.{method}")
-        else:
-            reply = await calls.request(msg)
-        return await self._decode_reply(reply, target, method, ser)
-
-    async def _decode_reply(self, reply: Message, target: str, method: str, ser: Serializer) -> Any:
-        """The result a reply carries (decoded within this node's limits), or the error it stands for."""
-        config = self.config
-        if reply.type is _ERROR:
-            err = reply.error or ErrorInfo(ErrorCode.INTERNAL.value, "remote error without details")
-            raise RemoteExecutionError(err.message, err.code, err.traceback, target=target, method=method)
-        if reply.serializer != ser.name:
-            raise SerializationError(
-                f"{target}.{method} answered in serializer {reply.serializer!r}, expected {ser.name!r}; "
-                "refusing to decode"
-            )
-        data = reply.payload
-        try:
-            if len(data) >= config.offload_threshold:
-                return await self._rt.in_thread(ser.deserialize_bounded, data, config.decode_limits)
-            return ser.deserialize_bounded(data, config.decode_limits)
-        except PayloadTooLargeError as exc:
-            raise PayloadTooLargeError(
-                f"the result of {target}.{method} was refused undecoded: {exc.message}"
-            ) from None
-        except Exception as exc:
-            raise SerializationError(
-                f"cannot decode the result of {target}.{method} with serializer {ser.name!r}: {exc}"
-            ) from exc
-
-    def _outbound_context(self, msg: Message, deadline: float | None, notify: bool) -> CallContext:
-        peer = self._peers.get(msg.target)
-        return CallContext(self, self._node_id, msg.target, msg.method, "outbound", msg.metadata, deadline,
-                           msg.id, notify, None if peer is None else peer.identity)
+            ser, data = out.encode(serializer, payload, target, method)
+        return await out.call_encoded(target, method, ser, data, timeout, metadata, progress)
 
     async def notify(
         self,
@@ -489,19 +326,12 @@ class Node:
         self._check_running()
         if target not in self._peers:
             raise NodeNotConnectedError(target)
-        if looks_large(payload, self.config.offload_threshold):
-            ser, data = await self._encode_in_thread(serializer, payload, target, method)
+        out = self._outbound
+        if out.is_large(payload):
+            ser, data = await out.encode_in_thread(serializer, payload, target, method)
         else:
-            ser, data = self._encode(serializer, payload, target, method)
-        msg = Message(self._calls.next_id(), _NOTIFY, self._node_id, target, method, data, ser.name,
-                      dict(metadata) if metadata else {})
-        if self._interceptor_chain:
-            await self._interceptor_chain.outbound(msg, self._outbound_context(msg, None, True), self._send_notify)
-        else:
-            await self.transport.send(msg)
-
-    async def _send_notify(self, msg: Message) -> None:
-        await self.transport.send(msg)
+            ser, data = out.encode(serializer, payload, target, method)
+        await out.notify_encoded(target, method, ser, data, metadata)
 
     async def broadcast(
         self,
@@ -513,7 +343,7 @@ class Node:
         serializer: str | None = None,
         targets: Iterable[str] | None = None,
         metadata: dict[str, str] | None = None,
-        progress: Callable[[str, str, int, int], None] | None = None,
+        progress: BroadcastProgress | None = None,
     ) -> dict[str, Any]:
         """Call ``method`` on every connected node at once (or on ``targets``, a chosen subset);
         returns ``{node_id: result or exception}``. One node's failure never fails the others; a
@@ -526,52 +356,17 @@ class Node:
         if targets is None:
             chosen = [p for p in self._peers if p not in skip]
         else:
-            chosen = list(dict.fromkeys([targets] if isinstance(targets, str) else targets))
-            chosen = [p for p in chosen if p not in skip]
+            chosen = [p for p in dict.fromkeys([targets] if isinstance(targets, str) else targets) if p not in skip]
         absent = {t: NodeNotConnectedError(t) for t in chosen if t not in self._peers}
-        targets = [t for t in chosen if t not in absent]
-        if not targets:
+        live = [t for t in chosen if t not in absent]
+        if not live:
             return dict(absent)
-        if looks_large(payload, self.config.offload_threshold):  # once, not per target
-            ser, data = await self._encode_in_thread(serializer, payload, "<broadcast>", method)
+        out = self._outbound
+        if out.is_large(payload):  # once, not per target
+            ser, data = await out.encode_in_thread(serializer, payload, "<broadcast>", method)
         else:
-            ser, data = self._encode(serializer, payload, "<broadcast>", method)
-        if self._interceptor_chain or len(targets) < 2:  # interceptors see each call on its own
-            results = await asyncio.gather(
-                *(self._call_encoded(t, method, ser, data, timeout, metadata, _per_target(progress, t))
-                  for t in targets),
-                return_exceptions=True,
-            )
-        else:
-            results = await self._broadcast_encoded(targets, method, ser, data, timeout, metadata, progress)
-        out = dict(zip(targets, results, strict=True))
-        out.update(absent)
-        return {t: out[t] for t in chosen}
-
-    async def _broadcast_encoded(
-        self, targets: list[str], method: str, ser: Serializer, data: bytes, timeout: float | None,
-        metadata: dict[str, str] | None, progress: Callable[[str, str, int, int], None] | None = None,
-    ) -> list[Any]:
-        """``broadcast()`` without interceptors: one ``transport.send_many`` for every target."""
-        budget = self.config.default_timeout if timeout is None else timeout
-        inherited = current_deadline.get()
-        remaining: float | None = budget
-        if inherited is not None:
-            left = inherited - time.monotonic()
-            remaining = left if remaining is None else min(remaining, left)
-        if remaining is not None and remaining <= 0:
-            return [CallTimeoutError(t, method, budget if budget is not None else 0.0) for t in targets]
-        calls = self._calls
-        msgs = [Message(calls.next_id(), _REQUEST, self._node_id, t, method, data, ser.name,
-                        dict(metadata) if metadata else {}, None, remaining, _per_target(progress, t))
-                for t in targets]
-        results: list[Any] = []
-        for target, reply in zip(targets, await calls.request_many(msgs), strict=True):
-            if isinstance(reply, BaseException):
-                results.append(reply)
-                continue
-            try:
-                results.append(await self._decode_reply(reply, target, method, ser))
-            except NodeCommError as exc:
-                results.append(exc)
-        return results
+            ser, data = out.encode(serializer, payload, "<broadcast>", method)
+        results = dict(zip(live, await out.broadcast_encoded(live, method, ser, data, timeout, metadata, progress),
+                           strict=True))
+        results.update(absent)
+        return {t: results[t] for t in chosen}

@@ -11,7 +11,7 @@ import asyncio
 import functools
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,10 +19,10 @@ from .calls import OutboundCalls
 from .disconnects import DisconnectKind, DisconnectReason
 from .dispatch import InboundDispatcher
 from .events import EventEmitter
-from .exceptions import ErrorCode
+from .exceptions import ConfigError, ErrorCode, PeersNotConnectedError
 from .message import Message, MessageType
 from .runtime import Runtime
-from .transport import HEARTBEAT_TIMEOUT_REASON
+from .transport import HEARTBEAT_TIMEOUT_REASON, disconnect_accepts_may_return
 
 _REQUEST = MessageType.REQUEST
 _NOTIFY = MessageType.NOTIFY
@@ -260,6 +260,48 @@ class PeerTable:
             if not resume.done():
                 resume.set_result(None)
 
+    async def wait_for(self, peers: int | Iterable[str], timeout: float | None) -> list[str]:
+        """See :meth:`Node.wait_for_peers`."""
+        node_id = self._rt.node_id
+        if isinstance(peers, int):
+            if isinstance(peers, bool) or peers < 0:
+                raise ConfigError(f"wait_for_peers: expected a number of peers >= 0 or node ids, got {peers!r}")
+            wanted: set[str] | None = None
+            count = peers
+        else:
+            wanted = {peers} if isinstance(peers, str) else set(peers)
+            count = len(wanted)
+
+        def ready() -> bool:
+            return len(self.peers) >= count if wanted is None else wanted <= self.peers.keys()
+
+        if ready():
+            return list(self.peers)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def check() -> None:
+            if not done.done() and ready():
+                done.set_result(None)
+
+        self.watchers.add(check)
+        try:
+            await asyncio.wait_for(done, timeout)
+        except asyncio.TimeoutError:
+            connected = list(self.peers)
+            if wanted is None:
+                raise PeersNotConnectedError(
+                    f"node {node_id!r}: {len(connected)} of {count} peers connected after {timeout:g}s",
+                    connected=connected,
+                ) from None
+            missing = sorted(wanted - set(connected))
+            raise PeersNotConnectedError(
+                f"node {node_id!r}: not connected after {timeout:g}s: {', '.join(map(repr, missing))}",
+                missing=missing, connected=connected,
+            ) from None
+        finally:
+            self.watchers.discard(check)
+        return list(self.peers)
+
     def inflight(self, me: asyncio.Task[Any] | None) -> list[asyncio.Task[None]]:
         """The inbound calls running now (but ``me``)."""
         return [t for p in self.peers.values() for t in p.inbound.values() if t is not me]
@@ -285,10 +327,15 @@ class PeerTable:
                     reason = f"{HEARTBEAT_TIMEOUT_REASON}: no message for {timeout:g}s"
                     self.expect(peer_id, DisconnectKind.HEARTBEAT)
                     try:
-                        await rt.transport.disconnect(peer_id, reason)
+                        if disconnect_accepts_may_return(rt.transport):
+                            await rt.transport.disconnect(peer_id, reason, may_return=True)
+                        else:  # a transport written before may_return
+                            await rt.transport.disconnect(peer_id, reason)
                     except Exception:
                         rt.rlog.exception(("drop", peer_id), "%s: transport failed to drop %r", rt.node_id, peer_id)
                     self.peer_disconnected(peer_id, reason, kind=DisconnectKind.HEARTBEAT)
-                elif not peer.pinging:
+                elif not peer.pinging and now - peer.last_seen >= interval:
+                    # A peer heard from within the interval needs no ping: busy links carry no
+                    # heartbeats, and of two nodes pinging each other only one ends up doing it.
                     peer.pinging = True
                     rt.spawn(self._send_flagged(peer, "pinging", Message(0, _HEARTBEAT, rt.node_id, peer_id)))

@@ -6,8 +6,6 @@ entry points of group ``node_comm`` (minus blocked ones), then check every hooki
 
 from __future__ import annotations
 
-import difflib
-import functools
 import importlib.metadata
 import os
 from collections.abc import Callable, Iterable
@@ -18,7 +16,30 @@ import pluggy
 
 from . import hookspecs
 from .exceptions import ConfigError
+from .registry import (
+    InterceptorRegister,
+    Provided,
+    Registry,
+    SerializerRegister,
+    TransportEntry,
+    TransportRegister,
+)
 from .serializer import Serializer, StdlibJsonSerializer
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "ENV_BLOCK",
+    "ENV_NO_AUTOLOAD",
+    "PluginInfo",
+    "PluginsConfig",
+    "Provided",
+    "Registries",
+    "Registry",
+    "clear_discovery_cache",
+    "collect",
+    "discover",
+    "make_plugin_manager",
+]
 
 ENTRY_POINT_GROUP = "node_comm"
 #: Comma-separated entry-point names that are never loaded.
@@ -37,15 +58,6 @@ class PluginsConfig:
     only: list[str] | None = None
 
 
-@dataclass(frozen=True)
-class Provided:
-    """One registered thing and who provided it."""
-
-    name: str
-    obj: Any
-    plugin: str
-
-
 @dataclass
 class PluginInfo:
     """A loaded plugin: its entry-point name, distribution and version, and what it registered."""
@@ -58,62 +70,13 @@ class PluginInfo:
     interceptors: list[str] = field(default_factory=list)
 
 
-class Registry:
-    """Named things of one kind (transport, serializer, interceptor), with provenance."""
-
-    def __init__(self, kind: str, default: str | None = None) -> None:
-        self.kind = kind
-        #: Listed first wherever names are shown (``available: memory, grpc``), the rest sorted.
-        self.default = default
-        self._items: dict[str, Provided] = {}
-
-    def add(self, name: str, obj: Any, plugin: str) -> None:
-        if not isinstance(name, str) or not name:
-            raise ConfigError(f"plugin {plugin!r} registered a {self.kind} with an invalid name {name!r}")
-        old = self._items.get(name)
-        if old is not None and old.plugin != plugin:
-            raise ConfigError(
-                f"{self.kind} {name!r} is registered by both plugin {old.plugin!r} and {plugin!r}; "
-                f"uninstall or block one of them (e.g. plugins: {{block: [{plugin}]}} in YAML, "
-                f"or {ENV_BLOCK}={plugin})"
-            )
-        self._items[name] = Provided(name, obj, plugin)
-
-    def get(self, name: str) -> Any:
-        """The object registered as ``name``; else a :class:`ConfigError` listing what is available."""
-        try:
-            return self._items[name].obj
-        except KeyError:
-            available = ", ".join(self.names()) or "none"
-            close = difflib.get_close_matches(str(name), self.names(), n=1, cutoff=0.6)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            raise ConfigError(
-                f"{self.kind} {name!r} is not installed; {hint}available: {available}"
-                f" (install the plugin that provides it, or check plugins.block/only and {ENV_BLOCK})"
-            ) from None
-
-    def provider(self, name: str) -> str:
-        return self._items[name].plugin
-
-    def names(self) -> list[str]:
-        """Registered names: the default first, then the others sorted."""
-        first = [self.default] if self.default in self._items else []
-        return first + sorted(n for n in self._items if n != self.default)
-
-    def items(self) -> list[Provided]:
-        return [self._items[n] for n in self.names()]
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._items
-
-
 @dataclass
 class Registries:
     """What the installed plugins provide, and the plugins themselves."""
 
-    transports: Registry = field(default_factory=lambda: Registry("transport", default="memory"))
-    serializers: Registry = field(default_factory=lambda: Registry("serializer", default="json"))
-    interceptors: Registry = field(default_factory=lambda: Registry("interceptor"))
+    transports: Registry[TransportEntry] = field(default_factory=lambda: Registry("transport", default="memory"))
+    serializers: Registry[Serializer] = field(default_factory=lambda: Registry("serializer", default="json"))
+    interceptors: Registry[Callable[..., Any]] = field(default_factory=lambda: Registry("interceptor"))
     plugins: dict[str, PluginInfo] = field(default_factory=dict)
     #: Entry points found but not loaded, and why ("blocked", "not in plugins.only", ...).
     skipped: dict[str, str] = field(default_factory=dict)
@@ -148,9 +111,7 @@ def _code_plugin_name(pm: pluggy.PluginManager, plugin: object) -> str:
     return name
 
 
-def make_plugin_manager(
-    config: PluginsConfig | None = None, plugins: Iterable[object] = ()
-) -> NodeCommPluginManager:
+def make_plugin_manager(config: PluginsConfig | None = None, plugins: Iterable[object] = ()) -> NodeCommPluginManager:
     """A fresh plugin manager: hook specs, ``plugins`` given in code, then the allowed entry points.
 
     ``config.block`` and ``$NODE_COMM_BLOCK_PLUGINS`` (comma-separated) name plugins that never load;
@@ -203,50 +164,63 @@ def make_plugin_manager(
 
 
 def collect(pm: pluggy.PluginManager) -> Registries:
-    """Call the registration hooks of every plugin in ``pm`` and gather what they register,
-    remembering which plugin provided each name (two plugins providing one name is an error)."""
+    """Call the registration hooks of every plugin in ``pm`` (through ``pm.hook``) and gather what
+    they register, remembering which plugin provided each name (two plugins providing one name is
+    an error)."""
     regs = Registries(skipped=dict(getattr(pm, "skipped", {})))
     dist_info: dict[str, tuple[str | None, str | None]] = getattr(pm, "dist_info", {})
     for name in sorted(n for n, p in pm.list_name_plugin() if p is not None):  # None: blocked
         dist, version = dist_info.get(name, (None, None))
         regs.plugins[name] = PluginInfo(name, dist, version)
 
-    def add_transport(plugin: str, tname: str, factory: Callable[..., Any]) -> None:
-        if not callable(factory):
-            raise ConfigError(f"plugin {plugin!r} registered transport {tname!r} with a non-callable factory")
-        regs.transports.add(tname, factory, plugin)
-        regs.plugins[plugin].transports.append(tname)
+    def transports(plugin: str) -> TransportRegister:
+        def add(tname: str, entry: TransportEntry) -> None:
+            if not callable(entry.factory):
+                raise ConfigError(f"plugin {plugin!r} registered transport {tname!r} with a non-callable factory")
+            regs.transports.add(tname, entry, plugin)
+            regs.plugins[plugin].transports.append(tname)
 
-    def add_serializer(plugin: str, serializer: Any) -> None:
-        if not isinstance(serializer, Serializer):
-            raise ConfigError(
-                f"plugin {plugin!r} registered {serializer!r}, which is not a node_comm.Serializer"
-            )
-        regs.serializers.add(serializer.name, serializer, plugin)
-        regs.plugins[plugin].serializers.append(serializer.name)
+        return TransportRegister(add)
 
-    def add_interceptor(plugin: str, iname: str, factory: Callable[..., Any]) -> None:
-        if not callable(factory):
-            raise ConfigError(
-                f"plugin {plugin!r} registered interceptor {iname!r} with a non-callable factory"
-            )
-        regs.interceptors.add(iname, factory, plugin)
-        regs.plugins[plugin].interceptors.append(iname)
+    def serializers(plugin: str) -> SerializerRegister:
+        def add(serializer: Serializer) -> None:
+            if not isinstance(serializer, Serializer):
+                raise ConfigError(f"plugin {plugin!r} registered {serializer!r}, which is not a node_comm.Serializer")
+            regs.serializers.add(serializer.name, serializer, plugin)
+            regs.plugins[plugin].serializers.append(serializer.name)
 
-    adders: list[tuple[str, Callable[..., None]]] = [
-        ("node_comm_register_transports", add_transport),
-        ("node_comm_register_serializers", add_serializer),
-        ("node_comm_register_interceptors", add_interceptor),
+        return SerializerRegister(add)
+
+    def interceptors(plugin: str) -> InterceptorRegister:
+        def add(iname: str, factory: Callable[..., Any]) -> None:
+            if not callable(factory):
+                raise ConfigError(f"plugin {plugin!r} registered interceptor {iname!r} with a non-callable factory")
+            regs.interceptors.add(iname, factory, plugin)
+            regs.plugins[plugin].interceptors.append(iname)
+
+        return InterceptorRegister(add)
+
+    registers: list[tuple[str, Callable[[str], object]]] = [
+        ("node_comm_register_transports", transports),
+        ("node_comm_register_serializers", serializers),
+        ("node_comm_register_interceptors", interceptors),
     ]
-    for hook, add in adders:
-        # Each implementation is called on its own, in registration order (code plugins, then
-        # entry points), so every name keeps the plugin that registered it.
-        for impl in getattr(pm.hook, hook).get_hookimpls():
+    for hook, make_register in registers:
+        # One call through pluggy per plugin (a subset caller holding only that plugin's
+        # implementation, plus any wrappers), in registration order (code plugins, then entry
+        # points), so each plugin gets a register that records it as the provider.
+        impls = getattr(pm.hook, hook).get_hookimpls()
+        owners = [impl.plugin for impl in impls if not (impl.hookwrapper or impl.wrapper)]
+        for impl in impls:
+            if impl.hookwrapper or impl.wrapper:
+                continue
             plugin = impl.plugin_name
             if plugin not in regs.plugins:
                 regs.plugins[plugin] = PluginInfo(plugin)
+            others = [p for p in owners if p is not impl.plugin]
+            caller = pm.subset_hook_caller(hook, remove_plugins=others)
             try:
-                impl.function(register=functools.partial(add, plugin))
+                caller(register=make_register(plugin))
             except ConfigError:
                 raise
             except Exception as exc:
@@ -259,6 +233,42 @@ def collect(pm: pluggy.PluginManager) -> Registries:
     return regs
 
 
+#: Registries found per plugin settings, so discovery (importing and calling every installed
+#: plugin) runs once per process, not once per ``load_config`` and ``Node``.
+_discovered: dict[tuple[object, ...], Registries] = {}
+
+
+def _settings_key(config: PluginsConfig) -> tuple[object, ...]:
+    """What decides which entry points load: the ``plugins:`` section and the two variables."""
+    only = None if config.only is None else tuple(sorted(config.only))
+    return (
+        config.autoload,
+        tuple(sorted(config.block)),
+        only,
+        os.environ.get(ENV_BLOCK, ""),
+        os.environ.get(ENV_NO_AUTOLOAD, ""),
+    )
+
+
 def discover(config: PluginsConfig | None = None, plugins: Iterable[object] = ()) -> Registries:
-    """Build a fresh plugin manager and collect its registries in one step."""
-    return collect(make_plugin_manager(config, plugins))
+    """The registries of the installed plugins (as allowed by ``config`` and the environment) plus
+    ``plugins`` given in code.
+
+    Without in-code plugins the result is cached per plugin settings for the life of the process
+    (treat it as read-only); with them, discovery runs afresh (their hooks may register anything).
+    Errors are never cached. :func:`clear_discovery_cache` forgets what was found (after installing
+    a plugin at run time, or in tests that fake entry points)."""
+    config = config or PluginsConfig()
+    plugins = list(plugins)
+    if plugins:
+        return collect(make_plugin_manager(config, plugins))
+    key = _settings_key(config)
+    found = _discovered.get(key)
+    if found is None:
+        found = _discovered[key] = collect(make_plugin_manager(config))
+    return found
+
+
+def clear_discovery_cache() -> None:
+    """Forget the registries :func:`discover` cached; the next call imports the plugins again."""
+    _discovered.clear()

@@ -6,7 +6,8 @@ import abc
 import json
 from typing import TYPE_CHECKING, Any
 
-from .exceptions import ConfigError, PayloadTooLargeError
+from .exceptions import PayloadTooLargeError
+from .registry import SerializerRegistry as SerializerRegistry  # re-exported (it lived here)
 
 if TYPE_CHECKING:
     from .config import DecodeLimits
@@ -137,34 +138,3 @@ class StdlibJsonSerializer(Serializer):
         if measure:
             check_decoded_limits(value, limits)
         return value
-
-
-class SerializerRegistry:
-    """Serializers by name, one registry per node (``node._serializer_registry``)."""
-
-    def __init__(self, serializers: dict[str, Serializer] | None = None) -> None:
-        self._by_name: dict[str, Serializer] = dict(serializers or {})
-
-    def register(self, serializer: Serializer, *, replace: bool = True) -> None:
-        """Add ``serializer`` under ``serializer.name`` (replacing one of the same name by default)."""
-        if not isinstance(serializer, Serializer):
-            raise TypeError(f"expected a node_comm.Serializer, got {type(serializer).__name__}")
-        name = serializer.name
-        if not replace and name in self._by_name:
-            raise ConfigError(f"serializer {name!r} is already registered")
-        self._by_name[name] = serializer
-
-    def get(self, name: str) -> Serializer:
-        """The serializer called ``name``; a :class:`ConfigError` listing what exists otherwise."""
-        try:
-            return self._by_name[name]
-        except KeyError:
-            raise ConfigError(
-                f"serializer {name!r} is not installed; available: {', '.join(sorted(self._by_name))}"
-            ) from None
-
-    def names(self) -> list[str]:
-        return sorted(self._by_name)
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._by_name

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import inspect
 from collections.abc import Awaitable, Sequence
 from typing import Any, ClassVar, Protocol
 
 from .disconnects import DisconnectKind
 from .message import Message, MessageType
 
-#: Every reason the kernel gives when it drops a peer for silence starts with this, so a transport
-#: can tell a heartbeat timeout (the peer may come back: redial) from a deliberate disconnect.
+#: The human text that starts every reason the kernel gives when it drops a peer for silence. A
+#: transport tells a heartbeat timeout from a deliberate disconnect by ``may_return``, not by this.
 HEARTBEAT_TIMEOUT_REASON = "heartbeat timeout"
 
 
@@ -120,11 +121,26 @@ class Transport(abc.ABC):
         return [r if isinstance(r, BaseException) else None for r in results]
 
     @abc.abstractmethod
-    async def disconnect(self, node_id: str, reason: str) -> None:
-        """Close the link to ``node_id`` (if any), calling ``host.peer_disconnected``."""
+    async def disconnect(self, node_id: str, reason: str, *, may_return: bool = False) -> None:
+        """Close the link to ``node_id`` (if any), calling ``host.peer_disconnected``.
+
+        ``may_return=True`` says the peer was dropped for silence (a heartbeat timeout) and may come
+        back: a transport that redials keeps doing so and sends no goodbye. ``False``: a deliberate
+        disconnect (forget the peer). The keyword is optional for transports: the kernel passes it
+        only to a ``disconnect`` that accepts it (see :func:`disconnect_accepts_may_return`)."""
 
     async def __aenter__(self) -> Transport:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+
+def disconnect_accepts_may_return(transport: Transport) -> bool:
+    """Whether ``transport.disconnect`` takes the ``may_return`` keyword (transports written before
+    it was added have ``disconnect(node_id, reason)`` and must keep working)."""
+    try:
+        params = inspect.signature(transport.disconnect).parameters
+    except (TypeError, ValueError):
+        return False
+    return "may_return" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())

@@ -33,9 +33,6 @@ def resolved(config: NodeConfig) -> dict[str, Any]:
     """``config`` as plain data with secrets masked."""
     data = dataclasses.asdict(config)
     transport = data["transport"]
-    for name in ("grpc", "memory"):
-        if transport.get(name) is None:
-            del transport[name]
     options = transport.pop("options", {}) or {}
     transport.update(options)
     return mask_secrets(data)  # type: ignore[no-any-return]
@@ -45,7 +42,6 @@ def providers(config: NodeConfig, registries: Registries) -> list[dict[str, Any]
     """Which plugin (and distribution) provides the transport(s), serializers and interceptors."""
     wanted: list[tuple[str, str, Any]] = []
     transports = [config.transport.mode]
-    transports += [n for n in ("grpc", "memory") if getattr(config.transport, n) is not None]
     transports += list(config.transport.options)
     for name in dict.fromkeys(transports):
         wanted.append(("transport", name, registries.transports))

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 from node_comm import hookimpl
+from node_comm.registry import InterceptorRegister
 
 from .acl import AclInterceptor
 from .auth import AuthInterceptor
@@ -15,7 +13,7 @@ from .tracing import TracingInterceptor
 
 
 @hookimpl
-def node_comm_register_interceptors(register: Callable[[str, Callable[..., Any]], None]) -> None:
+def node_comm_register_interceptors(register: InterceptorRegister) -> None:
     register("logging", LoggingInterceptor)
     register("auth", AuthInterceptor)
     register("acl", AclInterceptor)

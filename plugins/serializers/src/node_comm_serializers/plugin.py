@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from node_comm import Serializer, hookimpl
+from node_comm import hookimpl
+from node_comm.registry import SerializerRegister
 
 from .json_serializer import JsonSerializer
 from .msgpack_serializer import MsgpackSerializer
@@ -14,7 +13,7 @@ from .raw_serializer import RawSerializer
 
 
 @hookimpl
-def node_comm_register_serializers(register: Callable[[Serializer], None]) -> None:
+def node_comm_register_serializers(register: SerializerRegister) -> None:
     register(JsonSerializer())
     register(PickleSerializer())
     register(MsgpackSerializer())

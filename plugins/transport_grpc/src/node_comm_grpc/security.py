@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import grpc
 
 from node_comm import ConfigError
@@ -17,7 +19,8 @@ def read_file(path: str | None, key: str) -> bytes | None:
         with open(path, "rb") as fh:
             return fh.read()
     except OSError as exc:
-        raise ConfigError(f"transport.grpc.tls.{key}: cannot read {path!r}: {exc}") from exc
+        where = "" if os.path.isabs(path) else f" (relative: resolved against the working directory {os.getcwd()!r})"
+        raise ConfigError(f"transport.grpc.tls.{key}: cannot read {path!r}{where}: {exc}") from exc
 
 
 def server_credentials(tls: TlsConfig) -> grpc.ServerCredentials:

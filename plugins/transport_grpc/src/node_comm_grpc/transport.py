@@ -35,7 +35,6 @@ from node_comm import (
     TransportHost,
 )
 from node_comm.peer_logging import RateLimitedLog
-from node_comm.transport import HEARTBEAT_TIMEOUT_REASON
 
 from . import handshake as hsk
 from .config import MIN_BACKOFF, GrpcTransportConfig
@@ -681,17 +680,16 @@ class GrpcTransport(Transport):
             raise NodeNotConnectedError(message.target)
         await link.send(message)
 
-    async def disconnect(self, node_id: str, reason: str) -> None:
+    async def disconnect(self, node_id: str, reason: str, *, may_return: bool = False) -> None:
         link = self._links.get(node_id)
-        heartbeat = reason.startswith(HEARTBEAT_TIMEOUT_REASON)
-        if not heartbeat:
+        if not may_return:
             self._dials.pop(node_id, None)
             pending = self._redials.pop(node_id, None)
             if pending is not None:
                 pending.cancel()
         if link is None:
             return
-        if heartbeat:
+        if may_return:
             # The peer may be frozen or unreachable: no goodbye, and redial (it may come back).
             self.lost(link, reason)
         else:

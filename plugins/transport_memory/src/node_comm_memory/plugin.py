@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 from node_comm import hookimpl
+from node_comm.registry import TransportRegister
 
 from .transport import MemoryTransport
 
 
 @hookimpl
-def node_comm_register_transports(register: Callable[[str, Callable[..., Any]], None]) -> None:
+def node_comm_register_transports(register: TransportRegister) -> None:
     register("memory", MemoryTransport)

@@ -13,7 +13,6 @@ from node_comm import (
     ConfigError,
     ConnectFailedError,
     DisconnectKind,
-    MemoryTransportConfig,
     Message,
     Node,
     NodeNotConnectedError,
@@ -21,11 +20,11 @@ from node_comm import (
     TransportHost,
 )
 
+from .config import MemoryTransportConfig
+
 # One hub of running nodes per event loop, so nodes left running by one test (or thread) never
 # collide with another's.
-_hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, MemoryTransport]] = (
-    weakref.WeakKeyDictionary()
-)
+_hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, MemoryTransport]] = weakref.WeakKeyDictionary()
 
 
 #: ``ctx.peer_identity`` of a peer in the same process (authenticated: it is who it says it is).
@@ -144,7 +143,7 @@ class MemoryTransport(Transport):
         elif msg.source in self._links:
             self.host.deliver(msg)
 
-    async def disconnect(self, node_id: str, reason: str) -> None:
+    async def disconnect(self, node_id: str, reason: str, *, may_return: bool = False) -> None:
         self._unlink(node_id, reason, reason, DisconnectKind.STOPPED)
 
     def _unlink(
