@@ -17,26 +17,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import itertools
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Protocol
 
 import grpc
 from google.protobuf.message import DecodeError
 from grpc import aio
 
 from node_comm import (
+    ConnectionLostError,
     ErrorCode,
     ErrorInfo,
     Message,
     MessageType,
-    NodeNotConnectedError,
     PayloadTooLargeError,
 )
+from node_comm.peer_logging import RateLimitedLog
 
-from .reassembly import MAX_DROPPED, Partial
+from .config import GrpcTransportConfig
+from .direct_write import DirectWrite, start_write
+from .reassembly import MAX_DROPPED, Partial, ReceiveBudget
 from .wire import (
     F_CHUNK,
     F_GOODBYE,
@@ -57,9 +61,6 @@ from .wire import (
     varint,
 )
 
-if TYPE_CHECKING:
-    from .transport import GrpcTransport
-
 log = logging.getLogger("node_comm.grpc")
 
 _REQUEST = MessageType.REQUEST
@@ -76,22 +77,66 @@ _CONTROL = frozenset({_ERROR, MessageType.CANCEL, MessageType.HEARTBEAT, Message
 MAX_BAD_FRAMES = 16
 
 
+class LinkOwner(Protocol):
+    """What a :class:`Link` needs from whoever owns it (the transport)."""
+
+    def lost(self, link: Link, reason: str) -> None:
+        """The stream broke or must be closed (peer gone, not reading, hostile): drop ``link``."""
+
+    def goodbye(self, link: Link, reason: str) -> None:
+        """The peer said goodbye on ``link``."""
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run ``coro`` as a task the owner keeps (and cancels when it stops)."""
+
+    def deliver(self, msg: Message) -> None:
+        """Hand a message received from the peer to the node."""
+
+    def transfer_progress(
+        self, peer_id: str, message_id: int, mtype: MessageType, method: str, done: int, total: int
+    ) -> None:
+        """``done`` of ``total`` bytes of a chunked payload from ``peer_id`` have arrived."""
+
+    def reading_paused(self, peer_id: str) -> Awaitable[Any] | None:
+        """An awaitable to wait on before reading more from ``peer_id`` (flow control), or ``None``."""
+
+
+class _Writer(enum.Enum):
+    """Who writes the outbound queue of a link now."""
+
+    IDLE = "idle"  # nothing in flight: a sender may start a direct write (see Link._kick)
+    DIRECT = "direct"  # a write started by a sender is in flight (a DirectWrite)
+    TASK = "task"  # the writer task is draining the queue, or has claimed what is queued
+
+
+_IDLE, _DIRECT, _TASK = _Writer.IDLE, _Writer.DIRECT, _Writer.TASK
+
+
 class Link:
     """One connection to one peer: the stream, its outbound queue and writer, its reader."""
 
     def __init__(
         self,
-        transport: GrpcTransport,
+        owner: LinkOwner,
         peer_id: str,
         address: str | None,
         read: Callable[[], Awaitable[Any]],
-        write: Callable[[bytes], Awaitable[None]],
+        write: Callable[[bytes], Coroutine[Any, Any, None]],
         *,
         dialled: bool,
         call: Any = None,
         channel: aio.Channel | None = None,
+        cfg: GrpcTransportConfig,
+        node_id: str,
+        rlog: RateLimitedLog,
+        budget: ReceiveBudget,
+        identity: str | None = None,
+        early: list[Any] | None = None,
     ) -> None:
-        self.t = transport
+        self._owner = owner
+        self._cfg = cfg
+        self._node_id = node_id
+        self._rlog = rlog
         self.peer_id = peer_id
         self.address = address
         self._read = read
@@ -103,18 +148,17 @@ class Link:
         self._queue: deque[tuple[tuple[bytes | memoryview, ...], int]] = deque()
         self._queued = 0
         self._wakeup = asyncio.Event()
-        self._writing = False  # the writer task is draining the queue, or a direct write is in flight
-        self._direct = False  # a write started by a sender (see _kick) is in flight
+        self._state = _IDLE
+        self._direct_write: DirectWrite | asyncio.Task[Any] | None = None  # the DIRECT write in flight
         self._defer = False  # frames queued behind a write: leave idle writes to the writer task
         self._waiters: deque[asyncio.Future[None]] = deque()
-        self._final = False
+        self._final = False  # closing: the writer task ends once the queue (a goodbye) is written
         self._transfers = itertools.count(1)
         self._partials: dict[int, Partial] = {}
-        self._budget = transport.receive_budget
+        self._budget = budget
         self._sweep: asyncio.TimerHandle | None = None  # drops transfers idle for transfer_timeout
         self._dropped: dict[int, int] = {}  # refused or dropped transfer id -> bytes still to skip
         self._bad = 0  # malformed or unknown frames received
-        cfg = transport.cfg
         # Control frames may pass send_queue_bytes by this much: room for the one data frame that
         # may overshoot it plus a margin; past it the peer is taken for one that does not read.
         self._hard_limit = (
@@ -129,9 +173,9 @@ class Link:
         self.finished: asyncio.Future[None] = self._loop.create_future()
         self._writer: asyncio.Task[None] | None = None
         self._reader: asyncio.Task[None] | None = None
-        self.early: list[Any] = []
+        self._early: list[Any] = early or []
         #: Who the peer proved to be (``ctx.peer_identity``), or ``None`` when not authenticated.
-        self.identity: str | None = None
+        self.identity = identity
         self._probe: asyncio.Future[None] | None = None
 
     def start(self) -> None:
@@ -140,7 +184,7 @@ class Link:
 
     def deliver_early(self) -> None:
         """Handle the frames that came in the handshake's batch, once the node knows of the peer."""
-        early, self.early = self.early, []
+        early, self._early = self._early, []
         for env in early:
             if self.closed:
                 break
@@ -148,21 +192,19 @@ class Link:
 
     # ------------------------------------------------------------------ outbound
     async def _put(self, parts: tuple[bytes | memoryview, ...], size: int) -> None:
-        limit = self.t.cfg.send_queue_bytes
+        limit = self._cfg.send_queue_bytes
         while self._queued >= limit and not self.closed:
             self._congested()
             fut: asyncio.Future[None] = self._loop.create_future()
             self._waiters.append(fut)
             await fut
         if self.closed:
-            raise NodeNotConnectedError(
-                self.peer_id, f"connection to node {self.peer_id!r} is closed: {self.close_reason}"
-            )
+            raise ConnectionLostError(self.peer_id, self.close_reason)
         self._queue.append((parts, size))
         self._queued += size
         self._kick()
 
-    def _put_nowait(self, env_bytes: bytes) -> bool:
+    def queue_control(self, env_bytes: bytes) -> bool:
         """Queue a small control frame without waiting (replies to bad input, aborts)."""
         parts = item(env_bytes)
         return self._put_control(parts, len(parts[0]) + len(parts[1]))
@@ -176,13 +218,13 @@ class Link:
         if self._queued + size > self._hard_limit:
             self._not_reading(
                 f"{self._queued} bytes are waiting to be sent to it, past "
-                f"send_queue_bytes={self.t.cfg.send_queue_bytes} and the room kept for "
+                f"send_queue_bytes={self._cfg.send_queue_bytes} and the room kept for "
                 "replies and control frames"
             )
             return False
         self._queue.append((parts, size))
         self._queued += size
-        if self._queued >= self.t.cfg.send_queue_bytes:
+        if self._queued >= self._cfg.send_queue_bytes:
             self._congested()
         self._wakeup.set()
         return True
@@ -191,31 +233,31 @@ class Link:
         """The outbound queue is full: watch that writes still complete (see ``_check_stall``)."""
         if self._stall is None and not self.closed:
             self._stall_mark = self._writes
-            self._stall = self._loop.call_later(self.t.cfg.stall_timeout, self._check_stall)
+            self._stall = self._loop.call_later(self._cfg.stall_timeout, self._check_stall)
 
     def _check_stall(self) -> None:
         self._stall = None
         waiting = any(not fut.done() for fut in self._waiters)  # cancelled senders do not count
-        if self.closed or (self._queued < self.t.cfg.send_queue_bytes and not waiting):
+        if self.closed or (self._queued < self._cfg.send_queue_bytes and not waiting):
             return
         if self._writes != self._stall_mark:  # slow, but the peer reads: watch on
             self._congested()
             return
         self._not_reading(
-            f"nothing could be written to it for {self.t.cfg.stall_timeout:g}s while its "
+            f"nothing could be written to it for {self._cfg.stall_timeout:g}s while its "
             "send queue was full (transport.grpc.stall_timeout)"
         )
 
     def _not_reading(self, why: str) -> None:
         reason = f"node {self.peer_id!r} is not reading its stream: {why}"
-        self.t.rlog.warning(
-            ("stall", self.peer_id), "%s: closing the stream to %r: %r", self.t.node_id, self.peer_id, reason
+        self._rlog.warning(
+            ("stall", self.peer_id), "%s: closing the stream to %r: %r", self._node_id, self.peer_id, reason
         )
         self.status = (grpc.StatusCode.RESOURCE_EXHAUSTED, reason)
-        self.t._lost(self, reason)
+        self._owner.lost(self, reason)
 
     async def send(self, msg: Message) -> None:
-        cfg = self.t.cfg
+        cfg = self._cfg
         payload = msg.payload
         n = len(payload)
         if n > cfg.max_payload_size:
@@ -263,9 +305,7 @@ class Link:
             if msg.type in _CONTROL and size < INLINE_PAYLOAD_MIN:
                 # Never a waiting task per refused call or heartbeat behind a full queue.
                 if not self._put_control(parts, size):
-                    raise NodeNotConnectedError(
-                        self.peer_id, f"connection to node {self.peer_id!r} is closed: {self.close_reason}"
-                    )
+                    raise ConnectionLostError(self.peer_id, self.close_reason)
                 return
             await self._put(parts, size)
             return
@@ -276,8 +316,9 @@ class Link:
         head = item(encode(msg, b"", transfer, n))
         await self._put(head, len(head[0]) + len(head[1]))
         view = memoryview(payload)
-        step = self.t.cfg.chunk_size
+        step = self._cfg.chunk_size
         progress = msg.progress
+        sent = False
         try:
             for off in range(0, n, step):
                 part = view[off : off + step]
@@ -286,18 +327,18 @@ class Link:
                 if progress is not None:
                     report_progress(progress, "sent", off + len(part), n)
                 await asyncio.sleep(0)  # let other senders' frames in between the chunks
-        except BaseException:
-            # Tell the receiver to drop what it has of this transfer.
-            abort = Envelope(type=F_CHUNK, transfer=transfer, reason="aborted")
-            self._put_nowait(abort.SerializeToString())
-            raise
+            sent = True
+        finally:
+            if not sent:  # cancelled or failed: tell the receiver to drop what it has of this transfer
+                abort = Envelope(type=F_CHUNK, transfer=transfer, reason="aborted")
+                self.queue_control(abort.SerializeToString())
 
     def _kick(self) -> None:
         """A frame was queued: on an idle link whose traffic is one small frame at a time, start
         writing it here, in the sender's step (one event-loop hop less than waking the writer
         task); otherwise wake the writer task, which coalesces what is queued into one batch."""
         if (
-            self._writing
+            self._state is not _IDLE
             or self._defer
             or self._queued >= INLINE_PAYLOAD_MIN
             or self.closed
@@ -309,51 +350,37 @@ class Link:
             return
         parts, size = self._queue.popleft()
         self._queued -= size
-        self._writing = self._direct = True
-        self._drive(self._write(b"".join(parts)))
-
-    def _drive(self, coro: Any) -> None:
-        """Run a direct write without a task: no task awaits it, so cancelling the sender cannot
-        cancel a write half-done (grpc.aio would cancel the whole stream). Resumed from the
-        callback of the future it waits on."""
-        try:
-            fut = coro.send(None)
-        except StopIteration:
-            self._direct_done(None)
-            return
-        except BaseException as exc:  # a broken stream: reported as such
-            self._direct_done(exc)
-            return
-        if fut is None:  # a bare yield: resume on the next loop iteration
-            self._loop.call_soon(self._drive, coro)
-        else:
-            fut._asyncio_future_blocking = False
-            fut.add_done_callback(lambda _f: self._drive(coro))
+        self._state = _DIRECT
+        # Not a task the sender awaits: cancelling the sender must not cancel a write half-done.
+        write = start_write(self._write(b"".join(parts)), self._direct_done, self._loop)
+        if self._state is _DIRECT:  # still in flight (it may have ended already)
+            self._direct_write = write
 
     def _direct_done(self, exc: BaseException | None) -> None:
-        self._direct = False
+        self._direct_write = None
         self._writes += 1
         # What was queued meanwhile is the writer task's; it also notices a final goodbye.
-        self._writing = bool(self._queue)
+        self._state = _TASK if self._queue else _IDLE
         self._wakeup.set()
         if exc is not None and not self.closed:
             if isinstance(exc, asyncio.CancelledError):
-                self.t._lost(self, f"node {self.peer_id!r} cancelled the stream")
+                self._owner.lost(self, f"node {self.peer_id!r} cancelled the stream")
             else:
-                self.t._lost(self, f"stream to node {self.peer_id!r} broke while sending: {describe(exc)}")
+                self._owner.lost(self, f"stream to node {self.peer_id!r} broke while sending: {describe(exc)}")
 
     async def _write_loop(self) -> None:
-        limit = self.t.cfg.max_batch_bytes
+        limit = self._cfg.max_batch_bytes
         queue = self._queue
         try:
             while True:
-                while not queue or self._direct:
-                    if self._final and not queue and not self._direct:
+                while not queue or self._state is _DIRECT:
+                    if self._final and not queue and self._state is not _DIRECT:
                         return
-                    self._writing = self._direct
+                    if self._state is not _DIRECT:
+                        self._state = _IDLE
                     self._wakeup.clear()
                     await self._wakeup.wait()
-                self._writing = True
+                self._state = _TASK
                 chunks: list[bytes | memoryview] = []
                 parts, size = queue.popleft()
                 chunks.extend(parts)
@@ -365,7 +392,7 @@ class Link:
                     chunks.extend(parts)
                     size += n
                 self._queued -= size
-                if self._waiters and self._queued < self.t.cfg.send_queue_bytes:
+                if self._waiters and self._queued < self._cfg.send_queue_bytes:
                     self._wake_waiters()
                 data = b"".join(chunks)
                 del chunks
@@ -374,10 +401,10 @@ class Link:
         except asyncio.CancelledError:
             if self.closed:
                 raise
-            self.t._lost(self, f"node {self.peer_id!r} cancelled the stream")
+            self._owner.lost(self, f"node {self.peer_id!r} cancelled the stream")
         except Exception as exc:
             if not self.closed:
-                self.t._lost(self, f"stream to node {self.peer_id!r} broke while sending: {describe(exc)}")
+                self._owner.lost(self, f"stream to node {self.peer_id!r} broke while sending: {describe(exc)}")
 
     def _wake_waiters(self) -> None:
         waiters, self._waiters = self._waiters, deque()
@@ -390,15 +417,14 @@ class Link:
         reason = f"node {self.peer_id!r} closed the stream"
         # Flow control: the node may ask to stop reading this peer for a while (its notify
         # handlers are at max_concurrent_notifies_per_peer). A host without it never pauses.
-        paused = getattr(self.t.host, "reading_paused", None)
+        paused = self._owner.reading_paused
         peer = self.peer_id
         try:
             while True:
-                if paused is not None:
-                    gate = paused(peer)
-                    if gate is not None:
-                        await gate
-                        continue
+                gate = paused(peer)
+                if gate is not None:
+                    await gate
+                    continue
                 data = await self._read()
                 if data is aio.EOF or data is None:
                     break
@@ -416,7 +442,7 @@ class Link:
                         self._on_chunk_data(env[0], env[1], False)
                     else:
                         self._on_frame(env)
-                        if env.type == _NOTIFY_FRAME and paused is not None:
+                        if env.type == _NOTIFY_FRAME:
                             gate = paused(peer)
                             if gate is not None:  # the rest of this batch waits too
                                 await gate
@@ -428,7 +454,7 @@ class Link:
         except Exception as exc:
             reason = f"stream to node {self.peer_id!r} broke: {describe(exc)}"
         if not self.closed:
-            self.t._lost(self, reason)
+            self._owner.lost(self, reason)
 
     def _on_frame(self, env: Any) -> None:
         ftype = env.type
@@ -438,23 +464,23 @@ class Link:
                 self._begin_transfer(env, mtype)
                 return
             payload = env.payload
-            if len(payload) > self.t.cfg.max_payload_size:
-                limit = self.t.cfg.max_payload_size
+            if len(payload) > self._cfg.max_payload_size:
+                limit = self._cfg.max_payload_size
                 self._refuse(
                     env,
                     mtype,
                     ErrorCode.RESOURCE_EXHAUSTED,
                     f"payload of {env.method or mtype.name} from {self.peer_id!r} is {len(payload)} "
-                    f"bytes, over max_payload_size={limit} of node {self.t.node_id!r}",
+                    f"bytes, over max_payload_size={limit} of node {self._node_id!r}",
                 )
                 return
             self._deliver(env, mtype, payload)
         elif ftype == F_CHUNK:
             self._on_chunk(env)
         elif ftype == F_GOODBYE:
-            self.t._goodbye(self, env.reason or f"node {self.peer_id!r} said goodbye")
+            self._owner.goodbye(self, env.reason or f"node {self.peer_id!r} said goodbye")
         elif ftype == F_PROBE:
-            self._put_nowait(_PROBE_ACK)
+            self.queue_control(_PROBE_ACK)
         elif ftype == F_PROBE_ACK:
             if self._probe is not None and not self._probe.done():
                 self._probe.set_result(None)
@@ -470,14 +496,14 @@ class Link:
                 f"node {self.peer_id!r} sent {self._bad} malformed or unknown frames "
                 f"(the last: {text}); its stream is closed"
             )
-            self.t.rlog.warning(("bad-frames", self.peer_id), "%s: %s", self.t.node_id, reason)
+            self._rlog.warning(("bad-frames", self.peer_id), "%s: %s", self._node_id, reason)
             self.status = (grpc.StatusCode.INVALID_ARGUMENT, reason)
-            self.t._lost(self, reason)
+            self._owner.lost(self, reason)
             return
         if self._bad == 1:
-            self.t.rlog.warning(("bad-frame", self.peer_id), "%s: %s from %r", self.t.node_id, text, self.peer_id)
+            self._rlog.warning(("bad-frame", self.peer_id), "%s: %s from %r", self._node_id, text, self.peer_id)
         if reply_to is not None:
-            self._put_nowait(error_frame(reply_to, ErrorCode.INVALID_ARGUMENT.value, text).SerializeToString())
+            self.queue_control(error_frame(reply_to, ErrorCode.INVALID_ARGUMENT.value, text).SerializeToString())
 
     def _deliver(self, env: Any, mtype: MessageType, payload: bytes | bytearray) -> None:
         err = None
@@ -489,29 +515,30 @@ class Link:
             env.id,
             mtype,
             self.peer_id,
-            self.t.node_id,
+            self._node_id,
             env.method,
-            payload,
-            env.serializer,  # type: ignore[arg-type]
+            payload,  # type: ignore[arg-type]  # a bytearray when reassembled: serializers take any buffer
+            env.serializer,
             dict(env.metadata) if env.metadata else {},
             err,
             env.deadline if env.HasField("deadline") else None,
         )
         try:
-            self.t.host.deliver(msg)
+            self._owner.deliver(msg)
         except Exception:
-            self.t.rlog.exception(("deliver", self.peer_id), "%s: deliver failed for a message from %r",
-                                  self.t.node_id, self.peer_id)
+            self._rlog.exception(
+                ("deliver", self.peer_id), "%s: deliver failed for a message from %r", self._node_id, self.peer_id
+            )
 
     def _refuse(self, env: Any, mtype: MessageType, code: ErrorCode, text: str, *, logged: bool = False) -> None:
         """Answer a message that will not be delivered: an error to the peer for a request, to the
         local caller for a reply, a log line for the rest."""
         if mtype is _REQUEST:
-            self._put_nowait(error_frame(env.id, code.value, text, env.method).SerializeToString())
+            self.queue_control(error_frame(env.id, code.value, text, env.method).SerializeToString())
         elif mtype is _RESPONSE or mtype is _ERROR:
             self._deliver(error_frame(env.id, code.value, text, env.method), _ERROR, b"")
         elif not logged:
-            self.t.rlog.warning(("dropped", self.peer_id), "%s: dropped %r", self.t.node_id, text)
+            self._rlog.warning(("dropped", self.peer_id), "%s: dropped %r", self._node_id, text)
 
     def _remember_dropped(self, transfer: int, left: int) -> None:
         """Skip the ``left`` bytes still to come of a refused or dropped transfer, quietly."""
@@ -535,16 +562,16 @@ class Link:
                 f"payload of {what} from {self.peer_id!r} reuses transfer id {transfer}, still in progress",
             )
             return
-        limit = self.t.cfg.max_payload_size
+        limit = self._cfg.max_payload_size
         budget = self._budget
         if total > limit:
             text = (
                 f"payload of {what} from {self.peer_id!r} is {total} bytes, over "
-                f"max_payload_size={limit} of node {self.t.node_id!r}"
+                f"max_payload_size={limit} of node {self._node_id!r}"
             )
         elif not budget.take(total):
             text = (
-                f"node {self.t.node_id!r} is already receiving {budget.used} bytes of large payloads; "
+                f"node {self._node_id!r} is already receiving {budget.used} bytes of large payloads; "
                 f"{total} more (of {what} from {self.peer_id!r}) would pass max_receive_buffer="
                 f"{budget.limit}"
             )
@@ -554,7 +581,7 @@ class Link:
             if total == 0:
                 self._finish(transfer)
             elif self._sweep is None:
-                self._sweep = self._loop.call_at(now + self.t.cfg.transfer_timeout, self._drop_stalled)
+                self._sweep = self._loop.call_at(now + self._cfg.transfer_timeout, self._drop_stalled)
             return
         self._remember_dropped(transfer, total)
         self._refuse(env, mtype, ErrorCode.RESOURCE_EXHAUSTED, text)
@@ -591,7 +618,7 @@ class Link:
         part.add(data)
         part.last = self._loop.time()
         env = part.env
-        self.t.host.transfer_progress(self.peer_id, env.id, MESSAGE_TYPES[env.type], env.method, part.got, part.total)
+        self._owner.transfer_progress(self.peer_id, env.id, MESSAGE_TYPES[env.type], env.method, part.got, part.total)
         if part.got == part.total:
             self._finish(transfer)
 
@@ -607,7 +634,7 @@ class Link:
         self._sweep = None
         if self.closed:
             return
-        timeout = self.t.cfg.transfer_timeout
+        timeout = self._cfg.transfer_timeout
         now = self._loop.time()
         due: float | None = None
         for transfer, part in list(self._partials.items()):
@@ -623,7 +650,7 @@ class Link:
                 f"chunked payload of {env.method or mtype.name} from {self.peer_id!r} stalled: no chunk "
                 f"for {timeout:g}s after {part.got} of {part.total} bytes (transport.grpc.transfer_timeout)"
             )
-            self.t.rlog.warning(("stalled", self.peer_id), "%s: dropped %r", self.t.node_id, text)
+            self._rlog.warning(("stalled", self.peer_id), "%s: dropped %r", self._node_id, text)
             part.buf = None
             self._refuse(env, mtype, ErrorCode.DEADLINE_EXCEEDED, text, logged=True)
         if due is not None:
@@ -635,7 +662,7 @@ class Link:
             return False
         if self._probe is None or self._probe.done():
             self._probe = self._loop.create_future()
-            self._put_nowait(_PROBE)
+            self.queue_control(_PROBE)
         try:
             await asyncio.wait_for(asyncio.shield(self._probe), timeout)
         except asyncio.TimeoutError:
@@ -661,13 +688,10 @@ class Link:
                 handle.cancel()
         self._sweep = self._stall = None
         self._wake_waiters()
-        task = self._loop.create_task(self._teardown(reason if goodbye else None))
-        self.t._tasks.add(task)
-        task.add_done_callback(self.t._tasks.discard)
-        return task
+        return self._owner.spawn(self._teardown(reason if goodbye else None))
 
     async def _teardown(self, goodbye: str | None) -> None:
-        grace = self.t.cfg.stop_grace
+        grace = self._cfg.stop_grace
         writer = self._writer
         try:
             if writer is not None and not writer.done():
@@ -681,14 +705,14 @@ class Link:
                     self._queue.append((parts, len(parts[0]) + len(parts[1])))
                 self._final = True
                 self._wakeup.set()
-                with contextlib.suppress(BaseException):
+                with contextlib.suppress(Exception, asyncio.CancelledError):
                     await asyncio.wait_for(asyncio.shield(writer), grace)
             if goodbye is not None and writer is not None:
                 if self._call is not None:
-                    with contextlib.suppress(BaseException):
+                    with contextlib.suppress(Exception, asyncio.CancelledError):
                         await asyncio.wait_for(self._call.done_writing(), grace)
                     if self._reader is not None and self._reader is not asyncio.current_task():
-                        with contextlib.suppress(BaseException):
+                        with contextlib.suppress(Exception, asyncio.CancelledError):
                             await asyncio.wait_for(asyncio.shield(self._reader), grace)
         finally:
             current = asyncio.current_task()
@@ -712,8 +736,36 @@ def report_progress(progress: Any, direction: str, done: int, total: int) -> Non
         log.exception("progress callback failed")
 
 
+#: What a gRPC status means for a node_comm stream, for statuses whose details are not for users.
+_STATUS_TEXT = {
+    grpc.StatusCode.UNAVAILABLE: "the connection was closed or reset (the peer stopped, was killed or is unreachable)",
+    grpc.StatusCode.INTERNAL: "the connection was reset (the peer was killed, or the network dropped it)",
+    grpc.StatusCode.CANCELLED: "the stream was cancelled",
+    grpc.StatusCode.UNKNOWN: "the stream failed for a reason gRPC did not give",
+    grpc.StatusCode.DEADLINE_EXCEEDED: "gRPC's deadline passed",
+    grpc.StatusCode.RESOURCE_EXHAUSTED: "a gRPC limit was reached (message size or concurrent streams)",
+}
+#: Marks of text from gRPC's internals, not for users: object reprs, Cython modules, the C core.
+_INTERNALS = ("0x", "cygrpc", "_cython", "Core", "execute_batch", "ExecuteBatchError", "<grpc")
+
+
+def _internal(text: str) -> bool:
+    return any(mark in text for mark in _INTERNALS)
+
+
 def describe(exc: BaseException) -> str:
-    """A short text of why a stream or call failed (the gRPC status for gRPC errors)."""
+    """A short, human text of why a stream or call failed: the gRPC status and its details, or
+    what the status means when its details are gRPC internals (``Internal error from Core``, object
+    reprs of Cython operations); never a repr of gRPC's objects."""
     if isinstance(exc, aio.AioRpcError):
-        return f"{exc.code().name}: {exc.details()}"
-    return f"{type(exc).__name__}: {exc}"
+        code = exc.code()
+        details = exc.details() or ""
+        if details and not _internal(details):
+            return f"{code.name}: {details}"
+        return f"{code.name}: {_STATUS_TEXT.get(code, 'the stream failed')}"
+    text = f"{type(exc).__name__}: {exc}"
+    if type(exc).__module__.startswith("grpc") or _internal(text):
+        # grpc.aio's UsageError/InternalError, cygrpc's ExecuteBatchError: a write on a stream
+        # that the peer or the network closed under it.
+        return "the connection was closed or reset while writing (the peer was killed or the network dropped it)"
+    return text

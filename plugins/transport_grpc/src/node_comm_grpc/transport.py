@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ClassVar
 
 import grpc
@@ -28,6 +29,7 @@ from node_comm import (
     DisconnectKind,
     ErrorCode,
     Message,
+    MessageType,
     NodeNotConnectedError,
     Transport,
     TransportHost,
@@ -114,9 +116,13 @@ class GrpcTransport(Transport):
             self._address = None
             return
         server = aio.server(options=server_options(self.cfg, self._max_send, self._max_recv))
-        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
-            SERVICE, {"Connect": grpc.stream_stream_rpc_method_handler(self._serve)}
-        ),))
+        server.add_generic_rpc_handlers(
+            (
+                grpc.method_handlers_generic_handler(
+                    SERVICE, {"Connect": grpc.stream_stream_rpc_method_handler(self._serve)}
+                ),
+            )
+        )
         self._health = BoundedHealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         bind_host = f"[{cfg.host}]" if ":" in cfg.host and not cfg.host.startswith("[") else cfg.host
@@ -167,8 +173,12 @@ class GrpcTransport(Transport):
     def _install(self, link: Link) -> None:
         old = self._links.get(link.peer_id)
         if old is not None:
-            self._drop(old, f"replaced by a new connection from node {link.peer_id!r}", goodbye=False,
-                       kind=DisconnectKind.REPLACED)
+            self._drop(
+                old,
+                f"replaced by a new connection from node {link.peer_id!r}",
+                goodbye=False,
+                kind=DisconnectKind.REPLACED,
+            )
         redial = self._redials.pop(link.peer_id, None)
         if redial is not None and redial is not asyncio.current_task():
             redial.cancel()
@@ -188,18 +198,42 @@ class GrpcTransport(Transport):
                 self.host.peer_disconnected(link.peer_id, reason, kind=kind)
         return task
 
-    def _lost(self, link: Link, reason: str, kind: DisconnectKind = DisconnectKind.LOST) -> None:
+    # ------------------------------------------------------------------ LinkOwner (called by links)
+    def lost(self, link: Link, reason: str, kind: DisconnectKind = DisconnectKind.LOST) -> None:
         """The stream broke (peer killed, network gone): drop it and redial a dialled link."""
         was_current = self._links.get(link.peer_id) is link
         self._drop(link, reason, goodbye=False, kind=kind)
         if was_current and link.dialled:
             self._schedule_redial(link.peer_id)
 
-    def _goodbye(self, link: Link, reason: str) -> None:
+    def goodbye(self, link: Link, reason: str) -> None:
+        """The peer said goodbye on ``link``: drop it (and redial if ``reconnect.after_goodbye``)."""
         was_current = self._links.get(link.peer_id) is link
         self._drop(link, reason, goodbye=False, kind=DisconnectKind.STOPPED)
         if was_current and link.dialled and self.cfg.reconnect.after_goodbye:
             self._schedule_redial(link.peer_id)
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run ``coro`` as a task this transport keeps until it ends (cancelled by ``stop``)."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def deliver(self, msg: Message) -> None:
+        """Hand a message a link received to the node."""
+        self.host.deliver(msg)
+
+    def transfer_progress(
+        self, peer_id: str, message_id: int, mtype: MessageType, method: str, done: int, total: int
+    ) -> None:
+        """Report a chunked payload's progress to the node."""
+        self.host.transfer_progress(peer_id, message_id, mtype, method, done, total)
+
+    def reading_paused(self, peer_id: str) -> Awaitable[Any] | None:
+        """What a link waits on before reading more from ``peer_id`` (the node's flow control)."""
+        paused = getattr(self.host, "reading_paused", None)
+        return None if paused is None else paused(peer_id)
 
     def _schedule_redial(self, peer_id: str) -> None:
         if self._stopping or not self.cfg.reconnect.enabled or peer_id in self._redials:
@@ -230,8 +264,9 @@ class GrpcTransport(Transport):
             try:
                 link = await self._dial(peer_id, address, timeout)
             except ConnectFailedError as exc:
-                self.rlog.info(("redial", peer_id), "%s: redial %d of %r failed: %r",
-                               self.node_id, attempt, peer_id, str(exc))
+                self.rlog.info(
+                    ("redial", peer_id), "%s: redial %d of %r failed: %r", self.node_id, attempt, peer_id, str(exc)
+                )
                 continue
             if self._stopping or peer_id in self._links:
                 link.close("redial no longer needed", goodbye=False)
@@ -239,8 +274,9 @@ class GrpcTransport(Transport):
             self.rlog.info(("redial", peer_id), "%s: reconnected to %r at %r", self.node_id, peer_id, address)
             self._install(link)
             return
-        self.rlog.warning(("redial", peer_id), "%s: gave up redialling %r after %d attempts",
-                          self.node_id, peer_id, attempt)
+        self.rlog.warning(
+            ("redial", peer_id), "%s: gave up redialling %r after %d attempts", self.node_id, peer_id, attempt
+        )
         self._dials.pop(peer_id, None)
 
     # ------------------------------------------------------------------ dialling
@@ -318,31 +354,65 @@ class GrpcTransport(Transport):
                     address,
                 ) from None
             if isinstance(exc, aio.AioRpcError):
-                hint = "" if self._client_creds is not None else (
-                    " (is the node running there? if it uses TLS, set transport.grpc.tls)"
+                hint = (
+                    ""
+                    if self._client_creds is not None
+                    else (" (is the node running there? if it uses TLS, set transport.grpc.tls)")
                 )
                 if tls is not None and tls.binds_node_id and exc.code() == grpc.StatusCode.UNAVAILABLE:
-                    hint = (f" (with tls.bind_node_id the server's certificate must name {node_id!r} as "
-                            "its common name or a subject alternative name)")
+                    hint = (
+                        f" (with tls.bind_node_id the server's certificate must name {node_id!r} as "
+                        "its common name or a subject alternative name)"
+                    )
                 raise ConnectFailedError(
                     node_id,
                     f"cannot connect to node {node_id!r} at {address}: {describe(exc)}{hint}",
                     address,
                 ) from None
             raise
-        link = Link(self, node_id, address, call.read, call.write, dialled=True, call=call, channel=channel)
-        link.early = early
-        link.identity = identity
-        return link
+        return self._link(
+            node_id, address, call.read, call.write, identity, early, dialled=True, call=call, channel=channel
+        )
+
+    def _link(
+        self,
+        peer_id: str,
+        address: str | None,
+        read: Callable[[], Awaitable[Any]],
+        write: Callable[[bytes], Coroutine[Any, Any, None]],
+        identity: str | None,
+        early: list[Any],
+        **kw: Any,
+    ) -> Link:
+        return Link(
+            self,
+            peer_id,
+            address,
+            read,
+            write,
+            cfg=self.cfg,
+            node_id=self.node_id,
+            rlog=self.rlog,
+            budget=self.receive_budget,
+            identity=identity,
+            early=early,
+            **kw,
+        )
 
     async def _handshake(self, call: Any, node_id: str, address: str) -> tuple[list[Any], str | None]:
         """Run the dialler's side of the handshake; returns the frames that came with the final ack
         and the server's identity (``None`` when it is not authenticated)."""
         nonce = hsk.new_nonce()
-        hello = Envelope(type=F_HANDSHAKE, handshake=pb.Handshake(
-            node_id=self.node_id, protocol_version=PROTOCOL_VERSION, expected_node_id=node_id,
-            address=self._address or "", nonce=nonce,
-        ))
+        hello = Envelope(
+            type=F_HANDSHAKE,
+            handshake=pb.Handshake(
+                node_id=self.node_id,
+                protocol_version=PROTOCOL_VERSION,
+                expected_node_id=node_id,
+                address=self._address or "",
+                nonce=nonce,
+            ),
+        )
         await call.write(batch_bytes(hello))
         ack, rest = await self._read_ack(call, node_id, address)
         identity = self._server_tls_identity(node_id, address)
@@ -350,15 +420,17 @@ class GrpcTransport(Transport):
         if ack.challenge:
             if secret is None:
                 raise ConnectFailedError(
-                    node_id, f"node {node_id!r} at {address} requires a shared secret: set transport.grpc.token "
-                             "to the secret it uses"
+                    node_id,
+                    f"node {node_id!r} at {address} requires a shared secret: set transport.grpc.token "
+                    "to the secret it uses",
                 )
             expected = hsk.proof(secret, hsk.SERVER, nonce, ack.nonce, self.node_id, node_id, PROTOCOL_VERSION)
             if len(ack.nonce) != hsk.NONCE_SIZE or not hsk.verify(expected, ack.proof):
                 raise ConnectFailedError(
-                    node_id, f"bad credentials: the node at {address} could not prove it holds the shared secret: its "
-                             "transport.grpc.token differs from this node's, or it is an impostor (nothing "
-                             "was revealed to it)"
+                    node_id,
+                    f"bad credentials: the node at {address} could not prove it holds the shared secret: its "
+                    "transport.grpc.token differs from this node's, or it is an impostor (nothing "
+                    "was revealed to it)",
                 )
             mine = hsk.proof(secret, hsk.DIALLER, nonce, ack.nonce, self.node_id, node_id, PROTOCOL_VERSION)
             await call.write(batch_bytes(Envelope(type=F_HANDSHAKE, handshake=pb.Handshake(proof=mine))))
@@ -368,8 +440,9 @@ class GrpcTransport(Transport):
             identity = identity or hsk.SHARED_SECRET
         elif secret is not None:
             raise ConnectFailedError(
-                node_id, f"the node at {address} did not prove it holds the shared secret "
-                         "(transport.grpc.token): it has none set, or it is an impostor; refusing it"
+                node_id,
+                f"the node at {address} did not prove it holds the shared secret "
+                "(transport.grpc.token): it has none set, or it is an impostor; refusing it",
             )
         try:
             early = list(Batch.FromString(rest).frames) if rest else []
@@ -381,20 +454,18 @@ class GrpcTransport(Transport):
         """Read a HANDSHAKE_ACK; a refusal, a wrong node id or garbage is a ConnectFailedError."""
         data = await call.read()
         if data is aio.EOF:
-            raise ConnectFailedError(node_id, f"the node at {address} closed the stream during the handshake "
-                                     f"(expected node {node_id!r})")
+            raise ConnectFailedError(
+                node_id, f"the node at {address} closed the stream during the handshake (expected node {node_id!r})"
+            )
         try:
             env, rest = first_frame(data)
         except DecodeError:
-            raise ConnectFailedError(node_id, "the server answered the handshake with a malformed frame") \
-                from None
+            raise ConnectFailedError(node_id, "the server answered the handshake with a malformed frame") from None
         if env.type != F_HANDSHAKE_ACK:
             raise ConnectFailedError(node_id, "the server did not answer the handshake")
         ack = env.handshake
         if ack.node_id and ack.node_id != node_id:
-            raise ConnectFailedError(
-                node_id, f"the node at {address} is node {ack.node_id!r}, not {node_id!r}"
-            )
+            raise ConnectFailedError(node_id, f"the node at {address} is node {ack.node_id!r}, not {node_id!r}")
         if ack.refused:
             code = f" [{ack.code}]" if ack.code else ""
             raise ConnectFailedError(node_id, f"node {node_id!r} refused the connection{code}: {ack.refused}")
@@ -417,7 +488,7 @@ class GrpcTransport(Transport):
         try:
             await link.finished
         except asyncio.CancelledError:
-            self._lost(link, f"node {link.peer_id!r} cancelled the stream")
+            self.lost(link, f"node {link.peer_id!r} cancelled the stream")
             raise
         if link.status is not None:
             context.set_code(link.status[0])
@@ -462,9 +533,15 @@ class GrpcTransport(Transport):
         return env.handshake, rest
 
     async def _refuse(self, context: aio.ServicerContext[Any, Any], code: ErrorCode, reason: str) -> None:
-        ack = Envelope(type=F_HANDSHAKE_ACK, handshake=pb.Handshake(
-            node_id=self.node_id, protocol_version=PROTOCOL_VERSION, refused=reason, code=code.value,
-        ))
+        ack = Envelope(
+            type=F_HANDSHAKE_ACK,
+            handshake=pb.Handshake(
+                node_id=self.node_id,
+                protocol_version=PROTOCOL_VERSION,
+                refused=reason,
+                code=code.value,
+            ),
+        )
         with contextlib.suppress(Exception):
             await context.write(batch_bytes(ack))
         context.set_code(grpc.StatusCode.FAILED_PRECONDITION)
@@ -480,8 +557,10 @@ class GrpcTransport(Transport):
         peer_id = hs.node_id
         code, refused = ErrorCode.INVALID_ARGUMENT, ""
         if hs.protocol_version != PROTOCOL_VERSION:
-            refused = (f"protocol version {hs.protocol_version} is not supported "
-                       f"(node {self.node_id!r} speaks {PROTOCOL_VERSION})")
+            refused = (
+                f"protocol version {hs.protocol_version} is not supported "
+                f"(node {self.node_id!r} speaks {PROTOCOL_VERSION})"
+            )
         elif bad := hsk.bad_node_id(peer_id):
             refused = bad
         elif peer_id == self.node_id:
@@ -497,8 +576,10 @@ class GrpcTransport(Transport):
             identity = subject
             if tls.binds_node_id and peer_id not in names:
                 code = ErrorCode.PERMISSION_DENIED
-                refused = (f"node id {peer_id!r} is not named by the client certificate (it names "
-                           f"{', '.join(map(repr, names)) or 'nothing'}); tls.bind_node_id is on")
+                refused = (
+                    f"node id {peer_id!r} is not named by the client certificate (it names "
+                    f"{', '.join(map(repr, names)) or 'nothing'}); tls.bind_node_id is on"
+                )
         if not refused and self._secret is not None:
             if rest:
                 refused = "frames before the handshake was authenticated"
@@ -509,11 +590,17 @@ class GrpcTransport(Transport):
             return None
         if self._secret is not None:
             theirs, ours = hs.nonce, hsk.new_nonce()
-            challenge = Envelope(type=F_HANDSHAKE_ACK, handshake=pb.Handshake(
-                node_id=self.node_id, protocol_version=PROTOCOL_VERSION, address=self._address or "",
-                nonce=ours, challenge=True,
-                proof=hsk.proof(self._secret, hsk.SERVER, theirs, ours, peer_id, self.node_id, PROTOCOL_VERSION),
-            ))
+            challenge = Envelope(
+                type=F_HANDSHAKE_ACK,
+                handshake=pb.Handshake(
+                    node_id=self.node_id,
+                    protocol_version=PROTOCOL_VERSION,
+                    address=self._address or "",
+                    nonce=ours,
+                    challenge=True,
+                    proof=hsk.proof(self._secret, hsk.SERVER, theirs, ours, peer_id, self.node_id, PROTOCOL_VERSION),
+                ),
+            )
             await context.write(batch_bytes(challenge))
             answer = await self._read_hello(context)
             if answer is None:
@@ -521,14 +608,20 @@ class GrpcTransport(Transport):
             hs2, rest = answer
             expected = hsk.proof(self._secret, hsk.DIALLER, theirs, ours, peer_id, self.node_id, PROTOCOL_VERSION)
             if not hsk.verify(expected, hs2.proof):
-                await self._refuse(context, ErrorCode.UNAUTHENTICATED,
-                                   "bad credentials: the dialler could not prove it holds transport.grpc.token")
+                await self._refuse(
+                    context,
+                    ErrorCode.UNAUTHENTICATED,
+                    "bad credentials: the dialler could not prove it holds transport.grpc.token",
+                )
                 return None
             identity = identity or hsk.SHARED_SECRET
         if not await self._claim(peer_id):
-            await self._refuse(context, ErrorCode.PERMISSION_DENIED,
-                               f"node id {peer_id!r} is already connected (its connection answers); a node "
-                               "id can have one connection at a time")
+            await self._refuse(
+                context,
+                ErrorCode.PERMISSION_DENIED,
+                f"node id {peer_id!r} is already connected (its connection answers); a node "
+                "id can have one connection at a time",
+            )
             return None
         if self._stopping:
             await self._refuse(context, ErrorCode.UNAVAILABLE, f"node {self.node_id!r} is stopping")
@@ -539,15 +632,18 @@ class GrpcTransport(Transport):
             context.set_code(grpc.StatusCode.INVALID_ARGUMENT)
             context.set_details("malformed frame (not a node_comm Batch)")
             return None
-        ack = Envelope(type=F_HANDSHAKE_ACK, handshake=pb.Handshake(
-            node_id=self.node_id, protocol_version=PROTOCOL_VERSION, address=self._address or "",
-        ))
-        link = Link(self, peer_id, hs.address or None, context.read, context.write, dialled=False)
-        link.identity = identity
+        ack = Envelope(
+            type=F_HANDSHAKE_ACK,
+            handshake=pb.Handshake(
+                node_id=self.node_id,
+                protocol_version=PROTOCOL_VERSION,
+                address=self._address or "",
+            ),
+        )
+        link = self._link(peer_id, hs.address or None, context.read, context.write, identity, early, dialled=False)
         # The ack is the link's first outbound frame, queued before the node learns of the peer:
         # when the dialler's connect() returns, this side already lists it as connected.
-        link._put_nowait(ack.SerializeToString())
-        link.early = early
+        link.queue_control(ack.SerializeToString())
         self._install(link)
         if self._stopping:  # stop() began during the handshake: say goodbye at once
             self._drop(link, self._stop_reason, goodbye=True)
@@ -570,8 +666,11 @@ class GrpcTransport(Transport):
         if alive:
             return False
         if self._links.get(peer_id) is old:
-            self._lost(old, f"node {peer_id!r} reconnected and its previous connection did not answer a probe",
-                       DisconnectKind.REPLACED)
+            self.lost(
+                old,
+                f"node {peer_id!r} reconnected and its previous connection did not answer a probe",
+                DisconnectKind.REPLACED,
+            )
         return True
 
     # ------------------------------------------------------------------ Transport API
@@ -592,6 +691,6 @@ class GrpcTransport(Transport):
             return
         if may_return:
             # The peer may be frozen or unreachable: no goodbye, and redial (it may come back).
-            self._lost(link, reason)
+            self.lost(link, reason)
         else:
             self._drop(link, reason, goodbye=True)
