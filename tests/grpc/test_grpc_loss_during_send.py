@@ -70,11 +70,6 @@ async def test_peer_killed_during_a_big_send_fails_the_call_with_a_clean_reason(
     assert "Internal error from Core" not in caplog.text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kernel: when transport.send raises after peer_disconnected failed the call's future, "
-    "OutboundCalls.request must retrieve that future (raise its ConnectionLostError) — see the link branch report",
-)
 async def test_peer_killed_during_a_big_send_logs_no_unretrieved_future(
     nodes, spawn, caplog: pytest.LogCaptureFixture
 ) -> None:

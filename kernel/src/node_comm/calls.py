@@ -96,6 +96,11 @@ class OutboundCalls:
                 # abandoned and the outcome is in ``fut``. Any other cancellation goes on.
                 if not pend.stopped or task is None or _uncancel(task) > 0:
                     raise
+            except NodeNotConnectedError:
+                # The peer was lost while sending: the call's outcome (ConnectionLostError) is in
+                # ``fut`` already; raise that one, so that it is retrieved.
+                if not fut.done():
+                    raise
             finally:
                 pend.sending = None
             return await fut

@@ -81,6 +81,11 @@ class Transport(abc.ABC):
         self._host: TransportHost | None = None
 
     @property
+    def attached(self) -> bool:
+        """Whether :meth:`start` has given this transport its host (callbacks can be made)."""
+        return self._host is not None
+
+    @property
     def host(self) -> TransportHost:
         if self._host is None:
             raise RuntimeError("transport is not started")

@@ -194,7 +194,7 @@ class GrpcTransport(Transport):
         task = link.close(reason, goodbye=goodbye)
         if self._links.get(link.peer_id) is link:
             del self._links[link.peer_id]
-            if self._host is not None:
+            if self.attached:
                 self.host.peer_disconnected(link.peer_id, reason, kind=kind)
         return task
 

@@ -44,7 +44,6 @@ from node_comm import (
     Transport,
     TransportHost,
 )
-from node_comm.transport import HEARTBEAT_TIMEOUT_REASON
 
 from .config import NatsTransportConfig
 from .transfers import Incoming, Outgoing, Receiving
@@ -356,7 +355,7 @@ class NatsTransport(Transport):
         self._receiving.drop_peer(link.peer_id)
         for out in self._outgoing.values():
             out.leave(link.peer_id, "lost")
-        if self._host is not None:
+        if self.attached:
             self.host.peer_disconnected(link.peer_id, reason, kind=kind)
 
     def _lost(self, link: _Link, reason: str) -> None:
@@ -991,9 +990,9 @@ class NatsTransport(Transport):
                 )
         return results
 
-    async def disconnect(self, node_id: str, reason: str) -> None:
+    async def disconnect(self, node_id: str, reason: str, *, may_return: bool = False) -> None:
         link = self._links.get(node_id)
-        heartbeat = reason.startswith(HEARTBEAT_TIMEOUT_REASON)
+        heartbeat = may_return  # dropped for silence (heartbeat timeout): the peer may come back
         if not heartbeat:
             self._dials.pop(node_id, None)
             pending = self._redials.pop(node_id, None)
