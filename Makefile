@@ -45,9 +45,14 @@ $(VENV)/.example-installed: $(STAMP)
 	$(PIP) install --quiet -c constraints.txt -e '.[example]'
 	touch $@
 
+LINTED := kernel plugins tests examples node_comm bench
+TYPED  := kernel/src/node_comm $(foreach p,$(filter plugins/%,$(PKGS)),$(p)/src)
+
+# Lint, formatting and strict typing of the kernel and every plugin (CI runs it before the tests).
 lint: install
-	$(PY) -m ruff check kernel plugins tests examples node_comm bench
-	$(PY) -m mypy kernel/src/node_comm
+	$(PY) -m ruff check $(LINTED)
+	$(PY) -m ruff format --check $(LINTED)
+	$(PY) -m mypy $(TYPED)
 
 bench: install
 	$(PIP) install --quiet -e '.[bench]'

@@ -78,8 +78,13 @@ async def run(settings: Settings, res: Results) -> None:
             figs[n] = res.figure(f"fanout.{n}", f"broadcast to {n}", out[f"N={n}"], "ms", n=n)
         one = figs[1]
         for n in settings.fanout_sizes[1:]:
-            res.ratio(f"fan-out: broadcast to {n} vs to 1 (time)", figs[n], one,
-                      20.0 if n == 1000 else None, higher_is_better=False)
+            res.ratio(
+                f"fan-out: broadcast to {n} vs to 1 (time)",
+                figs[n],
+                one,
+                20.0 if n == 1000 else None,
+                higher_is_better=False,
+            )
     finally:
         for p in procs:
             p.close()

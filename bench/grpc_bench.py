@@ -46,11 +46,15 @@ async def run(settings: Settings, res: Results) -> None:
             async def b(i: int) -> Any:
                 return await bidi.call(small_payload(i))
 
-            systems_seq = {"raw unary": lambda: seq_loop(u, settings.seconds),
-                           "raw bidi": lambda: seq_loop(b, settings.seconds)}
+            systems_seq = {
+                "raw unary": lambda: seq_loop(u, settings.seconds),
+                "raw bidi": lambda: seq_loop(b, settings.seconds),
+            }
             c = settings.concurrency
-            systems_conc = {"raw unary": lambda: conc_loop(u, settings.seconds, c),
-                            "raw bidi": lambda: conc_loop(b, settings.seconds, c)}
+            systems_conc = {
+                "raw unary": lambda: conc_loop(u, settings.seconds, c),
+                "raw bidi": lambda: conc_loop(b, settings.seconds, c),
+            }
             if node is not None:
                 call = node.call
 
@@ -74,8 +78,7 @@ async def run(settings: Settings, res: Results) -> None:
                 res.skip("grpc seq calls/s", reason, figs["raw bidi"])
                 res.skip(f"grpc {c}-concurrent calls/s", reason, cfigs["raw unary"])
             res.ratio("(baseline) raw bidi / raw unary, seq", figs["raw bidi"], figs["raw unary"], None)
-            res.ratio(f"(baseline) raw bidi / raw unary, {c}-conc", cfigs["raw bidi"], cfigs["raw unary"],
-                      None)
+            res.ratio(f"(baseline) raw bidi / raw unary, {c}-conc", cfigs["raw bidi"], cfigs["raw unary"], None)
         finally:
             if node is not None:
                 await node.stop(grace=0)

@@ -20,8 +20,9 @@ def _label(size: int) -> str:
     return f"{size // (1 << 30)}GiB" if size >= 1 << 30 else f"{size // MIB}MiB"
 
 
-async def _round(echo: Callable[[bytes], Awaitable[bytes]], data: bytes, seconds: float, min_calls: int,
-                 server_pid: int) -> Sample:
+async def _round(
+    echo: Callable[[bytes], Awaitable[bytes]], data: bytes, seconds: float, min_calls: int, server_pid: int
+) -> Sample:
     gc.collect()
     reset_peak_rss()
     reset_peak_rss(server_pid)
@@ -36,8 +37,9 @@ async def _round(echo: Callable[[bytes], Awaitable[bytes]], data: bytes, seconds
         if n >= min_calls and time.perf_counter() - start >= seconds:
             break
     elapsed = time.perf_counter() - start
-    return Sample(len(data) * n / elapsed / 1e6,
-                  extra={"peak_rss_client": peak_rss(), "peak_rss_server": peak_rss(server_pid)})
+    return Sample(
+        len(data) * n / elapsed / 1e6, extra={"peak_rss_client": peak_rss(), "peak_rss_server": peak_rss(server_pid)}
+    )
 
 
 async def run(settings: Settings, res: Results) -> None:
@@ -65,21 +67,26 @@ async def run(settings: Settings, res: Results) -> None:
                 secs = 0.0 if big else settings.seconds
                 calls = 1 if settings.quick or not big else 2
                 systems: dict[str, Any] = {
-                    "raw unary": lambda e=raw_echo, d=data, s=secs, k=calls: _round(e, d, s, k, srv.pid)}
+                    "raw unary": lambda e=raw_echo, d=data, s=secs, k=calls: _round(e, d, s, k, srv.pid)
+                }
                 if node is not None:
                     assert (await node_echo(data))[:16] == first
                     systems = {
                         "node-comm": lambda e=node_echo, d=data, s=secs, k=calls: _round(e, d, s, k, srv.pid),
-                        **systems}
+                        **systems,
+                    }
                 out = await interleave(systems, rounds, warmup=not big)
                 w = f"large.{_label(size)}"
                 figs = {k: res.figure(w, k, v, "MB/s", size=size) for k, v in out.items()}
                 if node is not None:
-                    res.ratio(f"grpc {_label(size)} echo MB/s", figs["node-comm"], figs["raw unary"],
-                              2.0 if size >= 64 * MIB else None)
+                    res.ratio(
+                        f"grpc {_label(size)} echo MB/s",
+                        figs["node-comm"],
+                        figs["raw unary"],
+                        2.0 if size >= 64 * MIB else None,
+                    )
                 else:
-                    res.skip(f"grpc {_label(size)} echo MB/s", why or "grpc transport not available",
-                             figs["raw unary"])
+                    res.skip(f"grpc {_label(size)} echo MB/s", why or "grpc transport not available", figs["raw unary"])
                 del data
             if settings.huge and node is not None:
                 await _huge(node, srv, res)
@@ -107,6 +114,11 @@ async def _huge(node: Any, srv: ServerProcess, res: Results) -> None:
         return
     fig = res.figure("large.1GiB", "node-comm", [sample], "MB/s", size=size)
     worst = max(fig["peak_rss_client"], fig["peak_rss_server"]) / size
-    res.check("grpc 1GiB echo: peak RSS / payload, worst process",
-              f"{fig['median']:.0f} MB/s; RSS client {fig['peak_rss_client'] / size:.2f}x, "
-              f"server {fig['peak_rss_server'] / size:.2f}x", worst, 3.0, higher_is_better=False)
+    res.check(
+        "grpc 1GiB echo: peak RSS / payload, worst process",
+        f"{fig['median']:.0f} MB/s; RSS client {fig['peak_rss_client'] / size:.2f}x, "
+        f"server {fig['peak_rss_server'] / size:.2f}x",
+        worst,
+        3.0,
+        higher_is_better=False,
+    )

@@ -81,16 +81,17 @@ async def run(settings: Settings, res: Results) -> None:
 
         secs, conc = settings.seconds, settings.concurrency
         seq = await interleave(
-            {"node-comm": lambda: seq_loop(node_call, secs),
-             "asyncio floor": lambda: seq_loop(floor_call, secs)},
+            {"node-comm": lambda: seq_loop(node_call, secs), "asyncio floor": lambda: seq_loop(floor_call, secs)},
             settings.rounds,
         )
         na = res.figure("memory.seq", "node-comm", seq["node-comm"], "calls/s")
         nb = res.figure("memory.seq", "asyncio floor", seq["asyncio floor"], "calls/s")
         res.ratio("memory seq calls/s", na, nb, 1.0)
         cc = await interleave(
-            {"node-comm": lambda: conc_loop(node_call, secs, conc),
-             "asyncio floor": lambda: conc_loop(floor_call, secs, conc)},
+            {
+                "node-comm": lambda: conc_loop(node_call, secs, conc),
+                "asyncio floor": lambda: conc_loop(floor_call, secs, conc),
+            },
             settings.rounds,
         )
         ca = res.figure("memory.conc64", "node-comm", cc["node-comm"], "calls/s")

@@ -29,8 +29,9 @@ def main() -> None:
     daemon = Pyro5.api.Daemon(host="127.0.0.1", port=0)
     uri = daemon.register(PyroEcho, "echo")
     threading.Thread(target=daemon.requestLoop, daemon=True).start()
-    rs = ThreadedServer(RpycEcho, hostname="127.0.0.1", port=0,
-                        protocol_config={"allow_public_attrs": False}, listener_timeout=None)
+    rs = ThreadedServer(
+        RpycEcho, hostname="127.0.0.1", port=0, protocol_config={"allow_public_attrs": False}, listener_timeout=None
+    )
     threading.Thread(target=rs.start, daemon=True).start()
     sys.stdout.write(json.dumps({"pyro": str(uri), "rpyc_port": rs.port}) + "\n")
     sys.stdout.flush()

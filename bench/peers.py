@@ -64,6 +64,7 @@ class _Proxies:
     def pyro_calls(self, n: int) -> list[Callable[[int], Any]]:
         out = []
         for p in self.pyro[:n]:
+
             def call(i: int, p: Any = p) -> Any:
                 p._pyroClaimOwnership()  # a Pyro5 proxy belongs to one thread at a time
                 return p.echo(small_payload(i))
@@ -74,6 +75,7 @@ class _Proxies:
     def rpyc_calls(self, n: int) -> list[Callable[[int], Any]]:
         out = []
         for c in self.rpyc[:n]:
+
             def call(i: int, c: Any = c) -> Any:
                 return json.loads(c.root.echo(json.dumps(small_payload(i))))
 
@@ -128,11 +130,9 @@ async def run(settings: Settings, res: Results) -> None:
             figs = {k: res.figure("peers.conc64", k, v, "calls/s") for k, v in conc.items()}
             best = max(("Pyro5", "RPyC"), key=lambda k: figs[k]["median"])
             if node is not None:
-                res.ratio(f"grpc {c}-conc vs best peer ({c} threads)", figs["node-comm"], figs[best],
-                          2.0)
+                res.ratio(f"grpc {c}-conc vs best peer ({c} threads)", figs["node-comm"], figs[best], 2.0)
             else:
-                res.skip(f"grpc {c}-conc vs best peer ({c} threads)", why or "grpc transport not available",
-                         figs[best])
+                res.skip(f"grpc {c}-conc vs best peer ({c} threads)", why or "grpc transport not available", figs[best])
         finally:
             if node is not None:
                 await node.stop(grace=0)

@@ -57,11 +57,18 @@ async def _bidi(request_iterator: Any, context: Any) -> Any:
 
 async def start_server(host: str = "127.0.0.1") -> tuple[grpc.aio.Server, str]:
     server = grpc.aio.server(options=UNLIMITED)
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("bench.Echo", {
-        "Unary": grpc.unary_unary_rpc_method_handler(_unary),
-        "Bytes": grpc.unary_unary_rpc_method_handler(_bytes),
-        "Bidi": grpc.stream_stream_rpc_method_handler(_bidi),
-    }),))
+    server.add_generic_rpc_handlers(
+        (
+            grpc.method_handlers_generic_handler(
+                "bench.Echo",
+                {
+                    "Unary": grpc.unary_unary_rpc_method_handler(_unary),
+                    "Bytes": grpc.unary_unary_rpc_method_handler(_bytes),
+                    "Bidi": grpc.stream_stream_rpc_method_handler(_bidi),
+                },
+            ),
+        )
+    )
     port = server.add_insecure_port(f"{host}:0")
     await server.start()
     return server, f"{host}:{port}"

@@ -47,11 +47,16 @@ class Results:
         self.started = time.time()
 
     # ------------------------------------------------------------------ recording
-    def figure(self, workload: str, system: str, samples: list[Sample], unit: str,
-               **extra: Any) -> dict[str, Any]:
+    def figure(self, workload: str, system: str, samples: list[Sample], unit: str, **extra: Any) -> dict[str, Any]:
         rates = [s.rate for s in samples]
-        fig: dict[str, Any] = {"workload": workload, "system": system, "unit": unit, **summary(rates),
-                               "rounds": rates, **extra}
+        fig: dict[str, Any] = {
+            "workload": workload,
+            "system": system,
+            "unit": unit,
+            **summary(rates),
+            "rounds": rates,
+            **extra,
+        }
         lats = [x for s in samples for x in s.latencies]
         if lats:
             fig["p50_ms"] = percentile(lats, 50) * 1e3
@@ -63,8 +68,15 @@ class Results:
         self.figures.append(fig)
         return fig
 
-    def ratio(self, name: str, a: dict[str, Any], b: dict[str, Any], target: float | None,
-              higher_is_better: bool = True, note: str = "") -> Ratio:
+    def ratio(
+        self,
+        name: str,
+        a: dict[str, Any],
+        b: dict[str, Any],
+        target: float | None,
+        higher_is_better: bool = True,
+        note: str = "",
+    ) -> Ratio:
         """Paired per-round ratios a/b (the rounds were interleaved, so round i of a and b ran
         side by side)."""
         ra, rb = a["rounds"], b["rounds"]
@@ -76,8 +88,16 @@ class Results:
     def check(self, name: str, text: str, value: float, target: float, higher_is_better: bool = True) -> None:
         """A target on a single figure (no baseline), e.g. peak RSS relative to the payload."""
         met = value >= target if higher_is_better else value <= target
-        self.checks.append({"name": name, "text": text, "value": value, "target": target,
-                            "direction": ">=" if higher_is_better else "<=", "met": met})
+        self.checks.append(
+            {
+                "name": name,
+                "text": text,
+                "value": value,
+                "target": target,
+                "direction": ">=" if higher_is_better else "<=",
+                "met": met,
+            }
+        )
 
     def skip(self, workload: str, reason: str, baseline: dict[str, Any] | None = None) -> None:
         """A comparison that could not run; ``baseline`` (a figure) is still shown."""
@@ -95,8 +115,16 @@ class Results:
             rng = f"{r.median:.2f}x ({min(r.values):.2f}-{max(r.values):.2f})" if r.values else "n/a"
             rows.append((r.name, _fmt_fig(r.a), f"{r.baseline}: {_fmt_fig(r.b)}", rng, tgt, status))
         for c in self.checks:
-            rows.append((c["name"], c["text"], "", f"{c['value']:.2f}x", f"{c['direction']} {c['target']:g}x",
-                         "ok" if c["met"] else "MISS"))
+            rows.append(
+                (
+                    c["name"],
+                    c["text"],
+                    "",
+                    f"{c['value']:.2f}x",
+                    f"{c['direction']} {c['target']:g}x",
+                    "ok" if c["met"] else "MISS",
+                )
+            )
         for s in self.skipped:
             rows.append((s["workload"], "skipped: " + s["reason"], s["baseline"], "", "", ""))
         widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(head)]
@@ -123,10 +151,19 @@ class Results:
                 "cpu": cpu,
             },
             "ratios": [
-                {"name": r.name, "system": r.system, "baseline": r.baseline, "median": r.median,
-                 "min": min(r.values) if r.values else None, "max": max(r.values) if r.values else None,
-                 "rounds": r.values, "target": r.target,
-                 "direction": ">=" if r.higher_is_better else "<=", "met": r.met, "note": r.note}
+                {
+                    "name": r.name,
+                    "system": r.system,
+                    "baseline": r.baseline,
+                    "median": r.median,
+                    "min": min(r.values) if r.values else None,
+                    "max": max(r.values) if r.values else None,
+                    "rounds": r.values,
+                    "target": r.target,
+                    "direction": ">=" if r.higher_is_better else "<=",
+                    "met": r.met,
+                    "note": r.note,
+                }
                 for r in self.ratios
             ],
             "checks": self.checks,
@@ -199,8 +236,10 @@ def draw_chart(res: Results, path: str) -> None:
     figs = res.figures
     fig, axes = plt.subplots(2, 2, figsize=(14, 9))
     title = "node-comm benchmark" + (" (quick run)" if res.quick else "")
-    fig.suptitle(f"{title} - {time.strftime('%Y-%m-%d', time.gmtime(res.started))}, 2-core VM; "
-                 "medians with min-max over interleaved rounds")
+    fig.suptitle(
+        f"{title} - {time.strftime('%Y-%m-%d', time.gmtime(res.started))}, 2-core VM; "
+        "medians with min-max over interleaved rounds"
+    )
 
     palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     colors: dict[str, str] = {}
@@ -226,8 +265,7 @@ def draw_chart(res: Results, path: str) -> None:
                     err = [[f["median"] - f["min"]], [f["max"] - f["median"]]]
                 label = f["system"] if f["system"] not in seen else None
                 seen.add(f["system"])
-                ax.bar([x], [f[value]], width * 0.95, yerr=err, label=label, color=color(f["system"]),
-                       capsize=2)
+                ax.bar([x], [f[value]], width * 0.95, yerr=err, label=label, color=color(f["system"]), capsize=2)
         ax.set_xticks(range(len(groups)), groups, rotation=10, fontsize=8)
         ax.set_ylabel(ylabel)
         if log:
@@ -242,8 +280,10 @@ def draw_chart(res: Results, path: str) -> None:
     axes[0][0].set_title("small-call throughput")
     bars(axes[0][1], ["memory.seq", "grpc.seq", "peers.seq"], "p50_ms", "p50 latency, ms (lower is better)")
     axes[0][1].set_title("sequential call latency (p50)")
-    large = sorted({f["workload"] for f in figs if f["workload"].startswith("large.")},
-                   key=lambda w: next(f.get("size", 0) for f in figs if f["workload"] == w))
+    large = sorted(
+        {f["workload"] for f in figs if f["workload"].startswith("large.")},
+        key=lambda w: next(f.get("size", 0) for f in figs if f["workload"] == w),
+    )
     bars(axes[1][0], large, "median", "MB/s (higher is better)")
     axes[1][0].set_title("large payload echo over gRPC")
     ax = axes[1][1]

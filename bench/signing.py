@@ -115,8 +115,10 @@ async def run_handshake(settings: Settings, res: Results) -> None:
     made: list[Node] = []
 
     async def node(node_id: str, port: int | None, token: str | None) -> Node:
-        config = NodeConfig(node_id=node_id, transport=TransportConfig(
-            mode="grpc", grpc=GrpcTransportConfig(host="127.0.0.1", port=port, token=token)))
+        config = NodeConfig(
+            node_id=node_id,
+            transport=TransportConfig(mode="grpc", grpc=GrpcTransportConfig(host="127.0.0.1", port=port, token=token)),
+        )
         n = Node(node_id, config)
         await n.start()
         made.append(n)
@@ -138,8 +140,12 @@ async def run_handshake(settings: Settings, res: Results) -> None:
             settings.rounds,
         )
         figs = {name: res.figure("signing.handshake", name, s, "connects/s") for name, s in samples.items()}
-        res.ratio("grpc connect+disconnect/s, challenge-response vs plain", figs["challenge-response"],
-                  figs["plain handshake"], None)
+        res.ratio(
+            "grpc connect+disconnect/s, challenge-response vs plain",
+            figs["challenge-response"],
+            figs["plain handshake"],
+            None,
+        )
     finally:
         for n in made:
             await n.stop(grace=0)

@@ -52,8 +52,10 @@ class Tally:
         self.ok = self.timeouts = self.cancelled = self.lost = self.mismatches = 0
 
     def line(self) -> str:
-        return (f"ok={self.ok} timeouts={self.timeouts} cancelled={self.cancelled} "
-                f"connection-lost={self.lost} MISMATCHES={self.mismatches}")
+        return (
+            f"ok={self.ok} timeouts={self.timeouts} cancelled={self.cancelled} "
+            f"connection-lost={self.lost} MISMATCHES={self.mismatches}"
+        )
 
 
 async def one_call(node: Node, peers: list[str], n: int, tally: Tally) -> None:
@@ -90,8 +92,10 @@ async def one_call(node: Node, peers: list[str], n: int, tally: Tally) -> None:
 
 async def soak(calls: int, reconnects: int, n_peers: int, concurrency: int) -> int:
     procs = [await start_peer(f"p{i}") for i in range(n_peers)]
-    config = NodeConfig(node_id="coord", transport=TransportConfig(
-        mode="grpc", grpc=GrpcTransportConfig(host="127.0.0.1", port=None, token=SECRET)))
+    config = NodeConfig(
+        node_id="coord",
+        transport=TransportConfig(mode="grpc", grpc=GrpcTransportConfig(host="127.0.0.1", port=None, token=SECRET)),
+    )
     node = Node("coord", config)
     await node.start()
     peers = [f"p{i}" for i in range(n_peers)]
@@ -149,12 +153,19 @@ async def soak(calls: int, reconnects: int, n_peers: int, concurrency: int) -> i
     print(f"  coordinator: pending={local['pending']} inbound={local['inbound']}")
     for pid, st in zip(peers, remote, strict=True):
         print(f"  {pid}: pending={st['pending']} inbound={st['inbound']} tasks={st['tasks']}")
-    print(f"  fds {base['fds']} -> {end['fds']}, tasks {base['tasks']} -> {end['tasks']}, "
-          f"RSS {base['rss']:.0f} -> {end['rss']:.0f} MiB")
-    failed = (tally.mismatches or local["pending"] or local["inbound"]
-              or any(st["pending"] or st["inbound"] > 0 for st in remote)
-              or end["fds"] > base["fds"] + 4 or end["tasks"] > base["tasks"] + 4
-              or end["rss"] > base["rss"] * 1.5 + 50)
+    print(
+        f"  fds {base['fds']} -> {end['fds']}, tasks {base['tasks']} -> {end['tasks']}, "
+        f"RSS {base['rss']:.0f} -> {end['rss']:.0f} MiB"
+    )
+    failed = (
+        tally.mismatches
+        or local["pending"]
+        or local["inbound"]
+        or any(st["pending"] or st["inbound"] > 0 for st in remote)
+        or end["fds"] > base["fds"] + 4
+        or end["tasks"] > base["tasks"] + 4
+        or end["rss"] > base["rss"] * 1.5 + 50
+    )
     print("soak: FAILED" if failed else "soak: passed")
     return 1 if failed else 0
 

@@ -36,9 +36,7 @@ def make_config(transport: str, node_id: str, **overrides: Any) -> NodeConfig:
 
         # The broker's permissions are taken to bind node ids (as in a real deployment), so peers
         # count as authenticated: pickle methods accept only authenticated callers.
-        nats = NatsTransportConfig(
-            servers=[NATS["url"]], subject_prefix=NATS["prefix"], broker_enforces_identity=True
-        )
+        nats = NatsTransportConfig(servers=[NATS["url"]], subject_prefix=NATS["prefix"], broker_enforces_identity=True)
         tc = TransportConfig(mode="nats", options={"nats": nats})
     else:
         raise ValueError(transport)

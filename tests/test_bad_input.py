@@ -321,9 +321,7 @@ def test_the_malicious_pickle_really_writes_a_file(tmp_path: pathlib.Path) -> No
     assert marker.read_text(encoding="utf-8") == "pwned"
 
 
-async def test_pickle_to_json_method_via_call(
-    nodes: tuple[Node, Node, Counter], tmp_path: pathlib.Path
-) -> None:
+async def test_pickle_to_json_method_via_call(nodes: tuple[Node, Node, Counter], tmp_path: pathlib.Path) -> None:
     client, _, counter = nodes
     marker = tmp_path / "pwned-call"
     with pytest.raises(RemoteExecutionError) as info:
@@ -348,8 +346,16 @@ class Rewrite(Interceptor):
 
     async def intercept_outbound(self, message: Message, context: CallContext, next_handler: Any) -> Any:
         raw = Message(
-            message.id, message.type, message.source, message.target, message.method,
-            self.payload, self.serializer, {}, None, message.deadline,
+            message.id,
+            message.type,
+            message.source,
+            message.target,
+            message.method,
+            self.payload,
+            self.serializer,
+            {},
+            None,
+            message.deadline,
         )
         self.sent.append(raw)
         return await next_handler(raw)

@@ -53,5 +53,3 @@ async def test_of_two_nodes_pinging_each_other_one_stops() -> None:
         assert a.is_connected("b") and b.is_connected("a")
         assert pings_a[0] >= 5
         assert pings_b[0] <= 2, "b hears a's pings within its interval: it should not ping too"
-
-

@@ -118,9 +118,7 @@ async def test_latency_per_peer() -> None:
 
 
 async def test_latency_from_config() -> None:
-    config = config_from_dict(
-        {"node_id": "slow", "transport": {"mode": "memory", "memory": {"latency": 0.3}}}
-    )
+    config = config_from_dict({"node_id": "slow", "transport": {"mode": "memory", "memory": {"latency": 0.3}}})
     slow, fast = Node("slow", config), Node("fast", mem("fast"))
     Served().install(fast)
     async with slow, fast:
@@ -302,4 +300,3 @@ async def test_messages_in_flight_on_a_dropped_link_never_arrive_on_a_new_one(
     await asyncio.wait_for(sb.recorded.wait(), WAIT)
     assert await a.call("b", "ping") == "pong from b"
     assert sb.records == ["after reconnect"]
-

@@ -11,9 +11,23 @@ import pytest
 import node_comm
 
 PUBLIC = [
-    "Node", "NodeConfig", "TransportConfig", "GrpcTransportConfig", "HeartbeatConfig", "MethodOptions",
-    "load_config", "Message", "Serializer", "Interceptor", "hookimpl", "NodeCommError",
-    "NodeNotConnectedError", "CallTimeoutError", "RemoteExecutionError", "ConfigError", "SerializationError",
+    "Node",
+    "NodeConfig",
+    "TransportConfig",
+    "GrpcTransportConfig",
+    "HeartbeatConfig",
+    "MethodOptions",
+    "load_config",
+    "Message",
+    "Serializer",
+    "Interceptor",
+    "hookimpl",
+    "NodeCommError",
+    "NodeNotConnectedError",
+    "CallTimeoutError",
+    "RemoteExecutionError",
+    "ConfigError",
+    "SerializationError",
 ]
 
 

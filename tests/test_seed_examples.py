@@ -46,9 +46,7 @@ def memory_config(node_id: str, **kw: Any) -> NodeConfig:
 
 def test_quickstart_memory_runs_as_written() -> None:
     script = ROOT / "examples" / "quickstart_memory.py"
-    proc = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, cwd=ROOT
-    )
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "Result: {'status': 'completed', 'loss': 0.01}"
     assert "Traceback" not in proc.stderr
@@ -133,7 +131,7 @@ async def test_events_snippet(capsys: pytest.CaptureFixture[str]) -> None:
     assert calls == ["handler1:other", "handler2:other"]
     assert "Connected to other" in capsys.readouterr().out  # the lambda is still there
 
-    node.off("connect")            # 移除所有 connect 处理器
+    node.off("connect")  # 移除所有 connect 处理器
     await node.disconnect("other")
     await node.connect("other")
     out = capsys.readouterr().out

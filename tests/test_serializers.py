@@ -106,7 +106,7 @@ JSON_CASES: dict[str, Any] = {
     "big-ints-nested": {"w": [2**65, {"x": -(2**100)}, 3], "n": 2**64 + 1},
     "uint64-edges": [2**63, 2**64 - 1, -(2**63), -(2**63) - 1],
     "unicode": {"中文": "训练 ✓", "emoji": "😀🚀", "accents": "héllo ñ", "zero-width": "a\u200bb"},
-    "escapes": "quote\" backslash\\ newline\n tab\t nul\x00",
+    "escapes": 'quote" backslash\\ newline\n tab\t nul\x00',
     "floats": [0.1, 1e-300, 1e300, -0.0, 2.5, 1.7976931348623157e308],
     "empty": [{}, [], "", 0, None, False],
     "deep": [[[[[[[[[[{"x": 1}]]]]]]]]]],
@@ -133,7 +133,8 @@ def test_json_specific_semantics(json_ser: Serializer) -> None:
 
 
 @pytest.mark.parametrize(
-    "value", [float("nan"), float("inf"), float("-inf"), [1.0, float("nan")], {"a": {"b": float("inf")}}],
+    "value",
+    [float("nan"), float("inf"), float("-inf"), [1.0, float("nan")], {"a": {"b": float("inf")}}],
     ids=["nan", "inf", "-inf", "nan-in-list", "inf-in-dict"],
 )
 def test_json_refuses_nan_and_infinity(json_ser: Serializer, value: Any) -> None:

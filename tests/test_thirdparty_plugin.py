@@ -40,9 +40,23 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     src, target = root / "src", root / "site"
     shutil.copytree(PLUGIN_SRC, src, ignore=shutil.ignore_patterns("__pycache__", "use_plugin.py"))
     proc = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--no-index", "--disable-pip-version-check", "--target", str(target), str(src)],
-        capture_output=True, text=True, timeout=25,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--disable-pip-version-check",
+            "--target",
+            str(target),
+            str(src),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=25,
     )
     assert proc.returncode == 0, f"pip install failed (hatchling comes with `make install`):\n{proc.stderr}"
     assert (target / "node_comm_thirdparty" / "plugin.py").exists()
@@ -65,14 +79,16 @@ def test_plugin_is_not_installed_in_this_environment() -> None:
     assert "stamp" not in regs.interceptors
 
 
-def test_yaml_selects_transport_serializer_and_interceptor_of_installed_plugin(
-    installed: Path, tmp_path: Path
-) -> None:
+def test_yaml_selects_transport_serializer_and_interceptor_of_installed_plugin(installed: Path, tmp_path: Path) -> None:
     config = tmp_path / "node.yaml"
     config.write_text(CONFIG)
     proc = subprocess.run(
         [sys.executable, str(PLUGIN_SRC / "use_plugin.py"), str(config)],
-        capture_output=True, text=True, timeout=30, env=_env(installed), cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=_env(installed),
+        cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
@@ -98,7 +114,10 @@ def test_unknown_name_lists_the_plugins_names(installed: Path, tmp_path: Path) -
     code = "import sys; from node_comm import load_config; load_config(sys.argv[1])"
     proc = subprocess.run(
         [sys.executable, "-c", code, str(config)],
-        capture_output=True, text=True, timeout=30, env=_env(installed),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=_env(installed),
     )
     assert proc.returncode != 0
     assert "transport.mode: transport 'lopback' is not installed; did you mean 'loopback'?" in proc.stderr
@@ -108,26 +127,38 @@ def test_unknown_name_lists_the_plugins_names(installed: Path, tmp_path: Path) -
 def test_node_comm_plugins_lists_it_with_distribution_and_version(installed: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "node_comm", "plugins", "--json"],
-        capture_output=True, text=True, timeout=30, env=_env(installed),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=_env(installed),
     )
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     (mine,) = [p for p in report["plugins"] if p["name"] == "thirdparty"]
     assert mine == {
-        "name": "thirdparty", "distribution": DIST, "version": VERSION,
-        "transports": ["loopback"], "serializers": ["rot13json"], "interceptors": ["stamp"],
+        "name": "thirdparty",
+        "distribution": DIST,
+        "version": VERSION,
+        "transports": ["loopback"],
+        "serializers": ["rot13json"],
+        "interceptors": ["stamp"],
     }
     assert report["transports"]["loopback"] == "thirdparty"
 
     text = subprocess.run(
         [sys.executable, "-m", "node_comm", "plugins"],
-        capture_output=True, text=True, timeout=30, env=_env(installed),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=_env(installed),
     )
     assert f"thirdparty  [{DIST} {VERSION}]" in text.stdout
 
     blocked = subprocess.run(
         [sys.executable, "-m", "node_comm", "plugins", "--json"],
-        capture_output=True, text=True, timeout=30,
+        capture_output=True,
+        text=True,
+        timeout=30,
         env={**_env(installed), "NODE_COMM_BLOCK_PLUGINS": "thirdparty"},
     )
     report = json.loads(blocked.stdout)

@@ -59,8 +59,6 @@ async def _stall_reading(a: Node, b: Node, blocker: Blocker) -> None:
     await asyncio.wait_for(blocker.started.wait(), WAIT)
 
 
-
-
 def _needs_read_pausing(transport: str) -> None:
     """These tests stop a peer from reading its link (``reading_paused``). The NATS broker pushes
     messages to a subscription and cannot be told to stop per peer: its flow control is the window

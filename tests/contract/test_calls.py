@@ -119,9 +119,7 @@ async def test_notify_unknown_method_is_silent_and_node_keeps_serving(pair: Any)
     assert await a.call("b", "ping") == "pong"
 
 
-async def test_broadcast_one_failure_never_fails_others(
-    make_node: NodeFactory, serializer: str
-) -> None:
+async def test_broadcast_one_failure_never_fails_others(make_node: NodeFactory, serializer: str) -> None:
     hub = await make_node("hub")
     workers = [await make_node(f"w{i}") for i in range(4)]
     opts = MethodOptions(serializer=serializer)

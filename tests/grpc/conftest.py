@@ -21,8 +21,15 @@ SECRET = "grpc-tests-secret"
 
 def grpc_config(node_id: str, port: int | None = 0, **grpc: Any) -> NodeConfig:
     """A grpc node config on 127.0.0.1 (``port=None``: dial-only); ``grpc`` are transport options."""
-    node_keys = ("heartbeat", "shutdown_grace", "default_timeout", "interceptors", "debug",
-                 "max_concurrent_calls_per_peer", "max_concurrent_notifies_per_peer")
+    node_keys = (
+        "heartbeat",
+        "shutdown_grace",
+        "default_timeout",
+        "interceptors",
+        "debug",
+        "max_concurrent_calls_per_peer",
+        "max_concurrent_notifies_per_peer",
+    )
     node_opts = {k: grpc.pop(k) for k in node_keys if k in grpc}
     node_opts.setdefault("shutdown_grace", 0.5)
     return NodeConfig(
@@ -51,7 +58,11 @@ class PeerProcess:
 
 async def start_peer(node_id: str, port: int | str = 0, *extra: str) -> PeerProcess:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(PEER), node_id, str(port), *extra,
+        sys.executable,
+        str(PEER),
+        node_id,
+        str(port),
+        *extra,
         stdout=asyncio.subprocess.PIPE,
     )
     assert proc.stdout is not None

@@ -74,8 +74,11 @@ async def main() -> None:
 
     async def stats(payload: object, ctx: object) -> dict[str, int]:
         peers = node._peers.values()
-        return {"pending": len(node._pending), "inbound": sum(len(p.inbound) for p in peers) - 1,
-                "tasks": len(asyncio.all_tasks())}
+        return {
+            "pending": len(node._pending),
+            "inbound": sum(len(p.inbound) for p in peers) - 1,
+            "tasks": len(asyncio.all_tasks()),
+        }
 
     node.register("stats", stats)
     node.register("echo", echo)

@@ -18,7 +18,15 @@ from node_comm_grpc.transport import METHOD, PROTOCOL_VERSION
 from node_comm_grpc.wire import chunk_header
 
 __all__ = [
-    "RawClient", "RawConnection", "batch", "chunk", "handshake", "hello", "raw_client", "read_batch", "request",
+    "RawClient",
+    "RawConnection",
+    "batch",
+    "chunk",
+    "handshake",
+    "hello",
+    "raw_client",
+    "read_batch",
+    "request",
 ]
 
 
@@ -42,10 +50,15 @@ def chunk(transfer: int, data: bytes) -> bytes:
 
 def hello(node_id: str = "raw", expected: str = "b", nonce: bytes | None = None) -> pb.Envelope:
     """A dialler's first handshake frame."""
-    return pb.Envelope(type=pb.HANDSHAKE, handshake=pb.Handshake(
-        node_id=node_id, protocol_version=PROTOCOL_VERSION, expected_node_id=expected,
-        nonce=hsk.new_nonce() if nonce is None else nonce,
-    ))
+    return pb.Envelope(
+        type=pb.HANDSHAKE,
+        handshake=pb.Handshake(
+            node_id=node_id,
+            protocol_version=PROTOCOL_VERSION,
+            expected_node_id=expected,
+            nonce=hsk.new_nonce() if nonce is None else nonce,
+        ),
+    )
 
 
 async def read_batch(call: Any) -> list[pb.Envelope]:
@@ -55,7 +68,11 @@ async def read_batch(call: Any) -> list[pb.Envelope]:
 
 
 async def handshake(
-    call: Any, node_id: str = "raw", expected: str = "b", token: str | None = None, *extra: pb.Envelope,
+    call: Any,
+    node_id: str = "raw",
+    expected: str = "b",
+    token: str | None = None,
+    *extra: pb.Envelope,
     sent: list[bytes] | None = None,
 ) -> pb.Envelope:
     """Do the dialler's side of the handshake on an open Connect ``call`` (``extra`` frames travel
@@ -154,8 +171,9 @@ class RawConnection:
             return None
         return list(pb.Batch.FromString(data).frames)
 
-    async def handshake(self, node_id: str = "raw", expected: str = "b", secret: str | None = None,
-                        *extra: pb.Envelope) -> pb.Handshake:
+    async def handshake(
+        self, node_id: str = "raw", expected: str = "b", secret: str | None = None, *extra: pb.Envelope
+    ) -> pb.Handshake:
         """:func:`handshake` on this stream; returns the final ack's handshake."""
         ack = await handshake(self.call, node_id, expected, secret, *extra, sent=self.sent)
         return ack.handshake

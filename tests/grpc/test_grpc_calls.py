@@ -34,7 +34,10 @@ async def echo(payload: object, ctx: object) -> object:
 def test_seed_grpc_example_runs_as_written() -> None:
     out = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "quickstart_grpc.py")],
-        capture_output=True, text=True, timeout=60, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
     )
     assert out.returncode == 0, out.stderr
     assert "Result: {'echo': {'msg': 'hello'}}" in out.stdout
@@ -139,8 +142,10 @@ def _available_memory() -> int:
 _huge = os.environ.get("RUN_HUGE", "")
 
 
-@pytest.mark.skipif(_huge == "0" or (_huge != "1" and _available_memory() < 8 * 1024 * MiB),
-                    reason="1 GiB payload needs ~5.5 GiB of memory (RUN_HUGE=1 forces it)")
+@pytest.mark.skipif(
+    _huge == "0" or (_huge != "1" and _available_memory() < 8 * 1024 * MiB),
+    reason="1 GiB payload needs ~5.5 GiB of memory (RUN_HUGE=1 forces it)",
+)
 async def test_1gib_payload(nodes) -> None:
     a = await nodes("a", grpc_config("a", token=SECRET))
     b = await nodes("b", grpc_config("b", token=SECRET))

@@ -31,20 +31,21 @@ def test_yaml_builds_nested_grpc_options(tmp_path: Path) -> None:
     g = cfg.transport.grpc
     assert isinstance(g, GrpcTransportConfig)
     assert (g.host, g.port, g.chunk_size, g.max_payload_size) == ("0.0.0.0", 50100, 262144, 1 << 30)
-    assert g.tls == TlsConfig(
-        cert_file="server.crt", key_file="server.key", ca_file="ca.crt", client_auth=True
-    )
+    assert g.tls == TlsConfig(cert_file="server.crt", key_file="server.key", ca_file="ca.crt", client_auth=True)
     assert g.reconnect == ReconnectConfig(initial_backoff=0.5, max_backoff=30.0, max_attempts=10)
 
 
-@pytest.mark.parametrize("bad, key", [
-    ("    tls: {cert: x}\n", "cert"),
-    ("    reconnect: {enabled: maybe}\n", "enabled"),
-    ("    port: 70000\n", "port"),
-    ("    chunk_sise: 1\n", "chunk_sise"),
-    ("    transfer_timeout: 0\n", "transfer_timeout"),
-    ("    stall_timeout: -1\n", "stall_timeout"),
-])
+@pytest.mark.parametrize(
+    "bad, key",
+    [
+        ("    tls: {cert: x}\n", "cert"),
+        ("    reconnect: {enabled: maybe}\n", "enabled"),
+        ("    port: 70000\n", "port"),
+        ("    chunk_sise: 1\n", "chunk_sise"),
+        ("    transfer_timeout: 0\n", "transfer_timeout"),
+        ("    stall_timeout: -1\n", "stall_timeout"),
+    ],
+)
 def test_yaml_typos_are_config_errors(tmp_path: Path, bad: str, key: str) -> None:
     path = tmp_path / "node.yaml"
     path.write_text("node_id: n\ntransport:\n  mode: grpc\n  grpc:\n" + bad)

@@ -94,8 +94,14 @@ async def test_peer_graceful_stop_tells_why_and_is_not_redialled(nodes, spawn) -
 
 async def test_thawed_peer_is_redialled_after_heartbeat_timeout(nodes, spawn) -> None:
     peer = await spawn("b")
-    a = await nodes("a", grpc_config("a", heartbeat=HeartbeatConfig(True, 0.2, 0.6),
-                                     reconnect=ReconnectConfig(initial_backoff=0.05, max_backoff=0.3)))
+    a = await nodes(
+        "a",
+        grpc_config(
+            "a",
+            heartbeat=HeartbeatConfig(True, 0.2, 0.6),
+            reconnect=ReconnectConfig(initial_backoff=0.05, max_backoff=0.3),
+        ),
+    )
     connected = asyncio.Event()
     gone = asyncio.Event()
     a.on("connect", lambda n, addr: connected.set())

@@ -27,7 +27,9 @@ from node_comm_grpc.transport import PROTOCOL_VERSION
 T = TypeVar("T")
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "30"))
 fuzz_settings = settings(
-    max_examples=EXAMPLES, deadline=None, derandomize=os.environ.get("FUZZ_EXAMPLES") is None,
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=os.environ.get("FUZZ_EXAMPLES") is None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 
@@ -87,11 +89,27 @@ def served_secret() -> Iterator[Served]:
 
 
 def envelope(
-    ftype: int, call_id: int, method: str, payload: bytes, serializer: str, transfer: int, total: int,
-    deadline: float | None, metadata: dict[str, str], reason: str,
+    ftype: int,
+    call_id: int,
+    method: str,
+    payload: bytes,
+    serializer: str,
+    transfer: int,
+    total: int,
+    deadline: float | None,
+    metadata: dict[str, str],
+    reason: str,
 ) -> pb.Envelope:
-    env = pb.Envelope(type=ftype, id=call_id, method=method, payload=payload, serializer=serializer,  # type: ignore[arg-type]
-                      transfer=transfer, total_size=total, reason=reason)
+    env = pb.Envelope(
+        type=ftype,
+        id=call_id,
+        method=method,
+        payload=payload,
+        serializer=serializer,  # type: ignore[arg-type]
+        transfer=transfer,
+        total_size=total,
+        reason=reason,
+    )
     if deadline is not None:
         env.deadline = deadline
     env.metadata.update(metadata)
@@ -158,16 +176,31 @@ def test_fuzzed_bytes_never_kill_the_node(served: Served, messages: list[bytes])
     second=st.none() | st.binary(max_size=80),
 )
 def test_fuzzed_handshakes_are_refused_or_harmless(
-    served_secret: Served, node_id: str, expected: str, version: int, nonce: bytes, proof: bytes,
-    challenge: bool, extra: list[pb.Envelope], second: bytes | None,
+    served_secret: Served,
+    node_id: str,
+    expected: str,
+    version: int,
+    nonce: bytes,
+    proof: bytes,
+    challenge: bool,
+    extra: list[pb.Envelope],
+    second: bytes | None,
 ) -> None:
     """Without the secret nothing gets in: every fuzzed handshake is refused."""
 
     async def attempt() -> None:
         async with RawConnection(served_secret.b.address) as conn:
-            first = pb.Envelope(type=pb.HANDSHAKE, handshake=pb.Handshake(
-                node_id=node_id, protocol_version=version, expected_node_id=expected, nonce=nonce, proof=proof,
-                challenge=challenge))
+            first = pb.Envelope(
+                type=pb.HANDSHAKE,
+                handshake=pb.Handshake(
+                    node_id=node_id,
+                    protocol_version=version,
+                    expected_node_id=expected,
+                    nonce=nonce,
+                    proof=proof,
+                    challenge=challenge,
+                ),
+            )
             await conn.send(first, *extra)
             frames = await asyncio.wait_for(conn.read(), 5)
             if frames and frames[0].handshake.challenge and second is not None:
@@ -198,5 +231,3 @@ def test_after_fuzzing_only_the_legitimate_peer_remains(served: Served) -> None:
     assert connected == ["a"]
     assert tasks < 50
     served.still_serving()
-
-

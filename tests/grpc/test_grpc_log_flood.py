@@ -26,10 +26,12 @@ async def test_a_flood_of_bad_frames_logs_a_bounded_number_of_unforged_lines(nod
     # Notifies of an unknown method with a newline in its name: each one fails on the node.
     async with raw_client(b.address) as raw:
         for _ in range(5):
-            await raw.send(*[
-                pb.Envelope(type=pb.NOTIFY, id=1000 + i, method=EVIL, serializer="json", payload=b"1")
-                for i in range(200)
-            ])
+            await raw.send(
+                *[
+                    pb.Envelope(type=pb.NOTIFY, id=1000 + i, method=EVIL, serializer="json", payload=b"1")
+                    for i in range(200)
+                ]
+            )
         # Frames are handled in order: once this request is answered, the flood has been handled.
         await raw.send(request(9999, "echo", b'"done"', deadline=5.0))
         _, reply = await raw.read_until(9999)

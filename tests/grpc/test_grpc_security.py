@@ -80,8 +80,9 @@ async def impostor(answer: Any) -> AsyncIterator[tuple[str, list[bytes]]]:
                 yield reply
 
     server = aio.server()
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
-        SERVICE, {"Connect": grpc.stream_stream_rpc_method_handler(connect)}),))
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(SERVICE, {"Connect": grpc.stream_stream_rpc_method_handler(connect)}),)
+    )
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     try:
@@ -112,8 +113,14 @@ async def test_an_impostor_server_learns_nothing(nodes) -> None:
     """It cannot prove the secret, so the dialler never proves anything to it."""
 
     def fake_challenge(frames: list[pb.Envelope]) -> bytes:
-        return batch(pb.Envelope(type=pb.HANDSHAKE_ACK, handshake=pb.Handshake(
-            node_id="b", protocol_version=2, nonce=hsk.new_nonce(), proof=b"\0" * 32, challenge=True)))
+        return batch(
+            pb.Envelope(
+                type=pb.HANDSHAKE_ACK,
+                handshake=pb.Handshake(
+                    node_id="b", protocol_version=2, nonce=hsk.new_nonce(), proof=b"\0" * 32, challenge=True
+                ),
+            )
+        )
 
     a = await nodes("a", secret_config("a", port=None))
     async with impostor(fake_challenge) as (address, received):
@@ -353,7 +360,6 @@ async def test_a_stream_that_sends_no_handshake_is_closed(nodes) -> None:
     b = await nodes("b", grpc_config("b", handshake_timeout=0.3))
     async with RawConnection(b.address) as conn:
         assert await asyncio.wait_for(conn.call.code(), 5) is grpc.StatusCode.DEADLINE_EXCEEDED
-
 
 
 async def test_a_connection_that_opens_no_stream_is_closed(nodes) -> None:

@@ -30,8 +30,7 @@ async def test_request_and_cancel_in_one_batch_free_the_slot(nodes) -> None:
             frames = []
             for _ in range(4):
                 call_id += 1
-                frames.append(pb.Envelope(type=pb.REQUEST, id=call_id, method="slow", payload=b"1",
-                                          serializer="json"))
+                frames.append(pb.Envelope(type=pb.REQUEST, id=call_id, method="slow", payload=b"1", serializer="json"))
                 frames.append(pb.Envelope(type=pb.CANCEL, id=call_id))
             await conn.send(*frames)
         call_id += 1

@@ -20,14 +20,12 @@ from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 from cryptography.x509.oid import NameOID  # noqa: E402
 
 
-def _write_pair(
-    dir: Path, name: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey
-) -> tuple[str, str]:
+def _write_pair(dir: Path, name: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> tuple[str, str]:
     cert_path, key_path = dir / f"{name}.crt", dir / f"{name}.key"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return str(cert_path), str(key_path)
 
 
@@ -108,8 +106,9 @@ async def test_tls_with_server_name_override(nodes, pki) -> None:
 
 def mtls(pki: dict[str, str], name: str, **extra: Any) -> TlsConfig:
     """Mutual TLS with the certificate of ``name`` (``server``, ``a``, ``alice`` or ``b``)."""
-    return TlsConfig(cert_file=pki[f"{name}_cert"], key_file=pki[f"{name}_key"], ca_file=pki["ca"],
-                     client_auth=True, **extra)
+    return TlsConfig(
+        cert_file=pki[f"{name}_cert"], key_file=pki[f"{name}_key"], ca_file=pki["ca"], client_auth=True, **extra
+    )
 
 
 async def test_mutual_tls(nodes, pki) -> None:
@@ -121,8 +120,10 @@ async def test_mutual_tls(nodes, pki) -> None:
         return p
 
     b.register("echo", echo)
-    a = await nodes("a", grpc_config("a", port=None, tls=TlsConfig(
-        ca_file=pki["ca"], cert_file=pki["a_cert"], key_file=pki["a_key"])))
+    a = await nodes(
+        "a",
+        grpc_config("a", port=None, tls=TlsConfig(ca_file=pki["ca"], cert_file=pki["a_cert"], key_file=pki["a_key"])),
+    )
     await a.connect("b", b.address)
     assert await a.call("b", "echo", "mtls") == "mtls"
     assert seen == [(True, "a")]  # authenticated by its certificate, whose subject names it
@@ -137,8 +138,12 @@ async def test_a_certificate_cannot_claim_another_node_id_by_default(nodes, pki)
     """Under client_auth, node ids are bound to certificates unless bind_node_id is false."""
     b = await nodes("b", grpc_config("b", tls=mtls(pki, "server")))
     b.register("echo", lambda p, ctx: p)
-    bob = await nodes("bob", grpc_config("bob", port=None, tls=TlsConfig(
-        ca_file=pki["ca"], cert_file=pki["alice_cert"], key_file=pki["alice_key"])))
+    bob = await nodes(
+        "bob",
+        grpc_config(
+            "bob", port=None, tls=TlsConfig(ca_file=pki["ca"], cert_file=pki["alice_cert"], key_file=pki["alice_key"])
+        ),
+    )
     with pytest.raises(ConnectFailedError, match="node id 'bob' is not named by the client certificate"):
         await bob.connect("b", b.address, timeout=5)
     assert b.connected_nodes == []

@@ -56,8 +56,7 @@ async def test_frame_before_handshake_closes_stream(served) -> None:
     a, b = served
     async with aio.insecure_channel(b.address) as channel:
         call = channel.stream_stream(METHOD)()
-        await call.write(batch(pb.Envelope(type=pb.REQUEST, id=1, method="echo", serializer="json",
-                                           payload=b'"x"')))
+        await call.write(batch(pb.Envelope(type=pb.REQUEST, id=1, method="echo", serializer="json", payload=b'"x"')))
         assert await call.code() is grpc.StatusCode.INVALID_ARGUMENT
     await still_serving(a, b)
 
@@ -72,8 +71,13 @@ async def test_unknown_frame_type_gets_an_error_and_the_stream_keeps_serving(ser
         (err,) = await read_batch(call)
         assert err.type == pb.ERROR and err.id == 7 and err.error.code == "INVALID_ARGUMENT"
         # a well-formed request on the same stream is still served
-        await call.write(batch(pb.Envelope(type=pb.REQUEST, id=8, method="echo", serializer="json",
-                                           payload=b'"raw hello"', deadline=5.0)))
+        await call.write(
+            batch(
+                pb.Envelope(
+                    type=pb.REQUEST, id=8, method="echo", serializer="json", payload=b'"raw hello"', deadline=5.0
+                )
+            )
+        )
         (resp,) = await read_batch(call)
         assert resp.type == pb.RESPONSE and resp.id == 8 and resp.payload == b'"raw hello"'
         call.cancel()
@@ -84,8 +88,9 @@ async def test_wrong_protocol_version_is_refused(served) -> None:
     a, b = served
     async with aio.insecure_channel(b.address) as channel:
         call = channel.stream_stream(METHOD)()
-        await call.write(batch(pb.Envelope(type=pb.HANDSHAKE, handshake=pb.Handshake(
-            node_id="raw", protocol_version=999))))
+        await call.write(
+            batch(pb.Envelope(type=pb.HANDSHAKE, handshake=pb.Handshake(node_id="raw", protocol_version=999)))
+        )
         (ack,) = await read_batch(call)
         assert "protocol version 999" in ack.handshake.refused
         assert await call.code() is grpc.StatusCode.FAILED_PRECONDITION

@@ -95,6 +95,4 @@ class DeadlineTimers:
             except (SystemExit, KeyboardInterrupt):
                 raise
             except BaseException as exc:
-                loop.call_exception_handler(
-                    {"message": f"exception in deadline callback {fn!r}", "exception": exc}
-                )
+                loop.call_exception_handler({"message": f"exception in deadline callback {fn!r}", "exception": exc})

@@ -182,11 +182,21 @@ class NodeConfig:
             minimum=1,
             maximum=MAX_CALLS_PER_PEER,
         )
-        check_int("offload_threshold", self.offload_threshold, minimum=0, maximum=1 << 40,
-                  fix="a number of bytes, e.g. 1048576")
+        check_int(
+            "offload_threshold",
+            self.offload_threshold,
+            minimum=0,
+            maximum=1 << 40,
+            fix="a number of bytes, e.g. 1048576",
+        )
         check_int("handler_threads", self.handler_threads, minimum=1, maximum=1024)
-        check_seconds("loop_block_warning", self.loop_block_warning, minimum=0.05, allow_none=True,
-                      fix="seconds, or null to turn the warning off")
+        check_seconds(
+            "loop_block_warning",
+            self.loop_block_warning,
+            minimum=0.05,
+            allow_none=True,
+            fix="seconds, or null to turn the warning off",
+        )
         if not isinstance(self.decode_limits, DecodeLimits):
             raise ConfigError(f"decode_limits: expected a DecodeLimits, got {self.decode_limits!r}")
         self._check_peers()

@@ -119,8 +119,18 @@ class InboundDispatcher:
         authenticated), and send the reply of a request."""
         rt = self._rt
         current_deadline.set(deadline)
-        ctx = CallContext(self._node, msg.source, rt.node_id, msg.method, "inbound", msg.metadata, deadline,
-                          msg.id, msg.type is _NOTIFY, identity)
+        ctx = CallContext(
+            self._node,
+            msg.source,
+            rt.node_id,
+            msg.method,
+            "inbound",
+            msg.metadata,
+            deadline,
+            msg.id,
+            msg.type is _NOTIFY,
+            identity,
+        )
         try:
             if self._chain:
                 reply = await self._chain.inbound(msg, ctx, functools.partial(self.dispatch, ctx))
@@ -133,17 +143,24 @@ class InboundDispatcher:
         except NodeCommError as exc:
             reply = self.error_message(msg, exc.code, exc.message)
         except Exception as exc:
-            rt.rlog.exception(("interceptor", msg.source), "%s: interceptor failed on %r from %r",
-                              rt.node_id, msg.method, msg.source)
-            reply = self.error_message(msg, ErrorCode.INTERNAL, f"interceptor failed: {exc!r}",
-                                       traceback.format_exc())
+            rt.rlog.exception(
+                ("interceptor", msg.source), "%s: interceptor failed on %r from %r", rt.node_id, msg.method, msg.source
+            )
+            reply = self.error_message(msg, ErrorCode.INTERNAL, f"interceptor failed: {exc!r}", traceback.format_exc())
         if reply is None:
             return
         if msg.type is _REQUEST:
             await rt.send_quiet(reply)
         elif reply.error is not None:  # a notify has nobody to tell but the log
-            rt.rlog.warning(("notify", msg.source), "%s: notify %r from %r failed [%s]: %r",
-                            rt.node_id, msg.method, msg.source, reply.error.code, reply.error.message)
+            rt.rlog.warning(
+                ("notify", msg.source),
+                "%s: notify %r from %r failed [%s]: %r",
+                rt.node_id,
+                msg.method,
+                msg.source,
+                reply.error.code,
+                reply.error.message,
+            )
 
     async def dispatch(self, ctx: CallContext, msg: Message) -> Message | None:
         """Terminal of the inbound chain: check, decode, run the handler, encode its result."""
@@ -203,8 +220,10 @@ class InboundDispatcher:
             # The handler raised CancelledError without being cancelled (it awaited something
             # that was): answer, or the caller would wait for its whole timeout.
             return self.error_message(
-                msg, ErrorCode.HANDLER_ERROR,
-                "CancelledError: the handler raised CancelledError without being cancelled", self._tb(),
+                msg,
+                ErrorCode.HANDLER_ERROR,
+                "CancelledError: the handler raised CancelledError without being cancelled",
+                self._tb(),
             )
         except CallRejectedError as exc:
             return self.error_message(msg, exc.code, exc.message, self._tb())
@@ -219,7 +238,8 @@ class InboundDispatcher:
                 data = ser.serialize(result)
         except Exception as exc:
             return self.error_message(
-                msg, ErrorCode.SERIALIZATION_ERROR,
+                msg,
+                ErrorCode.SERIALIZATION_ERROR,
                 f"handler of {msg.method!r} returned a value serializer {ser.name!r} cannot encode: {exc}",
                 self._tb(),
             )
@@ -232,8 +252,14 @@ class InboundDispatcher:
     def error_message(self, msg: Message, code: ErrorCode | str, text: str, tb: str | None = None) -> Message:
         """The ERROR answering ``msg`` (a traceback only with ``debug: true``)."""
         rt = self._rt
-        return Message(msg.id, _ERROR, rt.node_id, msg.source, msg.method,
-                       error=ErrorInfo(str(code), text, tb if rt.config.debug else None))
+        return Message(
+            msg.id,
+            _ERROR,
+            rt.node_id,
+            msg.source,
+            msg.method,
+            error=ErrorInfo(str(code), text, tb if rt.config.debug else None),
+        )
 
     def reply_error(self, msg: Message, code: ErrorCode, text: str) -> None:
         """Answer a request with an error, in the background (notifies get no answer)."""

@@ -68,8 +68,7 @@ class NodeNotConnectedError(NodeCommError):
     def __init__(self, node_id: str, message: str | None = None) -> None:
         self.node_id = node_id
         super().__init__(
-            message
-            or f"node {node_id!r} is not connected; call `await node.connect({node_id!r}, ...)` first"
+            message or f"node {node_id!r} is not connected; call `await node.connect({node_id!r}, ...)` first"
         )
 
 

@@ -79,9 +79,7 @@ class InterceptorChain:
     ) -> Message | None:
         handler = terminal
         for interceptor in reversed(items):
-            method = (
-                interceptor.intercept_outbound if direction == "outbound" else interceptor.intercept_inbound
-            )
+            method = interceptor.intercept_outbound if direction == "outbound" else interceptor.intercept_inbound
             handler = _bind(method, context, handler)
         return await handler(message)
 

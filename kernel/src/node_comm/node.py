@@ -36,7 +36,6 @@ from .watchdog import LoopWatchdog
 __all__ = ["Handler", "Node"]
 
 
-
 class Node:
     """A node: ``await start()``, ``register()`` methods, ``await connect()`` to peers, then
     ``await call()`` / ``notify()`` / ``broadcast()``. Use ``async with node:`` to start and stop.
@@ -73,8 +72,9 @@ class Node:
         self._dispatcher = InboundDispatcher(self, self._rt, self._serializer_registry, self._interceptor_chain)
         self._peer_table = PeerTable(self._rt, self._events, self._dispatcher)
         self._calls = self._peer_table.calls
-        self._outbound = Outbound(self, self._rt, self._serializer_registry, self._interceptor_chain, self._calls,
-                                  self._peer_table.peers)
+        self._outbound = Outbound(
+            self, self._rt, self._serializer_registry, self._interceptor_chain, self._calls, self._peer_table.peers
+        )
         # The tables themselves, for code and tests that look inside a node.
         self._peers = self._peer_table.peers
         self._pending = self._calls.pending
@@ -182,8 +182,9 @@ class Node:
         await self.transport.start(self._peer_table)
         rt.started = True
         if self.config.loop_block_warning is not None:
-            self._watchdog = LoopWatchdog.attach(self._node_id, self.config.loop_block_warning,
-                                                 self._dispatcher.handler_codes)
+            self._watchdog = LoopWatchdog.attach(
+                self._node_id, self.config.loop_block_warning, self._dispatcher.handler_codes
+            )
         hb = self.config.heartbeat
         if hb.enabled:
             assert rt.loop is not None
@@ -231,8 +232,7 @@ class Node:
     def _check_running(self) -> None:
         if not self._rt.started or self._rt.stopping:
             raise NodeNotStartedError(
-                f"node {self._node_id!r} is not running; call `await node.start()` "
-                "(or use `async with node:`) first"
+                f"node {self._node_id!r} is not running; call `await node.start()` (or use `async with node:`) first"
             )
 
     # ------------------------------------------------------------------ connections
@@ -366,7 +366,8 @@ class Node:
             ser, data = await out.encode_in_thread(serializer, payload, "<broadcast>", method)
         else:
             ser, data = out.encode(serializer, payload, "<broadcast>", method)
-        results = dict(zip(live, await out.broadcast_encoded(live, method, ser, data, timeout, metadata, progress),
-                           strict=True))
+        results = dict(
+            zip(live, await out.broadcast_encoded(live, method, ser, data, timeout, metadata, progress), strict=True)
+        )
         results.update(absent)
         return {t: results[t] for t in chosen}

@@ -99,8 +99,18 @@ class Outbound:
     def context(self, msg: Message, deadline: float | None, notify: bool) -> CallContext:
         """What outbound interceptors see of ``msg``."""
         peer = self._peers.get(msg.target)
-        return CallContext(self._node, self._rt.node_id, msg.target, msg.method, "outbound", msg.metadata,
-                           deadline, msg.id, notify, None if peer is None else peer.identity)
+        return CallContext(
+            self._node,
+            self._rt.node_id,
+            msg.target,
+            msg.method,
+            "outbound",
+            msg.metadata,
+            deadline,
+            msg.id,
+            notify,
+            None if peer is None else peer.identity,
+        )
 
     # ------------------------------------------------------------------ calls
     async def call_encoded(
@@ -116,8 +126,19 @@ class Outbound:
         """``call()`` once the payload is encoded (``broadcast`` encodes once for every target)."""
         remaining = self._remaining(timeout, target, method)
         calls = self._calls
-        msg = Message(calls.next_id(), _REQUEST, self._rt.node_id, target, method, data, ser.name,
-                      dict(metadata) if metadata else {}, None, remaining, progress)
+        msg = Message(
+            calls.next_id(),
+            _REQUEST,
+            self._rt.node_id,
+            target,
+            method,
+            data,
+            ser.name,
+            dict(metadata) if metadata else {},
+            None,
+            remaining,
+            progress,
+        )
         if self._chain:
             ctx = self.context(msg, None if remaining is None else time.monotonic() + remaining, False)
             terminal = functools.partial(calls.request_within, ctx.deadline)
@@ -156,8 +177,16 @@ class Outbound:
         self, target: str, method: str, ser: Serializer, data: bytes, metadata: dict[str, str] | None
     ) -> None:
         """``notify()`` once the payload is encoded."""
-        msg = Message(self._calls.next_id(), _NOTIFY, self._rt.node_id, target, method, data, ser.name,
-                      dict(metadata) if metadata else {})
+        msg = Message(
+            self._calls.next_id(),
+            _NOTIFY,
+            self._rt.node_id,
+            target,
+            method,
+            data,
+            ser.name,
+            dict(metadata) if metadata else {},
+        )
         if self._chain:
             await self._chain.outbound(msg, self.context(msg, None, True), self._send)
         else:
@@ -181,8 +210,10 @@ class Outbound:
         transport publishes the payload once); interceptors see each call on its own."""
         if self._chain or len(targets) < 2:
             return await asyncio.gather(
-                *(self.call_encoded(t, method, ser, data, timeout, metadata, _per_target(progress, t))
-                  for t in targets),
+                *(
+                    self.call_encoded(t, method, ser, data, timeout, metadata, _per_target(progress, t))
+                    for t in targets
+                ),
                 return_exceptions=True,
             )
         try:
@@ -190,9 +221,22 @@ class Outbound:
         except CallTimeoutError as exc:
             return [CallTimeoutError(t, method, exc.timeout) for t in targets]
         calls = self._calls
-        msgs = [Message(calls.next_id(), _REQUEST, self._rt.node_id, t, method, data, ser.name,
-                        dict(metadata) if metadata else {}, None, remaining, _per_target(progress, t))
-                for t in targets]
+        msgs = [
+            Message(
+                calls.next_id(),
+                _REQUEST,
+                self._rt.node_id,
+                t,
+                method,
+                data,
+                ser.name,
+                dict(metadata) if metadata else {},
+                None,
+                remaining,
+                _per_target(progress, t),
+            )
+            for t in targets
+        ]
         results: list[Any] = []
         for target, reply in zip(targets, await calls.request_many(msgs), strict=True):
             if isinstance(reply, BaseException):

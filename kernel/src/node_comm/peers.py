@@ -135,8 +135,7 @@ class PeerTable:
         peer = self.peers.get(message.source)
         rt = self._rt
         if peer is None:
-            rt.rlog.debug("unconnected", "%s: dropped %s from unconnected %r", rt.node_id, message.type,
-                          message.source)
+            rt.rlog.debug("unconnected", "%s: dropped %s from unconnected %r", rt.node_id, message.type, message.source)
             return
         peer.last_seen = time.monotonic()  # liveness counts every message, not only heartbeats
         mtype = message.type
@@ -161,8 +160,13 @@ class PeerTable:
         elif mtype is _HEARTBEAT_ACK:
             pass  # liveness only: recorded above
         else:
-            rt.rlog.warning(("unknown-type", message.source), "%s: dropped message of unknown type %r from %r",
-                            rt.node_id, mtype, message.source)
+            rt.rlog.warning(
+                ("unknown-type", message.source),
+                "%s: dropped message of unknown type %r from %r",
+                rt.node_id,
+                mtype,
+                message.source,
+            )
 
     def transfer_progress(
         self, peer_id: str, message_id: int, mtype: MessageType, method: str, done: int, total: int
@@ -251,8 +255,13 @@ class PeerTable:
             if rt.started:
                 self._run_notify(peer, peer.held.popleft())
                 return
-            rt.rlog.debug("held", "%s: %d notifies from %r not run: the node stopped", rt.node_id,
-                          len(peer.held), peer.held[0].source)
+            rt.rlog.debug(
+                "held",
+                "%s: %d notifies from %r not run: the node stopped",
+                rt.node_id,
+                len(peer.held),
+                peer.held[0].source,
+            )
             peer.held.clear()
         resume = peer.resume
         if resume is not None and peer.notifies < rt.config.max_concurrent_notifies_per_peer:
@@ -296,7 +305,8 @@ class PeerTable:
             missing = sorted(wanted - set(connected))
             raise PeersNotConnectedError(
                 f"node {node_id!r}: not connected after {timeout:g}s: {', '.join(map(repr, missing))}",
-                missing=missing, connected=connected,
+                missing=missing,
+                connected=connected,
             ) from None
         finally:
             self.watchers.discard(check)

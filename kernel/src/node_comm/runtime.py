@@ -64,11 +64,18 @@ class Runtime:
         try:
             await self.transport.send(msg)
         except NodeCommError as exc:
-            self.rlog.debug(("send", msg.target), "%s: could not send %s to %r: %r", self.node_id,
-                            msg.type.name, msg.target, str(exc))
+            self.rlog.debug(
+                ("send", msg.target),
+                "%s: could not send %s to %r: %r",
+                self.node_id,
+                msg.type.name,
+                msg.target,
+                str(exc),
+            )
         except Exception:
-            self.rlog.exception(("send", msg.target), "%s: transport failed to send %s to %r",
-                                self.node_id, msg.type.name, msg.target)
+            self.rlog.exception(
+                ("send", msg.target), "%s: transport failed to send %s to %r", self.node_id, msg.type.name, msg.target
+            )
 
     def in_thread(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
         """Run ``fn(*args)`` in the node's codec pool. Cancelling the awaiting task drops the
@@ -93,9 +100,13 @@ class Runtime:
         if sum(busy.values()) >= self.config.handler_threads:
             running = ", ".join(f"{name!r} x{n}" for name, n in busy.most_common(3))
             self.rlog.warning(
-                ("threads-busy", method), "%s: all %d handler threads are busy (running: %s); %r waits for one: "
-                "make slow handlers async, or raise handler_threads", self.node_id, self.config.handler_threads,
-                running, method,
+                ("threads-busy", method),
+                "%s: all %d handler threads are busy (running: %s); %r waits for one: "
+                "make slow handlers async, or raise handler_threads",
+                self.node_id,
+                self.config.handler_threads,
+                running,
+                method,
             )
         busy[method] += 1
         try:

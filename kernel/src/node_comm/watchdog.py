@@ -96,7 +96,11 @@ class LoopWatchdog:
                     "%s: the event loop has been blocked for %.1fs by handler %r (%s:%d): an async def "
                     "handler must not block; make it a plain def (it then runs in a thread) or "
                     "await asyncio.to_thread(...) for the blocking part",
-                    node_id, stalled, method, frame.f_code.co_filename, frame.f_lineno,
+                    node_id,
+                    stalled,
+                    method,
+                    frame.f_code.co_filename,
+                    frame.f_lineno,
                 )
                 return
             frame = frame.f_back

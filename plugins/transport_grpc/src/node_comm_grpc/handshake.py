@@ -34,13 +34,25 @@ def new_nonce() -> bytes:
 
 
 def proof(
-    secret: bytes, role: str, dialler_nonce: bytes, server_nonce: bytes, dialler_id: str, server_id: str,
+    secret: bytes,
+    role: str,
+    dialler_nonce: bytes,
+    server_nonce: bytes,
+    dialler_id: str,
+    server_id: str,
     version: int,
 ) -> bytes:
     """The proof that ``role`` (``"server"`` or ``"dialler"``) holds ``secret`` in this handshake."""
     mac = hmac.new(secret, digestmod=hashlib.sha256)
-    for part in (_LABEL, role.encode(), dialler_nonce, server_nonce, dialler_id.encode(), server_id.encode(),
-                 str(version).encode()):
+    for part in (
+        _LABEL,
+        role.encode(),
+        dialler_nonce,
+        server_nonce,
+        dialler_id.encode(),
+        server_id.encode(),
+        str(version).encode(),
+    ):
         mac.update(len(part).to_bytes(4, "big"))
         mac.update(part)
     return mac.digest()

@@ -56,8 +56,15 @@ def batch_bytes(*envs: Any) -> bytes:
 def encode(msg: Message, payload: bytes, transfer: int = 0, total: int = 0) -> bytes:
     """The encoded envelope of ``msg`` (hot path: set only what is present)."""
     mtype: Any = int(msg.type)  # MessageType values are FrameType numbers 1..7
-    env = Envelope(type=mtype, id=msg.id, method=msg.method, payload=payload,
-                   serializer=msg.serializer, transfer=transfer, total_size=total)
+    env = Envelope(
+        type=mtype,
+        id=msg.id,
+        method=msg.method,
+        payload=payload,
+        serializer=msg.serializer,
+        transfer=transfer,
+        total_size=total,
+    )
     if msg.metadata:
         env.metadata.update(msg.metadata)
     if msg.deadline is not None:

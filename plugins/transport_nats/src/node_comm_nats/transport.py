@@ -510,8 +510,9 @@ class NatsTransport(Transport):
         if not refused:
             old = self._links.get(source)
             if old is not None:  # it restarted, or lost and regained the broker: a new link
-                self._drop(old, f"node {source!r} connected again (restarted, or reconnected to NATS)",
-                           DisconnectKind.REPLACED)
+                self._drop(
+                    old, f"node {source!r} connected again (restarted, or reconnected to NATS)", DisconnectKind.REPLACED
+                )
             self._install(source, dialled=source in self._dials)
         ack = encode(HELLO_ACK, extra={"refused": refused} if refused else {"node": self.node_id})
         await self._publish(reply, ack, source)

@@ -25,8 +25,15 @@ from node_comm import (
 )
 from node_comm.interceptor import NextHandler
 
-STATS: dict[str, Any] = {"sent": 0, "sent_serializers": [], "sent_payloads": [], "tags": [],
-                         "serialized": 0, "deserialized": 0, "stamped": 0}
+STATS: dict[str, Any] = {
+    "sent": 0,
+    "sent_serializers": [],
+    "sent_payloads": [],
+    "tags": [],
+    "serialized": 0,
+    "deserialized": 0,
+    "stamped": 0,
+}
 
 _nodes: dict[str, LoopbackTransport] = {}
 
