@@ -13,7 +13,8 @@ import pytest
 import yaml
 
 from node_comm import ConfigError, load_config
-from node_comm.config_loader import MAX_ALIAS_EXPANSION, MAX_YAML_DEPTH, config_from_dict
+from node_comm.config_loader import config_from_dict
+from node_comm.yaml_reader import MAX_ALIAS_EXPANSION, MAX_YAML_DEPTH
 
 
 def bomb(size: int, *, levels: int, fanout: int, where: str) -> str:
