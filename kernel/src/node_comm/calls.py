@@ -5,18 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import logging
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from ._timers import Entry
 from .exceptions import CallTimeoutError, ConnectionLostError, NodeNotConnectedError
-from .message import Message, MessageType, ProgressCallback
+from .message import Message, MessageType, ProgressCallback, report_progress
 from .runtime import Runtime
 
 _CANCEL = MessageType.CANCEL
-log = logging.getLogger("node_comm.node")
 
 
 @dataclass(slots=True)
@@ -33,14 +31,6 @@ class Pending:
     stopped: bool = False
     #: ``progress("received", done, total)`` of the reply, when the caller asked for progress.
     progress: ProgressCallback | None = None
-
-
-def _report(progress: ProgressCallback, direction: str, done: int, total: int) -> None:
-    """Call a user's progress callback; its exceptions are logged, never raised into the transfer."""
-    try:
-        progress(direction, done, total)
-    except Exception:
-        log.exception("progress callback failed")
 
 
 def _uncancel(task: asyncio.Task[Any]) -> int:
@@ -171,7 +161,7 @@ class OutboundCalls:
         """Part of the reply to ``call_id`` arrived: tell the caller's progress callback."""
         pend = self.pending.get(call_id)
         if pend is not None and pend.progress is not None and pend.target == peer_id:
-            _report(pend.progress, "received", done, total)
+            report_progress(pend.progress, "received", done, total)
 
     def fail_peer(self, peer_id: str, reason: str) -> None:
         """The link to ``peer_id`` is gone: its calls fail now, not at their deadlines."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -32,6 +33,16 @@ class ErrorInfo:
 #: ``progress(direction, done, total)``: ``direction`` is ``"sent"`` or ``"received"``, ``done`` and
 #: ``total`` are payload bytes; the last call has ``done == total``.
 ProgressCallback = Callable[[str, int, int], None]
+
+log = logging.getLogger("node_comm.node")
+
+
+def report_progress(progress: ProgressCallback, direction: str, done: int, total: int) -> None:
+    """Call a user's progress callback; its exceptions are logged, never raised into the transfer."""
+    try:
+        progress(direction, done, total)
+    except Exception:
+        log.exception("progress callback failed")
 
 
 @dataclass(slots=True)

@@ -36,6 +36,7 @@ from node_comm import (
     MessageType,
     PayloadTooLargeError,
 )
+from node_comm.message import report_progress
 from node_comm.peer_logging import RateLimitedLog
 
 from .config import GrpcTransportConfig
@@ -726,14 +727,6 @@ class Link:
             if self._channel is not None:
                 with contextlib.suppress(Exception):
                     await self._channel.close(grace=None)
-
-
-def report_progress(progress: Any, direction: str, done: int, total: int) -> None:
-    """Call a user's progress callback; its exceptions are logged, never raised into the transfer."""
-    try:
-        progress(direction, done, total)
-    except Exception:
-        log.exception("progress callback failed")
 
 
 #: What a gRPC status means for a node_comm stream, for statuses whose details are not for users.
