@@ -72,6 +72,11 @@ class InboundDispatcher:
         self._chain = chain
         self.methods: dict[str, Method] = {}
 
+        async def heartbeat(payload: Any, ctx: CallContext) -> dict[str, str]:
+            return {"status": "alive", "node_id": rt.node_id}
+
+        self.register_framework("_heartbeat", heartbeat)
+
     # ------------------------------------------------------------------ method table
     def register(self, name: str, handler: Handler, options: MethodOptions | None, replace: bool) -> None:
         """See :meth:`Node.register`."""

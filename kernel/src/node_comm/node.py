@@ -14,7 +14,6 @@ from typing import Any
 from .assembly import assemble
 from .config import MethodOptions, NodeConfig
 from .connecting import retry_connect
-from .context import CallContext
 from .disconnects import DisconnectKind
 from .dispatch import Handler, InboundDispatcher
 from .events import EventEmitter, EventHandler
@@ -31,7 +30,6 @@ from .plugins import Registries
 from .runtime import Runtime
 from .serializer import SerializerRegistry
 from .transport import Transport
-from .watchdog import LoopWatchdog
 
 __all__ = ["Handler", "Node"]
 
@@ -80,15 +78,6 @@ class Node:
         self._pending = self._calls.pending
         self._background = self._rt.background
         self._heartbeat_task: asyncio.Task[None] | None = None
-        self._watchdog: LoopWatchdog | None = None
-        self._register_framework_methods()
-
-    # ------------------------------------------------------------------ construction helpers
-    def _register_framework_methods(self) -> None:
-        async def heartbeat(payload: Any, ctx: CallContext) -> dict[str, str]:
-            return {"status": "alive", "node_id": self._node_id}
-
-        self._dispatcher.register_framework("_heartbeat", heartbeat)
 
     # ------------------------------------------------------------------ properties
     @property
@@ -182,9 +171,7 @@ class Node:
         await self.transport.start(self._peer_table)
         rt.started = True
         if self.config.loop_block_warning is not None:
-            self._watchdog = LoopWatchdog.attach(
-                self._node_id, self.config.loop_block_warning, self._dispatcher.handler_codes
-            )
+            rt.watch(self.config.loop_block_warning, self._dispatcher.handler_codes)
         hb = self.config.heartbeat
         if hb.enabled:
             assert rt.loop is not None
@@ -200,9 +187,6 @@ class Node:
         if self._heartbeat_task is not None:
             self._heartbeat_task.cancel()
             self._heartbeat_task = None
-        if self._watchdog is not None:
-            self._watchdog.detach(self._node_id)
-            self._watchdog = None
         grace = self.config.shutdown_grace if grace is None else grace
         me = asyncio.current_task()  # a handler may stop its own node: never wait for or cancel it
         inflight = self._peer_table.inflight(me)
@@ -352,13 +336,7 @@ class Node:
         :meth:`call`. The payload is encoded once; one the serializer cannot encode raises
         :class:`SerializationError` and nothing is sent."""
         self._check_running()
-        skip = {exclude} if isinstance(exclude, str) else set(exclude or ())
-        if targets is None:
-            chosen = [p for p in self._peers if p not in skip]
-        else:
-            chosen = [p for p in dict.fromkeys([targets] if isinstance(targets, str) else targets) if p not in skip]
-        absent = {t: NodeNotConnectedError(t) for t in chosen if t not in self._peers}
-        live = [t for t in chosen if t not in absent]
+        chosen, live, absent = self._outbound.choose(targets, exclude)
         if not live:
             return dict(absent)
         out = self._outbound

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ._offload import looks_large
@@ -17,6 +17,7 @@ from .exceptions import (
     CallTimeoutError,
     ErrorCode,
     NodeCommError,
+    NodeNotConnectedError,
     PayloadTooLargeError,
     RemoteExecutionError,
     SerializationError,
@@ -61,6 +62,19 @@ class Outbound:
         self._chain = chain
         self._calls = calls
         self._peers = peers
+
+    def choose(
+        self, targets: Iterable[str] | None, exclude: Iterable[str] | None
+    ) -> tuple[list[str], list[str], dict[str, NodeNotConnectedError]]:
+        """A broadcast's targets: all of them (every connected peer, or ``targets``) but ``exclude``,
+        those connected, and an error for each one that is not."""
+        skip = {exclude} if isinstance(exclude, str) else set(exclude or ())
+        if targets is None:
+            chosen = [p for p in self._peers if p not in skip]
+        else:
+            chosen = [p for p in dict.fromkeys([targets] if isinstance(targets, str) else targets) if p not in skip]
+        absent = {t: NodeNotConnectedError(t) for t in chosen if t not in self._peers}
+        return chosen, [t for t in chosen if t not in absent], absent
 
     # ------------------------------------------------------------------ encoding
     def encode(self, serializer: str | None, payload: Any, target: str, method: str) -> tuple[Serializer, bytes]:

@@ -19,6 +19,7 @@ from .exceptions import NodeCommError
 from .message import Message
 from .peer_logging import RateLimitedLog
 from .transport import Transport
+from .watchdog import HandlerCodes, LoopWatchdog
 
 log = logging.getLogger("node_comm.node")
 
@@ -41,6 +42,7 @@ class Runtime:
         self.busy: Counter[str] = Counter()
         # Lines a peer can cause go through rlog (rate-limited), what the peer supplied as %r.
         self.rlog = RateLimitedLog(log)
+        self._watchdog: LoopWatchdog | None = None
 
     def begin(self) -> None:
         """Bind to the running loop (``Node.start``)."""
@@ -116,8 +118,15 @@ class Runtime:
             if not busy[method]:
                 del busy[method]
 
+    def watch(self, threshold: float, handlers: HandlerCodes) -> None:
+        """Warn when the loop is blocked for ``threshold`` seconds, naming the handler (see watchdog)."""
+        self._watchdog = LoopWatchdog.attach(self.node_id, threshold, handlers)
+
     def close(self, me: asyncio.Task[Any] | None) -> None:
-        """Cancel the background tasks (but ``me``), stop the timers and the codec pool."""
+        """Cancel the background tasks (but ``me``), stop the timers, the pools and the watchdog."""
+        if self._watchdog is not None:
+            self._watchdog.detach(self.node_id)
+            self._watchdog = None
         if self.timers is not None:
             self.timers.close()
         for task in list(self.background):
