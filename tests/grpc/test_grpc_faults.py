@@ -171,3 +171,21 @@ async def test_dialling_peer_killed_mid_call_fails_at_once_on_the_server(nodes, 
     assert time.monotonic() - t0 < 3.0
     await asyncio.sleep(0.3)  # any duplicate disconnect would show up here
     assert disconnects == ["b"]
+
+
+async def test_redialling_gives_up_after_its_time_limit_and_says_so(nodes, spawn) -> None:
+    peer = await spawn("b")
+    a = await nodes("a", grpc_config("a", port=None, reconnect=ReconnectConfig(give_up_after=0.5, max_backoff=0.2)))
+    gave_up: list[tuple[str, str]] = []
+    done = asyncio.Event()
+
+    def on_gave_up(node_id: str, reason: str) -> None:
+        gave_up.append((node_id, reason))
+        done.set()
+
+    a.on("gave_up", on_gave_up)
+    await a.connect("b", peer.address)
+    await peer.kill()  # nothing will listen there again
+    await asyncio.wait_for(done.wait(), 10)
+    assert gave_up[0][0] == "b" and "give_up_after" in gave_up[0][1]
+    assert not a.is_connected("b")

@@ -12,7 +12,7 @@ from .exceptions import ConfigError
 
 log = logging.getLogger("node_comm.events")
 
-EVENTS = ("connect", "disconnect", "transfer")
+EVENTS = ("connect", "disconnect", "transfer", "gave_up")
 EventHandler = Callable[..., Any]
 
 

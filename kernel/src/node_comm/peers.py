@@ -180,6 +180,10 @@ class PeerTable:
         elif mtype is _REQUEST or mtype is _NOTIFY:
             self._events.emit("transfer", peer_id, method, done, total)
 
+    def peer_given_up(self, peer_id: str, reason: str) -> None:
+        """The transport stopped redialling ``peer_id``: the ``gave_up`` event."""
+        self._events.emit("gave_up", peer_id, reason)
+
     def reading_paused(self, peer_id: str) -> asyncio.Future[None] | None:
         """Flow control: ``None`` while the node takes more messages from ``peer_id``; else a future
         done when it does again (its notify handlers are at ``max_concurrent_notifies_per_peer``)."""

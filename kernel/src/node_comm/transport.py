@@ -57,6 +57,11 @@ class TransportHost(Protocol):
         caller waiting for that reply, or as the ``transfer`` event for a request or notify."""
         ...
 
+    def peer_given_up(self, peer_id: str, reason: str) -> None:
+        """Optional: the transport stopped trying to reconnect to ``peer_id`` (its redial policy ran
+        out); the node fires the ``gave_up`` event."""
+        ...
+
     def reading_paused(self, peer_id: str) -> Awaitable[None] | None:
         """Flow control: ``None`` when the transport may read on from ``peer_id``; else an awaitable
         that completes when it may (the node is busy with that peer's messages: its notify handlers

@@ -66,7 +66,9 @@ class ReconnectConfig:
 
     The n-th attempt waits ``min(initial_backoff * multiplier**(n-1), max_backoff)`` seconds, times
     a random factor in ``[1 - jitter, 1 + jitter]``. ``max_attempts: 0`` retries until the node
-    stops. A peer that said goodbye (stopped gracefully) is redialled only with ``after_goodbye``.
+    stops; ``give_up_after`` (seconds since the link dropped, ``null``: never) stops sooner. When it
+    gives up, the node fires the ``gave_up(node_id, reason)`` event. A peer that said goodbye
+    (stopped gracefully) is redialled only with ``after_goodbye``.
     """
 
     enabled: bool = True
@@ -75,6 +77,7 @@ class ReconnectConfig:
     multiplier: float = 2.0
     jitter: float = 0.2
     max_attempts: int = 0
+    give_up_after: float | None = None
     after_goodbye: bool = False
 
     def __post_init__(self) -> None:
@@ -82,6 +85,7 @@ class ReconnectConfig:
         floor = "redialling more often than every 10 ms floods the peer; e.g. initial_backoff: 0.1"
         check_seconds(f"{path}.initial_backoff", self.initial_backoff, minimum=MIN_BACKOFF, fix=floor)
         check_seconds(f"{path}.max_backoff", self.max_backoff, minimum=MIN_BACKOFF, fix=floor)
+        check_seconds(f"{path}.give_up_after", self.give_up_after, allow_none=True, fix="seconds, or null for never")
         if self.max_backoff < self.initial_backoff:
             raise ConfigError(
                 f"{path}.max_backoff: must be >= {path}.initial_backoff ({self.max_backoff:g} < "

@@ -254,7 +254,9 @@ class GrpcTransport(Transport):
         rc = self.cfg.reconnect
         delay = rc.initial_backoff
         attempt = 0
-        while rc.max_attempts <= 0 or attempt < rc.max_attempts:
+        loop = asyncio.get_running_loop()
+        deadline = None if rc.give_up_after is None else loop.time() + rc.give_up_after
+        while (rc.max_attempts <= 0 or attempt < rc.max_attempts) and (deadline is None or loop.time() < deadline):
             attempt += 1
             # Never below the smallest backoff allowed, even with jitter 1: no redial floods.
             await asyncio.sleep(max(MIN_BACKOFF, delay * (1 + random.uniform(-rc.jitter, rc.jitter))))
@@ -274,10 +276,14 @@ class GrpcTransport(Transport):
             self.rlog.info(("redial", peer_id), "%s: reconnected to %r at %r", self.node_id, peer_id, address)
             self._install(link)
             return
-        self.rlog.warning(
-            ("redial", peer_id), "%s: gave up redialling %r after %d attempts", self.node_id, peer_id, attempt
-        )
+        reason = f"gave up redialling {peer_id!r} at {address} after {attempt} attempts"
+        if deadline is not None and loop.time() >= deadline:
+            reason += f" ({rc.give_up_after:g}s, transport.grpc.reconnect.give_up_after)"
+        self.rlog.warning(("redial", peer_id), "%s: %s", self.node_id, reason)
         self._dials.pop(peer_id, None)
+        gave_up = getattr(self.host, "peer_given_up", None)  # optional in the host contract
+        if gave_up is not None:
+            gave_up(peer_id, reason)
 
     # ------------------------------------------------------------------ dialling
     async def connect(self, node_id: str, address: str | None, timeout: float) -> None:
