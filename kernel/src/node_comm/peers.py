@@ -52,15 +52,6 @@ class Peer:
     acking: bool = False  # a heartbeat ack to the peer is being sent
 
 
-def _inbound_done(peer: Peer, call_id: int, task: asyncio.Task[None]) -> None:
-    """Done callback of an inbound call's task: free its slot, or its place among the cancelled
-    ones still finishing (the caller's CANCEL freed its slot already). A task cancelled before it
-    ever ran is only seen here: its coroutine's own cleanup never runs."""
-    if peer.inbound.get(call_id) is task:
-        del peer.inbound[call_id]
-    peer.cancelling.discard(task)
-
-
 class PeerTable:
     """The transport host of one node: what its transport calls (on the node's event loop)."""
 
@@ -151,6 +142,7 @@ class PeerTable:
             task = peer.inbound.pop(message.id, None)
             if task is not None:
                 peer.cancelling.add(task)
+                task.add_done_callback(peer.cancelling.discard)
                 task.cancel()
         elif mtype is _HEARTBEAT:
             if not peer.acking:  # at most one ack on its way per peer, never a task per frame
@@ -220,9 +212,9 @@ class PeerTable:
         task = loop.create_task(self._serve(peer, msg, deadline))
         # No deadline timer here: the caller sends CANCEL when its deadline passes, and a lost
         # link cancels every inbound task of that peer. The entry leaves the table as the call ends
-        # (in _serve) or, for a task cancelled before it ever ran, by its done callback.
+        # (in _serve), or at once on the caller's CANCEL (which also covers a task cancelled before
+        # it ever ran, whose own cleanup never runs): no done callback on the common path.
         peer.inbound[msg.id] = task
-        task.add_done_callback(functools.partial(_inbound_done, peer, msg.id))
 
     async def _serve(self, peer: Peer, msg: Message, deadline: float | None) -> None:
         try:
