@@ -7,6 +7,7 @@ chunk can be sent verbatim without copying it into a protobuf object. See ``prot
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from google.protobuf.message import DecodeError
@@ -97,6 +98,35 @@ def inline_payload_item(head: bytes, payload: bytes) -> tuple[tuple[bytes, bytes
     body = len(head) + len(field) + len(payload)
     prefix = b"\x0a" + varint(body)
     return (prefix, head, field, payload), len(prefix) + body
+
+
+def inline_parts_item(head: bytes, buffers: Sequence[bytes | memoryview], n: int) -> tuple[tuple[Any, ...], int]:
+    """:func:`inline_payload_item` of a payload given as ``buffers`` (``n`` bytes in all), which
+    the writer joins into its batch once, with no join before."""
+    field = b"\x22" + varint(n)
+    body = len(head) + len(field) + n
+    prefix = b"\x0a" + varint(body)
+    return (prefix, head, field, *buffers), len(prefix) + body
+
+
+def split_chunks(buffers: Sequence[bytes | memoryview], step: int) -> Iterator[list[memoryview]]:
+    """The pieces of each ``step``-byte chunk of the payload ``b"".join(buffers)`` (the last may
+    be shorter): views of the buffers, a chunk boundary falling inside or between them."""
+    pieces: list[memoryview] = []
+    room = step
+    for buf in buffers:
+        view = memoryview(buf)
+        off, n = 0, len(view)
+        while off < n:
+            take = min(room, n - off)
+            pieces.append(view[off : off + take])
+            off += take
+            room -= take
+            if room == 0:
+                yield pieces
+                pieces, room = [], step
+    if pieces:
+        yield pieces
 
 
 def chunk_header(transfer: int, size: int) -> tuple[bytes, int]:
