@@ -186,12 +186,21 @@ def reset_peak_rss(pid: int | None = None) -> None:
         pass
 
 
+def current_rss(pid: int | None = None) -> float:
+    """Resident memory (bytes) now (Linux VmRSS): the idle baseline a peak is measured above."""
+    return _status_kib(pid, "VmRSS:")
+
+
 def peak_rss(pid: int | None = None) -> float:
     """Peak resident memory (bytes) since the last :func:`reset_peak_rss` (Linux VmHWM)."""
+    return _status_kib(pid, "VmHWM:")
+
+
+def _status_kib(pid: int | None, key: str) -> float:
     try:
         with open(f"/proc/{pid or 'self'}/status") as f:
             for line in f:
-                if line.startswith("VmHWM:"):
+                if line.startswith(key):
                     return float(line.split()[1]) * 1024
     except OSError:
         pass

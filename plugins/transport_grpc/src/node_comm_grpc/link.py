@@ -498,8 +498,11 @@ class Link:
                 for env in frames:
                     if self.closed:
                         return
-                    if type(env) is tuple:  # a chunk, straight from the batch's bytes
-                        self._on_chunk_data(env[0], env[1], False)
+                    if type(env) is tuple:
+                        if type(env[0]) is int:  # a chunk, straight from the batch's bytes
+                            self._on_chunk_data(env[0], env[1], False)
+                        else:  # a frame whose payload was split off its envelope (scan_batch)
+                            self._on_frame(env[0], env[1])
                     else:
                         self._on_frame(env)
                         if env.type == _NOTIFY_FRAME:
@@ -516,14 +519,16 @@ class Link:
         if not self.closed:
             self._owner.lost(self, reason)
 
-    def _on_frame(self, env: Any) -> None:
+    def _on_frame(self, env: Any, payload: bytes | None = None) -> None:
+        """One frame; ``payload``: its payload when parsed apart from ``env`` (else ``env.payload``)."""
         ftype = env.type
         mtype = MESSAGE_TYPES.get(ftype)
         if mtype is not None:
             if env.transfer:
                 self._begin_transfer(env, mtype)
                 return
-            payload = env.payload
+            if payload is None:
+                payload = env.payload
             if len(payload) > self._cfg.max_payload_size:
                 limit = self._cfg.max_payload_size
                 self._refuse(
@@ -536,7 +541,7 @@ class Link:
                 return
             self._deliver(env, mtype, payload)
         elif ftype == F_CHUNK:
-            self._on_chunk(env)
+            self._on_chunk_data(env.transfer, env.payload if payload is None else payload, bool(env.reason))
         elif ftype == F_GOODBYE:
             self._owner.goodbye(self, env.reason or f"node {self.peer_id!r} said goodbye")
         elif ftype == F_PROBE:
@@ -645,9 +650,6 @@ class Link:
             return
         self._remember_dropped(transfer, total)
         self._refuse(env, mtype, ErrorCode.RESOURCE_EXHAUSTED, text)
-
-    def _on_chunk(self, env: Any) -> None:
-        self._on_chunk_data(env.transfer, env.payload, bool(env.reason))
 
     def _on_chunk_data(self, transfer: int, data: bytes | memoryview, aborted: bool) -> None:
         part = self._partials.get(transfer)

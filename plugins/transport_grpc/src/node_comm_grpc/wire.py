@@ -157,8 +157,10 @@ def _read_varint(data: memoryview, pos: int) -> tuple[int, int]:
 
 def scan_batch(data: bytes) -> list[Any]:
     """The frames of an encoded ``Batch``: a CHUNK frame as written by :func:`chunk_header` comes
-    back as ``(transfer, memoryview of its bytes)`` (no copy), any other frame as an ``Envelope``.
-    Raises ``DecodeError`` for bytes that are not a Batch."""
+    back as ``(transfer, memoryview of its bytes)`` (no copy); a frame of ``INLINE_PAYLOAD_MIN``
+    bytes or more whose payload is its last field (:func:`inline_payload_item`) as ``(Envelope
+    without its payload, payload bytes)`` (one copy of the payload, not three); any other frame as
+    an ``Envelope``. Raises ``DecodeError`` for bytes that are not a Batch."""
     view = memoryview(data)
     end = len(view)
     pos = 0
@@ -178,9 +180,43 @@ def scan_batch(data: bytes) -> list[Any]:
                     out.append((transfer, view[p:stop]))
                     pos = stop
                     continue
+        if size >= INLINE_PAYLOAD_MIN:
+            split = _trailing_payload(view, pos, stop)
+            if split is not None:  # parse the head alone; the payload is copied once, into bytes
+                tag, at = split
+                out.append((Envelope.FromString(view[pos:tag].tobytes()), view[at:stop].tobytes()))
+                pos = stop
+                continue
         out.append(Envelope.FromString(view[pos:stop].tobytes()))
         pos = stop
     return out
+
+
+def _trailing_payload(view: memoryview, pos: int, stop: int) -> tuple[int, int] | None:
+    """``(tag, data)``: where the ``payload`` field (4) of the envelope in ``view[pos:stop]`` starts
+    and where its bytes start, when it is the last field (as :func:`inline_payload_item` writes
+    it): the rest of the envelope is then ``view[pos:tag]``. ``None``: parse it whole. Walks the
+    field tags only, never the bytes of the fields."""
+    while pos < stop:
+        tag, p = _read_varint(view, pos)
+        wire = tag & 7
+        if wire == 0:
+            _, p = _read_varint(view, p)
+        elif wire == 1:
+            p += 8
+        elif wire == 5:
+            p += 4
+        elif wire == 2:
+            n, p = _read_varint(view, p)
+            if tag == 0x22 and p + n == stop:
+                return pos, p
+            p += n
+        else:
+            return None
+        if p > stop:
+            raise DecodeError("truncated field")
+        pos = p
+    return None
 
 
 def first_frame(data: bytes) -> tuple[Any, bytes]:
