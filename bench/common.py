@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import gc
 import json
 import os
 import statistics
@@ -184,6 +186,23 @@ def reset_peak_rss(pid: int | None = None) -> None:
             f.write("5")
     except OSError:
         pass
+
+
+def trim_memory() -> None:
+    """Give the memory malloc keeps after frees back to the OS (glibc ``malloc_trim``), so an idle
+    mark is what is live: a large buffer grown by ``realloc`` from a small one lives in malloc's
+    heap, and once freed stays resident (reused by the next payload) until trimmed."""
+    gc.collect()
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+async def trim(payload: Any, ctx: Any) -> str:
+    """A bench server's ``bench_trim`` method: :func:`trim_memory` in the server's process."""
+    trim_memory()
+    return "ok"
 
 
 def current_rss(pid: int | None = None) -> float:

@@ -4,7 +4,6 @@ participant processes; time per broadcast for each N, and how it grows with N.""
 from __future__ import annotations
 
 import asyncio
-import gc
 import time
 from typing import Any
 
@@ -18,6 +17,7 @@ from .common import (
     peak_rss,
     reset_peak_rss,
     small_payload,
+    trim_memory,
 )
 from .report import Results
 from .server import start_node_server
@@ -49,7 +49,7 @@ async def _round(node: Any, exclude: frozenset[str], n: int, seconds: float) -> 
 
 async def _big_round(node: Any, exclude: frozenset[str], n: int, data: bytes) -> Sample:
     """One broadcast of ``data`` (raw): ms, and the coordinator's peak RSS above its idle mark."""
-    gc.collect()
+    trim_memory()
     reset_peak_rss()
     idle = current_rss()
     t0 = time.perf_counter()

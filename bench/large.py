@@ -8,7 +8,17 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .common import Sample, ServerProcess, Settings, current_rss, interleave, log, peak_rss, reset_peak_rss
+from .common import (
+    Sample,
+    ServerProcess,
+    Settings,
+    current_rss,
+    interleave,
+    log,
+    peak_rss,
+    reset_peak_rss,
+    trim_memory,
+)
 from .grpc_bench import SERVER_ID, client_node
 from .rawgrpc import UnaryClient
 from .report import Results
@@ -21,9 +31,19 @@ def _label(size: int) -> str:
 
 
 async def _round(
-    echo: Callable[[bytes], Awaitable[bytes]], data: bytes, seconds: float, min_calls: int, server_pid: int
+    echo: Callable[[bytes], Awaitable[bytes]],
+    data: bytes,
+    seconds: float,
+    min_calls: int,
+    server_pid: int,
+    trim_server: Callable[[], Awaitable[Any]] | None = None,
 ) -> Sample:
+    """Echo ``data`` for ``seconds`` (at least ``min_calls`` times): MB/s, peak RSS of both sides,
+    and the peak above the idle mark (``trim_server``: first trim both sides, see ``trim_memory``)."""
     gc.collect()
+    if trim_server is not None:
+        await trim_server()
+        trim_memory()
     reset_peak_rss()
     reset_peak_rss(server_pid)
     # Idle baselines: the caller's payload is already built (it is the user's, not the framework's).
@@ -129,8 +149,11 @@ async def _huge(node: Any, srv: ServerProcess, res: Results) -> None:
         out: bytes = await node.call(SERVER_ID, "echo_bin", d, serializer="raw", timeout=600)
         return out
 
+    async def trim_server() -> None:
+        await node.call(SERVER_ID, "bench_trim", None, timeout=60)
+
     try:
-        sample = await _round(node_echo, data, 0.0, 1, srv.pid)
+        sample = await _round(node_echo, data, 0.0, 1, srv.pid, trim_server)
     except Exception as exc:
         res.skip("grpc 1GiB echo (node-comm)", f"failed: {type(exc).__name__}: {exc}")
         return
