@@ -158,6 +158,49 @@ async def test_buffers_may_change_once_notify_returns(nodes: Callable[..., Any])
     assert got == [b"head" + b"\x01" * (64 * 1024 + 5000)]
 
 
+@pytest.mark.parametrize("size", [20_000, 100_000])  # one inline frame; a chunked transfer
+async def test_a_send_stopped_while_its_buffers_wait_never_sends_them_changed(
+    nodes: Callable[..., Any], size: int
+) -> None:
+    chunk = 32 * 1024
+    a, b = await pair(nodes, chunk_size=chunk)
+    got: list[bytes] = []
+    arrived = asyncio.Event()
+
+    async def keep(payload: Any, ctx: CallContext) -> None:
+        got.append(payload)
+        arrived.set()
+
+    b.register("keep", keep, MethodOptions(serializer="parts"))
+    b.register("sync", lambda p, ctx: b"ok", MethodOptions(serializer="parts"))
+    link = a.transport._links["b"]
+    write, held = link._write, asyncio.Event()
+
+    async def held_write(data: bytes) -> None:
+        await held.wait()
+        await write(data)
+
+    link._write = held_write
+    await a.notify("b", "sync", [b"x"], serializer="parts")  # its write holds the writer
+    mine = bytearray(b"\x01" * size)
+    sending = asyncio.ensure_future(a.notify("b", "keep", [b"head", mine], serializer="parts"))
+    for _ in range(2000):
+        if sending.done():
+            break
+        await asyncio.sleep(0)
+    assert not sending.done()
+    sending.cancel()  # e.g. the caller's deadline
+    with pytest.raises(asyncio.CancelledError):
+        await sending
+    mine[:] = b"\x02" * size  # the caller owns its buffer again
+    held.set()
+    assert await a.call("b", "sync", [b"x"], serializer="parts", timeout=30) == b"ok"
+    # What was still queued of the stopped send was withdrawn (a chunked transfer also aborted):
+    # neither the changed bytes nor a partial payload reached the receiver; the link works on.
+    assert got == [] and not arrived.is_set()
+    assert not b.transport._links["a"]._partials
+
+
 async def test_oversize_parts_are_refused_as_before(nodes: Callable[..., Any]) -> None:
     limit = 16 * 1024
     a = await nodes("a", config("a", chunk_size=CHUNK, max_payload_size=limit))

@@ -327,16 +327,31 @@ class Link:
             await self.send(self._too_large(msg, n))
             return
         if n > cfg.chunk_size:
-            await self._send_chunked(msg, parts.buffers, n)
-        else:
-            head = encode(msg, b"")
-            if len(head) > FRAME_OVERHEAD:
-                raise PayloadTooLargeError(
-                    f"frame of {msg.method or msg.type.name} to {msg.target!r} is {len(head) + n} bytes "
-                    "(metadata too large)"
-                )
-            await self._put(*inline_parts_item(head, parts.buffers, n))
-        await self._taken_by_writer()
+            await self._send_chunked(msg, parts.buffers, n, borrowed=True)
+            return
+        head = encode(msg, b"")
+        if len(head) > FRAME_OVERHEAD:
+            raise PayloadTooLargeError(
+                f"frame of {msg.method or msg.type.name} to {msg.target!r} is {len(head) + n} bytes "
+                "(metadata too large)"
+            )
+        frame, size = inline_parts_item(head, parts.buffers, n)
+        await self._put(frame, size)
+        try:
+            await self._taken_by_writer()
+        except BaseException:
+            self._withdraw([frame])  # the caller stopped waiting (a deadline): not sent at all
+            raise
+
+    def _withdraw(self, frames: list[tuple[Any, ...]]) -> None:
+        """A send stopped before the writer took ``frames``: those still queued are emptied (the
+        writer skips them, counting their size as before), so no buffer of the caller's, which
+        it may now change, is read any more and none of it goes out."""
+        mine = {id(f) for f in frames}
+        queue = self._queue
+        for i, (parts, size) in enumerate(queue):
+            if id(parts) in mine:
+                queue[i] = ((), size)
 
     async def _taken_by_writer(self) -> None:
         """Wait until the writer has taken (copied into a batch) every frame queued so far."""
@@ -359,7 +374,13 @@ class Link:
                 if m <= taken and not fut.done():
                     fut.set_result(None)
 
-    async def _send_chunked(self, msg: Message, buffers: Sequence[bytes | memoryview], n: int) -> None:
+    async def _send_chunked(
+        self, msg: Message, buffers: Sequence[bytes | memoryview], n: int, *, borrowed: bool = False
+    ) -> None:
+        """Send a head frame, then the payload (``buffers``, ``n`` bytes) in ``chunk_size`` chunks.
+        ``borrowed``: the buffers are the caller's objects; return only once the writer copied the
+        last chunk, and abort the transfer when the caller stops waiting before that (the receiver
+        then drops what it got, whatever the caller does with its objects afterwards)."""
         transfer = next(self._transfers)
         head = item(encode(msg, b"", transfer, n))
         await self._put(head, len(head[0]) + len(head[1]))
@@ -367,18 +388,26 @@ class Link:
         progress = msg.progress
         sent = False
         done = 0
+        queued: list[tuple[Any, ...]] = []  # chunk frames that read the caller's buffers
         try:
             for pieces in split_chunks(buffers, step):
                 size = sum(len(p) for p in pieces) if len(pieces) > 1 else len(pieces[0])
                 prefix, total = chunk_header(transfer, size)
-                await self._put((prefix, *pieces), total)
+                frame: tuple[bytes | memoryview, ...] = (prefix, *pieces)
+                await self._put(frame, total)
+                if borrowed:
+                    queued.append(frame)
                 done += size
                 if progress is not None:
                     report_progress(progress, "sent", done, n)
                 await asyncio.sleep(0)  # let other senders' frames in between the chunks
+            if borrowed:
+                await self._taken_by_writer()
             sent = True
         finally:
             if not sent:  # cancelled or failed: tell the receiver to drop what it has of this transfer
+                if queued:
+                    self._withdraw(queued)
                 abort = Envelope(type=F_CHUNK, transfer=transfer, reason="aborted")
                 self.queue_control(abort.SerializeToString())
 
@@ -451,7 +480,8 @@ class Link:
                 self._took(taken)
                 if self._waiters and self._queued < self._cfg.send_queue_bytes:
                     self._wake_waiters()
-                await self._write(data)
+                if data:  # empty: only frames of a stopped send (see _withdraw)
+                    await self._write(data)
                 self._writes += 1
         except asyncio.CancelledError:
             if self.closed:
