@@ -1,5 +1,6 @@
-"""Shared fixtures. ``TRANSPORTS`` lists the transports the contract suite runs against; a third
-party's transport can reuse ``tests/contract`` by adding its name and a ``make_config`` branch."""
+"""Shared fixtures. ``make_config`` builds a node's config on a built-in transport (the contract
+suite, ``node_comm.testing.contract``, runs on each in tests/contract/test_transports.py);
+``transport`` parametrises other tests over ``TRANSPORTS``."""
 
 from __future__ import annotations
 
