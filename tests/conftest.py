@@ -5,7 +5,7 @@ suite, ``node_comm.testing.contract``, runs on each in tests/contract/test_trans
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -88,3 +88,23 @@ async def pair(transport: str) -> AsyncIterator[tuple[Node, Node]]:
     finally:
         await a.stop()
         await b.stop()
+
+
+@pytest.fixture
+async def started() -> AsyncIterator[Callable[[Node], Awaitable[Node]]]:
+    """``await started(node)`` starts a node the test built; after the test every one is stopped and
+    its interceptors that hold something (a ``close()``: the metrics HTTP server) are closed."""
+    made: list[Node] = []
+
+    async def start(node: Node) -> Node:
+        await node.start()
+        made.append(node)
+        return node
+
+    yield start
+    for node in made:
+        await node.stop()
+        for interceptor in node.interceptors:
+            close = getattr(interceptor, "close", None)
+            if callable(close):
+                close()
