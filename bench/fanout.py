@@ -15,14 +15,14 @@ from .server import start_node_server
 COORD = "bench-coord"
 
 
-async def _round(node: Any, exclude: frozenset[str], n: int, seconds: float) -> Sample:
+async def _round(node: Any, targets: list[str], n: int, seconds: float) -> Sample:
     """Broadcasts back to back for ``seconds`` (at least 3): mean ms per broadcast."""
     count = 0
     start = time.perf_counter()
     lat = []
     while True:
         t0 = time.perf_counter()
-        out = await node.broadcast("ping", small_payload(count), exclude=exclude)
+        out = await node.broadcast("ping", small_payload(count), targets=targets)
         t1 = time.perf_counter()
         lat.append(t1 - t0)
         count += 1
@@ -105,8 +105,7 @@ async def run(settings: Settings, res: Results) -> None:
         secs = settings.seconds
         systems = {}
         for n in settings.fanout_sizes:
-            excl = frozenset(order[n:])
-            systems[f"N={n}"] = lambda e=excl, n=n: _round(node, e, n, secs)
+            systems[f"N={n}"] = lambda t=order[:n], n=n: _round(node, t, n, secs)
             systems[f"raw N={n}"] = lambda t=raw_order[:n]: _raw_round(raw, t, secs)
         out = await interleave(systems, settings.rounds)
         figs, raws = {}, {}
