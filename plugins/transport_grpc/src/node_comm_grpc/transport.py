@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, ClassVar
 
 import grpc
@@ -729,6 +729,29 @@ class GrpcTransport(Transport):
         if link is None:
             raise NodeNotConnectedError(message.target)
         await link.send(message)
+
+    async def send_many(self, messages: Sequence[Message]) -> list[BaseException | None]:
+        """Every target has its own stream: each small request is queued on its link at once
+        (no task per target); what must wait or fail goes through :meth:`send` as by default."""
+        results: list[BaseException | None] = [None] * len(messages)
+        rest: list[int] = []
+        links = self._links
+        for i, msg in enumerate(messages):
+            link = links.get(msg.target)
+            if link is None:
+                results[i] = NodeNotConnectedError(msg.target)
+                continue
+            try:
+                if link.send_nowait(msg):
+                    continue
+            except Exception as exc:  # what send() would have raised for this message
+                results[i] = exc
+                continue
+            rest.append(i)
+        if rest:
+            for i, outcome in zip(rest, await super().send_many([messages[i] for i in rest]), strict=True):
+                results[i] = outcome
+        return results
 
     async def disconnect(self, node_id: str, reason: str, *, may_return: bool = False) -> None:
         link = self._links.get(node_id)
