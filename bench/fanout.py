@@ -19,6 +19,7 @@ from .common import (
     small_payload,
     trim_memory,
 )
+from .rawfanout import Coordinator
 from .report import Results
 from .server import start_node_server
 
@@ -26,14 +27,14 @@ COORD = "bench-coord"
 BIG = 16 << 20  # the large broadcast: 16 MiB of raw bytes
 
 
-async def _round(node: Any, exclude: frozenset[str], n: int, seconds: float) -> Sample:
+async def _round(node: Any, targets: list[str], n: int, seconds: float) -> Sample:
     """Broadcasts back to back for ``seconds`` (at least 3): mean ms per broadcast."""
     count = 0
     start = time.perf_counter()
     lat = []
     while True:
         t0 = time.perf_counter()
-        out = await node.broadcast("ping", small_payload(count), exclude=exclude)
+        out = await node.broadcast("ping", small_payload(count), targets=targets)
         t1 = time.perf_counter()
         lat.append(t1 - t0)
         count += 1
@@ -47,13 +48,50 @@ async def _round(node: Any, exclude: frozenset[str], n: int, seconds: float) -> 
     return Sample((time.perf_counter() - start) / count * 1e3, lat)
 
 
-async def _big_round(node: Any, exclude: frozenset[str], n: int, data: bytes) -> Sample:
+async def _raw_round(coord: Coordinator, targets: list[str], seconds: float) -> Sample:
+    """The same loop over the raw grpc.aio coordinator."""
+    count = 0
+    start = time.perf_counter()
+    lat = []
+    while True:
+        t0 = time.perf_counter()
+        out = await coord.broadcast(targets, small_payload(count))
+        t1 = time.perf_counter()
+        lat.append(t1 - t0)
+        count += 1
+        if len(out) != len(targets):
+            raise RuntimeError(f"raw broadcast reached {len(out)} streams, expected {len(targets)}")
+        if count >= 3 and t1 - start >= seconds:
+            break
+    return Sample((time.perf_counter() - start) / count * 1e3, lat)
+
+
+def _spread(names: list[str], per: int) -> list[str]:
+    """``names`` ordered round-robin by process (the prefix before ``-``), so every N crosses processes."""
+    by_proc: dict[str, list[str]] = {}
+    for name in sorted(names):
+        by_proc.setdefault(name.split("-")[0], []).append(name)
+    return [lst[i] for i in range(per) for lst in by_proc.values() if i < len(lst)]
+
+
+def _start_participants(module: str, address: str, total: int, procs: int, *lead: str) -> list[ServerProcess]:
+    per = -(-total // procs)
+    out, left = [], total
+    for p in range(procs):
+        cnt = min(per, left)
+        left -= cnt
+        if cnt > 0:
+            out.append(ServerProcess(module, *lead, address, f"fan{p}", str(cnt)))
+    return out
+
+
+async def _big_round(node: Any, targets: list[str], n: int, data: bytes) -> Sample:
     """One broadcast of ``data`` (raw): ms, and the coordinator's peak RSS above its idle mark."""
     trim_memory()
     reset_peak_rss()
     idle = current_rss()
     t0 = time.perf_counter()
-    out = await node.broadcast("sink", data, serializer="raw", exclude=exclude, timeout=600)
+    out = await node.broadcast("sink", data, serializer="raw", targets=targets, timeout=600)
     ms = (time.perf_counter() - t0) * 1e3
     bad = [v for v in out.values() if isinstance(v, BaseException)]
     if len(out) != n or bad:
@@ -67,7 +105,7 @@ async def _big(node: Any, order: list[str], settings: Settings, res: Results) ->
     log("  16 MiB broadcast to 1/10/100 ...")
     data = b"\x5a" * BIG  # the user's payload: built before the idle mark
     sizes = [n for n in (1, 10, 100) if n <= len(order)]
-    systems = {f"N={n}": (lambda n=n: _big_round(node, frozenset(order[n:]), n, data)) for n in sizes}
+    systems = {f"N={n}": (lambda n=n: _big_round(node, order[:n], n, data)) for n in sizes}
     out = await interleave(systems, 3, warmup=True)
     for n in sizes:
         fig = res.figure(f"fanout.16MiB.{n}", f"16 MiB broadcast to {n}", out[f"N={n}"], "ms", n=n)
@@ -87,40 +125,46 @@ async def run(settings: Settings, res: Results) -> None:
         res.skip("fan-out broadcast 1000 vs 1", why or "grpc transport not available")
         return
     total = max(settings.fanout_sizes)
+    per = -(-total // settings.fanout_procs)
     procs: list[ServerProcess] = []
+    raw = Coordinator()
+    raw.expected = total
     try:
-        per = -(-total // settings.fanout_procs)
-        left = total
-        for p in range(settings.fanout_procs):
-            cnt = min(per, left)
-            left -= cnt
-            if cnt > 0:
-                procs.append(ServerProcess("bench.fanout_participant", COORD, address, f"fan{p}", str(cnt)))
+        procs = _start_participants("bench.fanout_participant", address, total, settings.fanout_procs, COORD)
+        raw_address = await raw.start()
+        procs += _start_participants("bench.rawfanout", raw_address, total, settings.fanout_procs)
         t0 = time.perf_counter()
         await asyncio.gather(*(p.ready(timeout=300) for p in procs))
         for _ in range(600):
             if len(node.connected_nodes) >= total:
                 break
             await asyncio.sleep(0.1)
+        await asyncio.wait_for(raw.joined.wait(), 60)
         log(f"  {len(node.connected_nodes)} participants connected in {time.perf_counter() - t0:.1f}s")
         peers = sorted(node.connected_nodes)
         if len(peers) < total:
             res.skip("fan-out", f"only {len(peers)} of {total} participants connected")
             return
-        # Spread each N over the processes (round-robin by process), so N=1..1000 all cross processes.
-        by_proc: dict[str, list[str]] = {}
-        for pid in peers:
-            by_proc.setdefault(pid.split("-")[0], []).append(pid)
-        order = [pid for i in range(per) for lst in by_proc.values() if i < len(lst) for pid in [lst[i]]]
+        order = _spread(peers, per)
+        raw_order = _spread(list(raw.streams), per)
         secs = settings.seconds
         systems = {}
         for n in settings.fanout_sizes:
-            excl = frozenset(order[n:])
-            systems[f"N={n}"] = lambda e=excl, n=n: _round(node, e, n, secs)
+            systems[f"N={n}"] = lambda t=order[:n], n=n: _round(node, t, n, secs)
+            systems[f"raw N={n}"] = lambda t=raw_order[:n]: _raw_round(raw, t, secs)
         out = await interleave(systems, settings.rounds)
-        figs = {}
+        figs, raws = {}, {}
         for n in settings.fanout_sizes:
             figs[n] = res.figure(f"fanout.{n}", f"broadcast to {n}", out[f"N={n}"], "ms", n=n)
+            raws[n] = res.figure(f"fanout.raw.{n}", f"raw grpc.aio to {n}", out[f"raw N={n}"], "ms", n=n)
+        for n in settings.fanout_sizes:
+            res.ratio(
+                f"fan-out: broadcast to {n} vs raw grpc.aio streams (time)",
+                figs[n],
+                raws[n],
+                1.3 if n == max(settings.fanout_sizes) else None,
+                higher_is_better=False,
+            )
         one = figs[1]
         for n in settings.fanout_sizes[1:]:
             res.ratio(
@@ -134,4 +178,5 @@ async def run(settings: Settings, res: Results) -> None:
     finally:
         for p in procs:
             p.close()
+        await raw.stop()
         await node.stop(grace=0)

@@ -1,10 +1,11 @@
-"""Shared fixtures. ``TRANSPORTS`` lists the transports the contract suite runs against; a third
-party's transport can reuse ``tests/contract`` by adding its name and a ``make_config`` branch."""
+"""Shared fixtures. ``make_config`` builds a node's config on a built-in transport (the contract
+suite, ``node_comm.testing.contract``, runs on each in tests/contract/test_transports.py);
+``transport`` parametrises other tests over ``TRANSPORTS``."""
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -87,3 +88,23 @@ async def pair(transport: str) -> AsyncIterator[tuple[Node, Node]]:
     finally:
         await a.stop()
         await b.stop()
+
+
+@pytest.fixture
+async def started() -> AsyncIterator[Callable[[Node], Awaitable[Node]]]:
+    """``await started(node)`` starts a node the test built; after the test every one is stopped and
+    its interceptors that hold something (a ``close()``: the metrics HTTP server) are closed."""
+    made: list[Node] = []
+
+    async def start(node: Node) -> Node:
+        await node.start()
+        made.append(node)
+        return node
+
+    yield start
+    for node in made:
+        await node.stop()
+        for interceptor in node.interceptors:
+            close = getattr(interceptor, "close", None)
+            if callable(close):
+                close()

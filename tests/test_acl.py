@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,33 +15,12 @@ from node_comm import (
     Node,
     NodeConfig,
     RemoteExecutionError,
-    Serializer,
-    TransportConfig,
     config_from_dict,
 )
 from node_comm_interceptors import AclInterceptor
+from tests.interceptor_helpers import CountingJson, mem
 
 RULES = {"train*": ["worker-*"], "status": ["*"], "admin.*": ["coordinator"]}
-
-
-class CountingJson(Serializer):
-    def __init__(self) -> None:
-        self.decoded = 0
-
-    @property
-    def name(self) -> str:
-        return "counting"
-
-    def serialize(self, obj: Any) -> bytes:
-        return json.dumps(obj).encode()
-
-    def deserialize(self, data: bytes) -> Any:
-        self.decoded += 1
-        return json.loads(data)
-
-
-def mem(node_id: str, *interceptors: InterceptorConfig) -> NodeConfig:
-    return NodeConfig(node_id=node_id, transport=TransportConfig(mode="memory"), interceptors=list(interceptors))
 
 
 class Served:

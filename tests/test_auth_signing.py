@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hmac
-import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -22,13 +21,11 @@ from node_comm import (
     MethodOptions,
     Node,
     NodeCommError,
-    NodeConfig,
     RemoteExecutionError,
-    Serializer,
-    TransportConfig,
 )
 from node_comm_interceptors import auth as auth_module
 from node_comm_interceptors.auth import AuthInterceptor, ReplayCache
+from tests.interceptor_helpers import CountingJson, mem
 
 TOKEN = "tok-7c1e-signing-only-never-sent"
 WAIT = 5.0
@@ -36,28 +33,6 @@ WAIT = 5.0
 
 def auth(token: str = TOKEN, **options: Any) -> InterceptorConfig:
     return InterceptorConfig("auth", {"token": token, **options})
-
-
-def mem(node_id: str, *interceptors: InterceptorConfig) -> NodeConfig:
-    return NodeConfig(node_id=node_id, transport=TransportConfig(mode="memory"), interceptors=list(interceptors))
-
-
-class CountingJson(Serializer):
-    """json that counts what it decodes: a refused payload must never be decoded."""
-
-    def __init__(self) -> None:
-        self.decoded = 0
-
-    @property
-    def name(self) -> str:
-        return "counting"
-
-    def serialize(self, obj: Any) -> bytes:
-        return json.dumps(obj).encode()
-
-    def deserialize(self, data: bytes) -> Any:
-        self.decoded += 1
-        return json.loads(data)
 
 
 class Outcomes(Interceptor):

@@ -228,6 +228,60 @@ async def test_ping(server: Served, confs: Path) -> None:
     assert wrong_id.rc == 1 and "is node 'srv', not 'other'" in wrong_id.err
 
 
+async def test_ping_without_a_node_id_prints_whoever_answers(server: Served, confs: Path, tmp_path: Path) -> None:
+    client = str(confs / "client.yaml")
+    wrong = _write(tmp_path / "wrong.yaml", "node_id: x\ntransport: {mode: grpc, grpc: {token: not-the-token}}\n")
+    text, machine, no_token, wrong_token, closed = await asyncio.gather(
+        cli("ping", server.address, "-c", "2", "--interval", "0", "--config", client),
+        cli("ping", server.address, "-c", "1", "--json", "--config", client),
+        cli("ping", server.address),
+        cli("ping", server.address, "--config", str(wrong)),
+        cli("ping", f"127.0.0.1:{_free_port()}", "--timeout", "5"),
+    )
+    assert text.rc == 0, text.err
+    lines = text.out.splitlines()
+    assert lines[0].startswith(f"connected to node 'srv' at {server.address} in ")
+    assert lines[-1].startswith("2/2 answered, rtt min/avg/max = ")
+    assert machine.rc == 0, machine.err
+    report = json.loads(machine.out)
+    assert (report["node_id"], report["sent"], report["answered"]) == ("srv", 1, 1)
+    assert report["replies"][0]["status"] == "alive" and report["replies"][0]["rtt_ms"] > 0
+    # The server's token still guards it, both ways; nothing secret is printed.
+    assert no_token.rc == 1 and "requires a shared secret: set transport.grpc.token" in no_token.err
+    assert wrong_token.rc == 1 and "bad credentials" in wrong_token.err
+    for r in (no_token, wrong_token, closed):
+        assert r.out == "" and "Traceback" not in r.err and TOKEN not in r.err
+    assert closed.rc == 1 and "cannot connect to the node at 127.0.0.1:" in closed.err
+
+
+def test_ping_without_a_node_id_under_bound_certificates_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With tls.bind_node_id the server's certificate is checked against the id dialled: unknown here."""
+    pytest.importorskip("cryptography")
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "cli")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    day = datetime.timedelta(days=1)
+    builder = x509.CertificateBuilder(name, name, key.public_key(), x509.random_serial_number(), now, now + day)
+    cert = builder.sign(key, hashes.SHA256())
+    (tmp_path / "cli.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    pkcs8, no_encryption = serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    (tmp_path / "cli.key").write_bytes(key.private_bytes(serialization.Encoding.PEM, pkcs8, no_encryption))
+    grpc = "{port: null, tls: {ca_file: cli.crt, cert_file: cli.crt, key_file: cli.key, bind_node_id: true}}"
+    config = _write(tmp_path / "bound.yaml", f"node_id: cli\ntransport: {{mode: grpc, grpc: {grpc}}}\n")
+    monkeypatch.chdir(tmp_path)  # the certificate paths are relative to the working directory
+    bound = in_process(capsys, "ping", f"127.0.0.1:{_free_port()}", "--config", str(config))
+    assert bound.rc == 2 and "tls.bind_node_id is on" in bound.err and "the node id must be given" in bound.err
+
+
 async def test_health(server: Served) -> None:
     serving, machine, unknown, closed = await asyncio.gather(
         cli("health", server.address),

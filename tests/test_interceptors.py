@@ -21,18 +21,13 @@ from node_comm import (
     Node,
     NodeConfig,
     RemoteExecutionError,
-    Serializer,
-    TransportConfig,
     load_config,
 )
+from tests.interceptor_helpers import CountingJson, mem
 
 WAIT = 5.0
 SECRET_PAYLOAD = "payload-contents-must-stay-private-4711"
 TOKEN = "tok-3f9a-never-log-me"
-
-
-def mem(node_id: str, *interceptors: InterceptorConfig, **kw: Any) -> NodeConfig:
-    return NodeConfig(node_id=node_id, transport=TransportConfig(mode="memory"), interceptors=list(interceptors), **kw)
 
 
 def all_log_text(caplog: pytest.LogCaptureFixture) -> str:
@@ -174,24 +169,6 @@ async def test_logging_level_and_logger_options(caplog: pytest.LogCaptureFixture
 
 
 # --------------------------------------------------------------------------- auth
-
-
-class CountingJson(Serializer):
-    """json that counts what it decodes: proves a rejected payload was never decoded."""
-
-    def __init__(self) -> None:
-        self.decoded = 0
-
-    @property
-    def name(self) -> str:
-        return "counting"
-
-    def serialize(self, obj: Any) -> bytes:
-        return json.dumps(obj).encode()
-
-    def deserialize(self, data: bytes) -> Any:
-        self.decoded += 1
-        return json.loads(data)
 
 
 class Server:

@@ -13,11 +13,10 @@ from node_comm import (
     Message,
     MessageType,
     Node,
-    NodeConfig,
-    TransportConfig,
     peer_logging,
 )
 from node_comm.peer_logging import RateLimitedLog, token
+from tests.interceptor_helpers import mem
 
 EVIL = "evil\nFORGED 2026-01-01 CRITICAL node_comm: root password is hunter2"
 
@@ -88,10 +87,6 @@ def test_token_leaves_plain_words_bare_and_quotes_the_rest() -> None:
     assert token(EVIL) == repr(EVIL)
     assert token("a outcome=ok") == "'a outcome=ok'"
     assert token("") == "''"
-
-
-def mem(node_id: str, *interceptors: InterceptorConfig) -> NodeConfig:
-    return NodeConfig(node_id=node_id, transport=TransportConfig(mode="memory"), interceptors=list(interceptors))
 
 
 async def test_a_flood_of_failing_notifies_logs_a_bounded_number_of_unforged_lines(caplog) -> None:

@@ -210,7 +210,8 @@ async def test_frozen_peer_is_disconnected_by_heartbeat() -> None:
 
 
 async def test_heartbeats_keep_unfrozen_peer_connected() -> None:
-    hb = HeartbeatConfig(enabled=True, interval=0.02, timeout=0.1)
+    # Durations wide enough that a loaded CI machine's scheduling stalls stay well under the timeout.
+    hb = HeartbeatConfig(enabled=True, interval=0.05, timeout=0.6)
     a, b = Node("a", mem("a", heartbeat=hb)), Node("b", mem("b", heartbeat=hb))
     Served().install(b)
     a_log, _ = disconnect_log(a)
@@ -218,9 +219,9 @@ async def test_heartbeats_keep_unfrozen_peer_connected() -> None:
         await a.connect("b")
         # Frozen for less than the timeout: held messages arrive on thaw, nobody is dropped.
         b.transport.freeze()  # type: ignore[attr-defined]
-        await asyncio.sleep(0.03)  # a duration under test, not synchronisation
+        await asyncio.sleep(0.2)  # a duration under test (a third of the timeout), not synchronisation
         b.transport.thaw()  # type: ignore[attr-defined]
-        await asyncio.sleep(0.25)  # > 2 timeouts of healthy heartbeats
+        await asyncio.sleep(1.3)  # > 2 timeouts of healthy heartbeats
         assert a.is_connected("b") and a_log == []
         assert await a.call("b", "ping") == "pong from b"
 

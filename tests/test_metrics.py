@@ -6,7 +6,7 @@ import asyncio
 import socket
 import sys
 import urllib.request
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -60,23 +60,6 @@ def config(node_id: str, transport: str, **options: Any) -> NodeConfig:
         shutdown_grace=0.5,
         interceptors=[InterceptorConfig("metrics", {"registry": CollectorRegistry(), **options})],
     )
-
-
-@pytest.fixture
-async def started() -> AsyncIterator[Callable[..., Any]]:
-    made: list[Node] = []
-
-    async def start(node: Node) -> Node:
-        await node.start()
-        made.append(node)
-        return node
-
-    yield start
-    for node in made:
-        await node.stop()
-        for i in node.interceptors:
-            if isinstance(i, MetricsInterceptor):
-                i.close()
 
 
 async def echo(payload: Any, ctx: CallContext) -> Any:

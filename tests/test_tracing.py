@@ -4,7 +4,7 @@ nodes over gRPC, a nested call in one trace, error status, and no cost without a
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -46,20 +46,6 @@ def grpc_node(node_id: str, listen: bool, interceptors: list[InterceptorConfig])
         interceptors=interceptors,
     )
     return Node(node_id, cfg)
-
-
-@pytest.fixture
-async def started() -> AsyncIterator[Callable[..., Any]]:
-    made: list[Node] = []
-
-    async def start(node: Node) -> Node:
-        await node.start()
-        made.append(node)
-        return node
-
-    yield start
-    for node in made:
-        await node.stop()
 
 
 async def test_one_trace_across_three_nodes_and_a_nested_call(

@@ -330,6 +330,23 @@ async def test_notify_and_broadcast(nodes) -> None:
     assert await a.broadcast("echo", 7) == {"b": 7, "c": 7}
 
 
+async def test_broadcast_hands_each_target_its_own_outcome(nodes) -> None:
+    """A broadcast queues small requests on every link at once; what the fast path cannot take
+    (a payload past the inline size, metadata past the frame limit) goes through send, per target."""
+    a = await nodes("a")
+    peers = [await nodes(f"p{i}", grpc_config(f"p{i}", port=None)) for i in range(3)]
+    for p in peers:
+        p.register("echo", echo)
+        await p.connect("a", a.address)
+    assert await a.broadcast("echo", "x" * 100) == {f"p{i}": "x" * 100 for i in range(3)}
+    big = "y" * (64 * 1024)  # inline frame: not the fast path
+    assert await a.broadcast("echo", big) == {f"p{i}": big for i in range(3)}
+    out = await a.broadcast("echo", 1, metadata={"k": "z" * (1400 * 1024)})
+    assert sorted(out) == ["p0", "p1", "p2"]
+    assert all(isinstance(v, PayloadTooLargeError) and "metadata too large" in str(v) for v in out.values())
+    assert await a.broadcast("echo", 2) == {"p0": 2, "p1": 2, "p2": 2}  # the links are fine
+
+
 async def test_shared_pair_fixture(pair) -> None:
     """The ``pair`` fixture the contract suite uses works for every transport, grpc included."""
     a, b = pair

@@ -250,3 +250,18 @@ async def test_interceptors_see_the_payload_bytes(nodes: Callable[..., Any]) -> 
     a.interceptors.add(reader)
     assert await a.call("b", "echo", sent, serializer="parts", timeout=30) == whole
     assert reader.payloads == [whole] and reader.seen == [(True, len(whole))]
+
+
+async def test_a_broadcast_of_parts_reaches_every_target_byte_exact(nodes: Callable[..., Any]) -> None:
+    # One PayloadParts shared by every target's PartsMessage: each link chunks views of it.
+    a = await nodes("a", config("a", chunk_size=CHUNK))
+    peers = [await nodes(f"p{i}", config(f"p{i}", port=None, chunk_size=CHUNK)) for i in range(3)]
+    a.serializers.register(PartsSerializer())
+    for p in peers:
+        p.serializers.register(PartsSerializer())
+        p.register("echo", lambda payload, ctx: payload, MethodOptions(serializer="parts"))
+        await p.connect("a", a.address)
+    await a.wait_for_peers(3, timeout=30)
+    sent = pieces([7, 3000, 1024, 2500])
+    out = await a.broadcast("echo", sent, serializer="parts", timeout=30)
+    assert out == {f"p{i}": b"".join(sent) for i in range(3)}

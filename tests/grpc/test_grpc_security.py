@@ -314,7 +314,10 @@ async def test_max_connections_refuses_further_handshakes(nodes) -> None:
     with pytest.raises(ConnectFailedError, match="max_connections=2"):
         await peers[2].connect("b", b.address, timeout=5)
     assert await peers[0].call("b", "echo", 1) == 1
+    gone = asyncio.Event()
+    b.on("disconnect", lambda node_id, reason: gone.set() if node_id == "p0" else None)
     await peers[0].disconnect("b")
+    await asyncio.wait_for(gone.wait(), 5)  # b frees the slot when it sees the stream end
     await peers[2].connect("b", b.address, timeout=5)
     assert sorted(b.connected_nodes) == ["p1", "p2"]
 

@@ -182,3 +182,18 @@ async def test_plaintext_dialler_to_tls_node_is_refused(nodes, pki) -> None:
         await a.connect("b", b.address, timeout=5)
     assert time.monotonic() - t0 < 5
     assert b.connected_nodes == []
+
+
+async def test_connect_any_over_tls_and_never_with_bound_node_ids(nodes, pki) -> None:
+    """``node-comm ping ADDRESS`` without a NODE_ID: over TLS the server's certificate is verified as
+    usual; a dialler binding node ids to certificates cannot check an id it does not know, so it
+    refuses to dial without one (nothing is sent)."""
+    b = await nodes("b", grpc_config("b", tls=server_tls(pki)))
+    a = await nodes("a", grpc_config("a", port=None, tls=TlsConfig(ca_file=pki["ca"])))
+    assert await a.transport.connect_any(b.address, 5) == "b"
+    assert a.connected_nodes == ["b"]
+    bound = TlsConfig(ca_file=pki["ca"], cert_file=pki["a_cert"], key_file=pki["a_key"], bind_node_id=True)
+    a2 = await nodes("a2", grpc_config("a2", port=None, tls=bound))
+    with pytest.raises(ConfigError, match=r"tls\.bind_node_id is on: .* the node id must be given"):
+        await a2.transport.connect_any(b.address, 5)
+    assert sorted(b.connected_nodes) == ["a"]

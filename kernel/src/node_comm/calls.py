@@ -7,7 +7,7 @@ import asyncio
 import itertools
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from ._timers import Entry
 from .exceptions import CallTimeoutError, ConnectionLostError, NodeNotConnectedError
@@ -17,11 +17,57 @@ from .runtime import Runtime
 _CANCEL = MessageType.CANCEL
 
 
+class Outcome(Protocol):
+    """Where a call's reply or error goes: the caller's Future, or a broadcast's :class:`_Slot`."""
+
+    def done(self) -> bool: ...
+    def set_result(self, result: Message, /) -> None: ...
+    def set_exception(self, exception: BaseException, /) -> None: ...
+
+
+class _Batch:
+    """The outcomes of one broadcast: a list filled as replies arrive and one Future, done with the
+    last of them (no Future, callback and gather per target)."""
+
+    __slots__ = ("future", "left", "results")
+
+    def __init__(self, n: int, future: asyncio.Future[None]) -> None:
+        self.results: list[Message | BaseException | None] = [None] * n
+        self.left = n
+        self.future = future
+
+
+class _Slot:
+    """One target's outcome inside a :class:`_Batch` (what a Future is for a single call)."""
+
+    __slots__ = ("_batch", "_done", "_index")
+
+    def __init__(self, batch: _Batch, index: int) -> None:
+        self._batch = batch
+        self._index = index
+        self._done = False
+
+    def done(self) -> bool:
+        return self._done
+
+    def set_result(self, result: Message | BaseException, /) -> None:
+        if self._done:
+            return
+        self._done = True
+        batch = self._batch
+        batch.results[self._index] = result
+        batch.left -= 1
+        if batch.left == 0 and not batch.future.done():
+            batch.future.set_result(None)
+
+    set_exception = set_result
+
+
 @dataclass(slots=True)
 class Pending:
     """One call waiting for its reply."""
 
-    future: asyncio.Future[Message]
+    future: Outcome
     target: str
     method: str
     timeout: float | None
@@ -106,17 +152,20 @@ class OutboundCalls:
     async def request_many(self, msgs: list[Message]) -> list[Message | BaseException]:
         """Send one broadcast's requests with one ``transport.send_many`` (a broker transport
         publishes the payload once), then wait for each reply; each target's reply, error or
-        timeout is its own, as with :meth:`request`."""
+        timeout is its own, as with :meth:`request`. The requests share one deadline: one timer
+        and one Future serve them all."""
         rt = self._rt
         loop, timers = rt.loop, rt.timers
         assert loop is not None and timers is not None
-        futures: list[asyncio.Future[Message]] = []
-        for msg in msgs:
-            pend = Pending(loop.create_future(), msg.target, msg.method, msg.deadline, progress=msg.progress)
-            if msg.deadline is not None:
-                pend.timer = timers.call_at(loop.time() + msg.deadline, self._expire, msg.id)
-            self.pending[msg.id] = pend
-            futures.append(pend.future)
+        batch = _Batch(len(msgs), loop.create_future())
+        pending = self.pending
+        for index, msg in enumerate(msgs):
+            pending[msg.id] = Pending(_Slot(batch, index), msg.target, msg.method, msg.deadline, progress=msg.progress)
+        deadline = msgs[0].deadline if msgs else None
+        timer = None
+        if deadline is not None:
+            assert all(m.deadline == deadline for m in msgs), "a broadcast's requests share one deadline"
+            timer = timers.call_at(loop.time() + deadline, self._expire_many, [m.id for m in msgs])
         # The sends run beside the wait: a target that stops reading must not hold the others'
         # results past their deadlines (the unsent rest is abandoned when every outcome is in).
         sender = asyncio.ensure_future(rt.transport.send_many(msgs))
@@ -128,25 +177,27 @@ class OutboundCalls:
             errors = [exc] * len(msgs) if exc is not None else task.result()
             for msg, err in zip(msgs, errors, strict=True):
                 if err is not None:
-                    failed = self.pending.pop(msg.id, None)
+                    failed = pending.pop(msg.id, None)
                     if failed is not None:
                         self._fail(failed, err)
 
         sender.add_done_callback(sent)
         try:
-            return list(await asyncio.gather(*futures, return_exceptions=True))
+            if msgs:
+                await batch.future
+            return batch.results  # type: ignore[return-value]  # every slot is filled
         except asyncio.CancelledError:
             for msg in msgs:
-                if msg.id in self.pending and msg.target in self._connected:
+                if msg.id in pending and msg.target in self._connected:
                     self._send_cancel(msg.target, msg.id)
             raise
         finally:
             if not sender.done():
                 sender.cancel()
+            if timer is not None:
+                timers.cancel(timer)
             for msg in msgs:
-                done = self.pending.pop(msg.id, None)
-                if done is not None and done.timer is not None:
-                    timers.cancel(done.timer)
+                pending.pop(msg.id, None)
 
     def resolve(self, message: Message) -> None:
         """A RESPONSE or ERROR arrived. The caller (:meth:`request`) removes the entry and its timer;
@@ -184,6 +235,10 @@ class OutboundCalls:
             self._stop_sending(pend)
         if pend.target in self._connected:
             self._send_cancel(pend.target, call_id)
+
+    def _expire_many(self, call_ids: list[int]) -> None:
+        for call_id in call_ids:
+            self._expire(call_id)
 
     def _stop_sending(self, pend: Pending) -> None:
         """The call has its outcome while its caller is still inside ``transport.send`` (a peer that

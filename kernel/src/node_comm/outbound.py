@@ -68,7 +68,11 @@ class Outbound:
     ) -> tuple[list[str], list[str], dict[str, NodeNotConnectedError]]:
         """A broadcast's targets: all of them (every connected peer, or ``targets``) but ``exclude``,
         those connected, and an error for each one that is not."""
-        skip = {exclude} if isinstance(exclude, str) else set(exclude or ())
+        skip: set[str] | frozenset[str]
+        if isinstance(exclude, (set, frozenset)):
+            skip = exclude
+        else:
+            skip = {exclude} if isinstance(exclude, str) else set(exclude or ())
         if targets is None:
             chosen = [p for p in self._peers if p not in skip]
         else:

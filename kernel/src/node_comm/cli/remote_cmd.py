@@ -133,12 +133,27 @@ def cmd_call(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------- ping
+async def _connect_any(node: Node, address: str, timeout: float | None) -> str | None:
+    """Connect to whichever node answers at ``address`` (the grpc transport's ``connect_any``: the
+    id comes from its handshake reply); its id, or ``None`` after printing why not."""
+    transport: Any = node.transport
+    try:
+        return str(await transport.connect_any(address, timeout or node.config.connect_timeout))
+    except ConnectFailedError as exc:
+        error(exc.message if address in exc.message else f"cannot connect to {address}: {exc.message}")
+        return None
+
+
 async def _ping(args: argparse.Namespace) -> int:
     node = Node(config=dial_only_config(args.config, _temp_id(args.as_id)))
     report: dict[str, Any] = {"address": args.address, "node_id": args.node_id, "replies": []}
     async with node:
         t0 = time.perf_counter()
-        if not await _connect(node, args.node_id, args.address, args.timeout):
+        if args.node_id is None:
+            args.node_id = report["node_id"] = await _connect_any(node, args.address, args.timeout)
+            if args.node_id is None:
+                return EXIT_FAILED
+        elif not await _connect(node, args.node_id, args.address, args.timeout):
             return EXIT_FAILED
         report["connect_ms"] = round((time.perf_counter() - t0) * 1000, 3)
         if not args.json:
@@ -264,10 +279,11 @@ def add_parsers(sub: Any) -> None:
         "ping",
         help="connect to a node and time round trips of its _heartbeat method",
         description="Connect to NODE_ID at ADDRESS (the handshake checks the id) and call the framework "
-        "method _heartbeat COUNT times, printing each round-trip time. Exits 1 unless every ping "
-        "is answered by NODE_ID.",
+        "method _heartbeat COUNT times, printing each round-trip time. Without NODE_ID, connect to "
+        "whichever node answers there and print its id (from its handshake reply; with a token, "
+        "proved by its knowledge of the secret). Exits 1 unless every ping is answered by that node.",
         epilog="example:\n"
-        "  $ node-comm ping 127.0.0.1:50051 worker --count 2\n"
+        "  $ node-comm ping 127.0.0.1:50051 --count 2\n"
         "  connected to node 'worker' at 127.0.0.1:50051 in 4.1 ms\n"
         "  seq  status  rtt ms\n"
         "  ---  ------  ------\n"
@@ -277,7 +293,12 @@ def add_parsers(sub: Any) -> None:
         formatter_class=raw,
     )
     p.add_argument("address", metavar="ADDRESS", help="host:port of the node")
-    p.add_argument("node_id", metavar="NODE_ID", help="the id of the node there (the handshake checks it)")
+    p.add_argument(
+        "node_id",
+        metavar="NODE_ID",
+        nargs="?",
+        help="the id of the node there (the handshake checks it); default: whichever node answers",
+    )
     p.add_argument("--count", "-c", type=int, default=3, metavar="N", help="pings to send (default 3)")
     p.add_argument("--interval", type=float, default=0.2, metavar="S", help="seconds between pings (default 0.2)")
     p.add_argument("--timeout", type=float, default=5.0, metavar="S", help="seconds per ping (default 5)")

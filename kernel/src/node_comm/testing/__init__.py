@@ -7,6 +7,9 @@ imports pytest, so the helpers also work in any other test runner::
     async with NodeFactory() as make:
         a = await make("a")
         b = await make("b", connect_to="a")
+
+The transport contract suite is :mod:`node_comm.testing.contract` (it imports pytest): subclass its
+``TransportContract`` and override the ``transport_config`` fixture to run it against a transport.
 """
 
 from __future__ import annotations

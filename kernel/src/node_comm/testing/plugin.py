@@ -18,9 +18,13 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from ..node import Node
-from . import NodeFactory
-from . import memory_faults as _memory_faults
+# The contract suite's asserts report their operands like a test module's (registered before any
+# test module imports it).
+pytest.register_assert_rewrite("node_comm.testing.contract")
+
+from ..node import Node  # noqa: E402
+from . import NodeFactory  # noqa: E402
+from . import memory_faults as _memory_faults  # noqa: E402
 
 if TYPE_CHECKING:
     from node_comm_memory.transport import MemoryTransport

@@ -288,11 +288,7 @@ class Link:
                     f"frame of {msg.method or msg.type.name} to {msg.target!r} is {len(env)} bytes (metadata too large)"
                 )
             if self._queued < cfg.send_queue_bytes and not self.closed:  # fast path
-                prefix = b"\x0a" + varint(len(env))
-                size = len(prefix) + len(env)
-                self._queue.append(((prefix, env), size))
-                self._queued += size
-                self._kick()
+                self._append(env)
                 return
             parts = item(env)
             size = len(parts[0]) + len(parts[1])
@@ -304,6 +300,32 @@ class Link:
             await self._put(parts, size)
             return
         await self._send_chunked(msg, (payload,), n)
+
+    def send_nowait(self, msg: Message) -> bool:
+        """Queue ``msg`` now when it is a small frame and the send queue has room (``send``'s fast
+        path, without a coroutine): True when queued. False: ``send`` must take it (it may wait,
+        or raise what is wrong with it). A broadcast hands most of its requests over this way."""
+        cfg = self._cfg
+        if type(msg) is PartsMessage and msg.parts is not None:
+            return False  # a payload as buffers (scatter-gather) is never a small frame
+        n = len(msg.payload)
+        if n >= INLINE_PAYLOAD_MIN or n > cfg.max_payload_size or n > cfg.chunk_size:
+            return False
+        if self._queued >= cfg.send_queue_bytes or self.closed:
+            return False
+        env = encode(msg, msg.payload)
+        if len(env) > cfg.chunk_size + FRAME_OVERHEAD:
+            return False
+        self._append(env)
+        return True
+
+    def _append(self, env: bytes) -> None:
+        """Queue one encoded frame (the send queue has room) and start or wake its writer."""
+        prefix = b"\x0a" + varint(len(env))
+        size = len(prefix) + len(env)
+        self._queue.append(((prefix, env), size))
+        self._queued += size
+        self._kick()
 
     def _too_large(self, msg: Message, n: int) -> Message:
         """A payload over ``max_payload_size``: the ERROR to send instead of a RESPONSE (the caller

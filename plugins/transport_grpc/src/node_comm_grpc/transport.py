@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, ClassVar
 
 import grpc
@@ -332,10 +332,40 @@ class GrpcTransport(Transport):
         self._dials[node_id] = (address, timeout)
         self._install(link)
 
-    async def _dial(self, node_id: str, address: str, timeout: float) -> Link:
-        options = channel_options(self.cfg, self._max_send, self._max_recv)
+    async def connect_any(self, address: str, timeout: float) -> str:
+        """Connect to whichever node answers at ``address`` and return its node id: the id its
+        handshake reply names (bound into its proof when ``token`` is set, so only a holder of the
+        secret can claim it). For ``node-comm ping ADDRESS`` without a NODE_ID: allowed only on a
+        dial-only transport (no ``port``), never with ``tls.bind_node_id`` (the certificate is checked
+        against the id dialled, which is unknown here). The server sees an ordinary dialler that
+        names no expected id."""
+        if self.cfg.port is not None:
+            raise ConfigError(
+                "connect_any: only a dial-only grpc transport (transport.grpc.port unset) may connect "
+                "without naming the node it expects"
+            )
         tls = self.cfg.tls
         if tls is not None and tls.binds_node_id:
+            raise ConfigError(
+                "tls.bind_node_id is on: the server's certificate is checked against the node id "
+                "dialled, so the node id must be given"
+            )
+        link = await self._dial(None, address, timeout)
+        peer_id = link.peer_id
+        if peer_id in self._links or peer_id in self._connecting:
+            link.close("duplicate connection", goodbye=False)
+            raise ConnectFailedError(peer_id, f"the node at {address} is {peer_id!r}, already connected", address)
+        self._dials[peer_id] = (address, timeout)
+        self._install(link)
+        return peer_id
+
+    async def _dial(self, node_id: str | None, address: str, timeout: float) -> Link:
+        """A link to ``node_id`` at ``address`` (``None``: to whichever node answers there)."""
+        who = node_id or f"at {address}"
+        label = f"node {node_id!r} at {address}" if node_id is not None else f"the node at {address}"
+        options = channel_options(self.cfg, self._max_send, self._max_recv)
+        tls = self.cfg.tls
+        if node_id is not None and tls is not None and tls.binds_node_id:
             # The server's certificate must name the node id dialled: check it as the TLS host name.
             options = [o for o in options if o[0] != "grpc.ssl_target_name_override"]
             options.append(("grpc.ssl_target_name_override", node_id))
@@ -346,7 +376,7 @@ class GrpcTransport(Transport):
         call = None
         try:
             call = channel.stream_stream(METHOD)(wait_for_ready=False)
-            early, identity = await asyncio.wait_for(self._handshake(call, node_id, address), timeout)
+            peer_id, early, identity = await asyncio.wait_for(self._handshake(call, node_id, address), timeout)
         except BaseException as exc:
             if call is not None:
                 call.cancel()
@@ -357,8 +387,8 @@ class GrpcTransport(Transport):
                 raise
             if isinstance(exc, asyncio.TimeoutError):
                 raise ConnectFailedError(
-                    node_id,
-                    f"node {node_id!r} at {address} did not answer the handshake within {timeout:g}s",
+                    who,
+                    f"{label} did not answer the handshake within {timeout:g}s",
                     address,
                 ) from None
             if isinstance(exc, aio.AioRpcError):
@@ -373,13 +403,13 @@ class GrpcTransport(Transport):
                         "its common name or a subject alternative name)"
                     )
                 raise ConnectFailedError(
-                    node_id,
-                    f"cannot connect to node {node_id!r} at {address}: {describe(exc)}{hint}",
+                    who,
+                    f"cannot connect to {label}: {describe(exc)}{hint}",
                     address,
                 ) from None
             raise
         return self._link(
-            node_id, address, call.read, call.write, identity, early, dialled=True, call=call, channel=channel
+            peer_id, address, call.read, call.write, identity, early, dialled=True, call=call, channel=channel
         )
 
     def _link(
@@ -407,22 +437,24 @@ class GrpcTransport(Transport):
             **kw,
         )
 
-    async def _handshake(self, call: Any, node_id: str, address: str) -> tuple[list[Any], str | None]:
-        """Run the dialler's side of the handshake; returns the frames that came with the final ack
-        and the server's identity (``None`` when it is not authenticated)."""
+    async def _handshake(self, call: Any, wanted: str | None, address: str) -> tuple[str, list[Any], str | None]:
+        """Run the dialler's side of the handshake with the node ``wanted`` (``None``: any node,
+        whose id its reply names); returns the peer's id, the frames that came with the final ack and
+        the server's identity (``None`` when it is not authenticated)."""
         nonce = hsk.new_nonce()
         hello = Envelope(
             type=F_HANDSHAKE,
             handshake=pb.Handshake(
                 node_id=self.node_id,
                 protocol_version=PROTOCOL_VERSION,
-                expected_node_id=node_id,
+                expected_node_id=wanted or "",
                 address=self._address or "",
                 nonce=nonce,
             ),
         )
         await call.write(batch_bytes(hello))
-        ack, rest = await self._read_ack(call, node_id, address)
+        ack, rest = await self._read_ack(call, wanted, address)
+        node_id = wanted if wanted is not None else self._answering_id(ack, address)
         identity = self._server_tls_identity(node_id, address)
         secret = self._secret
         if ack.challenge:
@@ -456,27 +488,39 @@ class GrpcTransport(Transport):
             early = list(Batch.FromString(rest).frames) if rest else []
         except DecodeError:
             raise ConnectFailedError(node_id, "the server sent a malformed frame after the handshake") from None
-        return early, identity
+        return node_id, early, identity
 
-    async def _read_ack(self, call: Any, node_id: str, address: str) -> tuple[Any, bytes]:
-        """Read a HANDSHAKE_ACK; a refusal, a wrong node id or garbage is a ConnectFailedError."""
+    def _answering_id(self, ack: Any, address: str) -> str:
+        """The node id a server's first handshake reply names, when the dialler named none."""
+        peer_id = str(ack.node_id)
+        bad = hsk.bad_node_id(peer_id) or (
+            f"it claims this node's own id {peer_id!r}" if peer_id == self.node_id else ""
+        )
+        if bad:
+            raise ConnectFailedError(f"at {address}", f"the node at {address} gave an unusable node id: {bad}", address)
+        return peer_id
+
+    async def _read_ack(self, call: Any, node_id: str | None, address: str) -> tuple[Any, bytes]:
+        """Read a HANDSHAKE_ACK; a refusal, a node id other than ``node_id`` (``None``: any) or
+        garbage is a ConnectFailedError."""
+        who = node_id or f"at {address}"
         data = await call.read()
         if data is aio.EOF:
-            raise ConnectFailedError(
-                node_id, f"the node at {address} closed the stream during the handshake (expected node {node_id!r})"
-            )
+            expecting = f" (expected node {node_id!r})" if node_id is not None else ""
+            raise ConnectFailedError(who, f"the node at {address} closed the stream during the handshake{expecting}")
         try:
             env, rest = first_frame(data)
         except DecodeError:
-            raise ConnectFailedError(node_id, "the server answered the handshake with a malformed frame") from None
+            raise ConnectFailedError(who, "the server answered the handshake with a malformed frame") from None
         if env.type != F_HANDSHAKE_ACK:
-            raise ConnectFailedError(node_id, "the server did not answer the handshake")
+            raise ConnectFailedError(who, "the server did not answer the handshake")
         ack = env.handshake
-        if ack.node_id and ack.node_id != node_id:
+        if node_id is not None and ack.node_id and ack.node_id != node_id:
             raise ConnectFailedError(node_id, f"the node at {address} is node {ack.node_id!r}, not {node_id!r}")
         if ack.refused:
             code = f" [{ack.code}]" if ack.code else ""
-            raise ConnectFailedError(node_id, f"node {node_id!r} refused the connection{code}: {ack.refused}")
+            refuser = node_id if node_id is not None else ack.node_id[: hsk.MAX_NODE_ID]
+            raise ConnectFailedError(who, f"node {refuser!r} refused the connection{code}: {ack.refused}")
         return ack, rest
 
     def _server_tls_identity(self, node_id: str, address: str) -> str | None:
@@ -687,6 +731,29 @@ class GrpcTransport(Transport):
         if link is None:
             raise NodeNotConnectedError(message.target)
         await link.send(message)
+
+    async def send_many(self, messages: Sequence[Message]) -> list[BaseException | None]:
+        """Every target has its own stream: each small request is queued on its link at once
+        (no task per target); what must wait or fail goes through :meth:`send` as by default."""
+        results: list[BaseException | None] = [None] * len(messages)
+        rest: list[int] = []
+        links = self._links
+        for i, msg in enumerate(messages):
+            link = links.get(msg.target)
+            if link is None:
+                results[i] = NodeNotConnectedError(msg.target)
+                continue
+            try:
+                if link.send_nowait(msg):
+                    continue
+            except Exception as exc:  # what send() would have raised for this message
+                results[i] = exc
+                continue
+            rest.append(i)
+        if rest:
+            for i, outcome in zip(rest, await super().send_many([messages[i] for i in rest]), strict=True):
+                results[i] = outcome
+        return results
 
     async def disconnect(self, node_id: str, reason: str, *, may_return: bool = False) -> None:
         link = self._links.get(node_id)
