@@ -197,7 +197,7 @@ class InboundDispatcher:
             raise CallRejectedError(ErrorCode.INTERNAL, str(exc)) from None
         data = msg.payload
         try:
-            if len(data) >= config.offload_threshold:
+            if len(data) >= config.offload_threshold and not ser.constant_time:
                 payload = await rt.in_thread(ser.deserialize_bounded, data, config.decode_limits)
             else:
                 payload = ser.deserialize_bounded(data, config.decode_limits)
@@ -237,7 +237,7 @@ class InboundDispatcher:
         if msg.type is _NOTIFY:
             return None
         try:
-            if looks_large(result, config.offload_threshold):
+            if looks_large(result, config.offload_threshold) and not ser.constant_time:
                 data = await rt.in_thread(large_encoder(ser, rt.transport), result)
                 if type(data) is PayloadParts:  # buffers the transport sends without joining
                     return PartsMessage(msg.id, _RESPONSE, rt.node_id, msg.source, msg.method, data, ser.name)  # type: ignore[arg-type]

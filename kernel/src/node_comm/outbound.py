@@ -96,6 +96,8 @@ class Outbound:
         sends without joining them, when it can (see :func:`~node_comm._offload.large_encoder`)."""
         ser = self._serializers.get(serializer or "json")
         try:
+            if ser.constant_time:  # e.g. raw: a thread hop would cost more than the encoding
+                return ser, ser.serialize(payload)
             return ser, await self._rt.in_thread(large_encoder(ser, self._rt.transport), payload)
         except Exception as exc:
             raise _encode_error(ser, target, method, exc) from exc
@@ -181,7 +183,7 @@ class Outbound:
             )
         data = reply.payload
         try:
-            if len(data) >= config.offload_threshold:
+            if len(data) >= config.offload_threshold and not ser.constant_time:
                 return await self._rt.in_thread(ser.deserialize_bounded, data, config.decode_limits)
             return ser.deserialize_bounded(data, config.decode_limits)
         except PayloadTooLargeError as exc:

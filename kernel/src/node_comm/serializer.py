@@ -5,7 +5,7 @@ from __future__ import annotations
 import abc
 import json
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .exceptions import PayloadTooLargeError
 from .registry import SerializerRegistry as SerializerRegistry  # re-exported (it lived here)
@@ -21,6 +21,10 @@ class Serializer(abc.ABC):
     threads, several at once: ``serialize`` and ``deserialize`` must be thread-safe (keep no
     per-call state on the instance).
     """
+
+    #: True for a serializer whose ``serialize``/``deserialize`` cost the same at any size (``raw``
+    #: passes buffers through): never worth a worker thread, so large payloads stay on the loop.
+    constant_time: ClassVar[bool] = False
 
     @property
     @abc.abstractmethod
