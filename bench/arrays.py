@@ -12,7 +12,7 @@ from typing import Any
 
 from .arrays_server import METHODS, SERVER_ID, inband_pickle, node_config
 from .common import Sample, ServerProcess, Settings, interleave, log
-from .large import _round
+from .large import _round, rss_budget
 from .rawgrpc import UnaryClient
 from .report import Results
 
@@ -21,10 +21,10 @@ SIZE = 64 * MIB
 LAYERS = 16
 
 
-def weights() -> dict[str, Any]:
+def weights(size: int = SIZE) -> dict[str, Any]:
     import numpy as np
 
-    n = SIZE // LAYERS // 4
+    n = size // LAYERS // 4
     return {f"layer{i}.weight": np.full(n, i, dtype=np.float32).reshape(-1, 1024) for i in range(LAYERS)}
 
 
@@ -79,6 +79,41 @@ async def _codecs(tree: Any, rounds: int, res: Results) -> None:
             None,
             note=f"encode {f['encode_ms']:.0f} ms, decode {f['decode_ms']:.1f} ms",
         )
+
+
+async def _memory_budget(node: Any, server_pid: int, res: Results) -> None:
+    """Peak RSS above idle of a 256 MiB echo, pickle-5 arrays and raw bytes, each side (issue 9's
+    budget: <= 1.5x the payload). The caller's payload exists before the idle mark: it is the
+    user's. Both sides give freed memory back to the OS first, so the mark is what is live. Two
+    rounds each, interleaved; the median is shown."""
+    size = 256 * MIB
+    tree = weights(size)
+    blob = b"".join(memoryview(a).cast("B") for a in tree.values())
+
+    async def pickle_echo(_: Any) -> Any:
+        out = await node.call(SERVER_ID, METHODS["pickle"], tree, serializer="pickle", timeout=600)
+        assert out["layer3.weight"][0, 0] == 3
+        del out
+        return blob  # _round checks the length of what came back
+
+    async def raw_echo(d: bytes) -> Any:
+        return await node.call(SERVER_ID, METHODS["raw"], d, serializer="raw", timeout=600)
+
+    async def trim_server() -> None:
+        await node.call(SERVER_ID, "bench_trim", None, timeout=60)
+
+    out = await interleave(
+        {
+            "pickle": lambda: _round(pickle_echo, blob, 0.0, 1, server_pid, trim_server),
+            "raw": lambda: _round(raw_echo, blob, 0.0, 1, server_pid, trim_server),
+        },
+        2,
+        warmup=False,
+    )
+    for k, samples in out.items():
+        fig = res.figure("arrays.256MiB", k, samples, "MB/s", size=size)
+        what = "pickle-5 arrays" if k == "pickle" else "raw bytes"
+        rss_budget(res, f"grpc 256MiB {what} echo: peak RSS above idle / P, worst side", fig, size)
 
 
 async def run(settings: Settings, res: Results) -> None:
@@ -143,6 +178,7 @@ async def run(settings: Settings, res: Results) -> None:
             res.ratio(
                 "grpc 64MiB numpy echo: pickle vs in-band pickle", figs["pickle"], figs["pickle in-band (before)"], None
             )
+            await _memory_budget(node, srv.pid, res)
         finally:
             await node.stop(grace=0)
             await unary.close()

@@ -9,7 +9,7 @@ import pickle
 import sys
 from typing import Any
 
-from .common import serve_until_stdin_closes
+from .common import serve_until_stdin_closes, trim
 from .rawgrpc import start_server
 
 TOKEN = "bench-arrays-secret"
@@ -55,6 +55,7 @@ async def main() -> None:
     node.serializers.register(inband_pickle())
     for ser, method in METHODS.items():
         node.register(method, echo, MethodOptions(serializer=ser))
+    node.register("bench_trim", trim)
     await node.start()
     await serve_until_stdin_closes({"raw": raw_addr, "node": node.address})
     await node.stop(grace=0)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import gc
 import json
 import os
 import statistics
@@ -186,12 +188,38 @@ def reset_peak_rss(pid: int | None = None) -> None:
         pass
 
 
+def trim_memory() -> None:
+    """Give the memory malloc keeps after frees back to the OS (glibc ``malloc_trim``), so an idle
+    mark is what is live: a large buffer grown by ``realloc`` from a small one lives in malloc's
+    heap, and once freed stays resident (reused by the next payload) until trimmed."""
+    gc.collect()
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+async def trim(payload: Any, ctx: Any) -> str:
+    """A bench server's ``bench_trim`` method: :func:`trim_memory` in the server's process."""
+    trim_memory()
+    return "ok"
+
+
+def current_rss(pid: int | None = None) -> float:
+    """Resident memory (bytes) now (Linux VmRSS): the idle baseline a peak is measured above."""
+    return _status_kib(pid, "VmRSS:")
+
+
 def peak_rss(pid: int | None = None) -> float:
     """Peak resident memory (bytes) since the last :func:`reset_peak_rss` (Linux VmHWM)."""
+    return _status_kib(pid, "VmHWM:")
+
+
+def _status_kib(pid: int | None, key: str) -> float:
     try:
         with open(f"/proc/{pid or 'self'}/status") as f:
             for line in f:
-                if line.startswith("VmHWM:"):
+                if line.startswith(key):
                     return float(line.split()[1]) * 1024
     except OSError:
         pass

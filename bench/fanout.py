@@ -7,12 +7,24 @@ import asyncio
 import time
 from typing import Any
 
-from .common import Sample, ServerProcess, Settings, interleave, log, small_payload
+from .common import (
+    Sample,
+    ServerProcess,
+    Settings,
+    current_rss,
+    interleave,
+    log,
+    peak_rss,
+    reset_peak_rss,
+    small_payload,
+    trim_memory,
+)
 from .rawfanout import Coordinator
 from .report import Results
 from .server import start_node_server
 
 COORD = "bench-coord"
+BIG = 16 << 20  # the large broadcast: 16 MiB of raw bytes
 
 
 async def _round(node: Any, targets: list[str], n: int, seconds: float) -> Sample:
@@ -73,6 +85,39 @@ def _start_participants(module: str, address: str, total: int, procs: int, *lead
     return out
 
 
+async def _big_round(node: Any, targets: list[str], n: int, data: bytes) -> Sample:
+    """One broadcast of ``data`` (raw): ms, and the coordinator's peak RSS above its idle mark."""
+    trim_memory()
+    reset_peak_rss()
+    idle = current_rss()
+    t0 = time.perf_counter()
+    out = await node.broadcast("sink", data, serializer="raw", targets=targets, timeout=600)
+    ms = (time.perf_counter() - t0) * 1e3
+    bad = [v for v in out.values() if isinstance(v, BaseException)]
+    if len(out) != n or bad:
+        raise RuntimeError(f"16 MiB broadcast: {len(bad)} of {len(out)} failed, e.g. {bad[:1]!r}")
+    return Sample(ms, extra={"above_idle": peak_rss() - idle})
+
+
+async def _big(node: Any, order: list[str], settings: Settings, res: Results) -> None:
+    """A 16 MiB broadcast to 1/10/100 participants: coordinator time, and its peak RSS above idle
+    as a multiple of the payload (issue 9: the encoded payload held once, not once per target)."""
+    log("  16 MiB broadcast to 1/10/100 ...")
+    data = b"\x5a" * BIG  # the user's payload: built before the idle mark
+    sizes = [n for n in (1, 10, 100) if n <= len(order)]
+    systems = {f"N={n}": (lambda n=n: _big_round(node, order[:n], n, data)) for n in sizes}
+    out = await interleave(systems, 3, warmup=True)
+    for n in sizes:
+        fig = res.figure(f"fanout.16MiB.{n}", f"16 MiB broadcast to {n}", out[f"N={n}"], "ms", n=n)
+        res.check(
+            f"fan-out 16MiB to {n}: coordinator peak RSS above idle / P",
+            f"{fig['median']:.0f} ms per broadcast; RSS above idle {fig['above_idle'] / BIG:.2f}x P",
+            fig["above_idle"] / BIG,
+            1.5,
+            higher_is_better=False,
+        )
+
+
 async def run(settings: Settings, res: Results) -> None:
     log("fan-out over gRPC ...")
     node, address, why = await start_node_server(COORD)
@@ -129,6 +174,7 @@ async def run(settings: Settings, res: Results) -> None:
                 20.0 if n == 1000 else None,
                 higher_is_better=False,
             )
+        await _big(node, order, settings, res)
     finally:
         for p in procs:
             p.close()

@@ -11,13 +11,19 @@ from .common import serve_until_stdin_closes
 from .server import echo, grpc_node_config
 
 
+async def sink(payload: Any, ctx: Any) -> bytes:
+    """Takes a large broadcast payload, answers with nothing (the coordinator's side is measured)."""
+    return b""
+
+
 async def main(coordinator: str, address: str, prefix: str, count: int) -> None:
-    from node_comm import Node
+    from node_comm import MethodOptions, Node
 
     nodes: list[Any] = []
     for k in range(count):
         node = Node(f"{prefix}-{k}", grpc_node_config(f"{prefix}-{k}", None))
         node.register("ping", echo)
+        node.register("sink", sink, MethodOptions(serializer="raw"))
         nodes.append(node)
     sem = asyncio.Semaphore(32)
 

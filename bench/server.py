@@ -7,7 +7,7 @@ import asyncio
 import sys
 from typing import Any
 
-from .common import serve_until_stdin_closes
+from .common import serve_until_stdin_closes, trim
 from .rawgrpc import start_server
 
 
@@ -32,6 +32,7 @@ async def start_node_server(node_id: str) -> tuple[Any, str | None, str | None]:
         node = Node(node_id, grpc_node_config(node_id, 0))
         node.register("echo", echo)
         node.register("echo_bin", echo, MethodOptions(serializer="raw"))
+        node.register("bench_trim", trim)
         await node.start()
     except NotImplementedError as exc:
         return None, None, f"grpc transport not available ({exc})"

@@ -15,8 +15,15 @@ from __future__ import annotations
 
 import itertools
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from .message import PayloadParts
+
+if TYPE_CHECKING:
+    from .serializer import Serializer
+    from .transport import Transport
 
 # Objects looked at per estimate: a small payload costs a few of them, a large one stops early.
 _BUDGET = 64
@@ -80,6 +87,17 @@ def _walk(obj: Any, threshold: int) -> bool:
         if size >= threshold:
             return True
     return False
+
+
+def large_encoder(ser: Serializer, transport: Transport) -> Callable[[Any], bytes | PayloadParts]:
+    """How to encode a large payload for ``transport``, in a worker thread: as
+    :class:`~node_comm.message.PayloadParts` (no join of the serializer's buffers) when the
+    transport sends buffer lists and the serializer makes them, else ``ser.serialize``."""
+    from .serializer import Serializer
+
+    if transport.scatter_gather and type(ser).serialize_parts is not Serializer.serialize_parts:
+        return lambda obj: PayloadParts(ser.serialize_parts(obj))
+    return ser.serialize
 
 
 def codec_pool(node_id: str) -> ThreadPoolExecutor:

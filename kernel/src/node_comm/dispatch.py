@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from types import CodeType
 from typing import TYPE_CHECKING, Any
 
-from ._offload import looks_large
+from ._offload import large_encoder, looks_large
 from .config import MethodOptions
 from .context import CallContext, current_deadline
 from .exceptions import CallRejectedError, ConfigError, ErrorCode, NodeCommError, PayloadTooLargeError
 from .interceptor import InterceptorChain
-from .message import ErrorInfo, Message, MessageType
+from .message import ErrorInfo, Message, MessageType, PartsMessage, PayloadParts
 from .runtime import Runtime
 from .serializer import SerializerRegistry
 from .watchdog import handler_code
@@ -197,7 +197,7 @@ class InboundDispatcher:
             raise CallRejectedError(ErrorCode.INTERNAL, str(exc)) from None
         data = msg.payload
         try:
-            if len(data) >= config.offload_threshold:
+            if len(data) >= config.offload_threshold and not ser.constant_time:
                 payload = await rt.in_thread(ser.deserialize_bounded, data, config.decode_limits)
             else:
                 payload = ser.deserialize_bounded(data, config.decode_limits)
@@ -237,8 +237,10 @@ class InboundDispatcher:
         if msg.type is _NOTIFY:
             return None
         try:
-            if looks_large(result, config.offload_threshold):
-                data = await rt.in_thread(ser.serialize, result)
+            if looks_large(result, config.offload_threshold) and not ser.constant_time:
+                data = await rt.in_thread(large_encoder(ser, rt.transport), result)
+                if type(data) is PayloadParts:  # buffers the transport sends without joining
+                    return PartsMessage(msg.id, _RESPONSE, rt.node_id, msg.source, msg.method, data, ser.name)  # type: ignore[arg-type]
             else:
                 data = ser.serialize(result)
         except Exception as exc:

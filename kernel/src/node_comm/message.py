@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 
 class MessageType(enum.IntEnum):
@@ -83,3 +84,98 @@ class Message:
             self.error,
             self.deadline,
         )
+
+
+class PayloadParts:
+    """An encoded payload as a list of buffers (scatter-gather): a serializer's
+    :meth:`~node_comm.Serializer.serialize_parts`, e.g. a small header and the memory of numpy arrays
+    (out-of-band, not copied). The payload is ``b"".join(buffers)``; :attr:`nbytes` is its size,
+    known without joining. Buffers are ``bytes`` or flat byte ``memoryview``s; empty ones are dropped.
+    The views borrow the objects' memory: valid while they are not changed."""
+
+    __slots__ = ("buffers", "nbytes")
+
+    def __init__(self, buffers: Iterable[Any]) -> None:
+        bufs: list[bytes | memoryview] = []
+        size = 0
+        for b in buffers:
+            if type(b) is not bytes:
+                b = memoryview(b)
+                if b.ndim != 1 or b.format != "B":
+                    b = b.cast("B")  # a flat byte view, so len() counts bytes
+            n = len(b)
+            if n:
+                bufs.append(b)
+                size += n
+        self.buffers: tuple[bytes | memoryview, ...] = tuple(bufs)
+        self.nbytes = size
+
+    def join(self) -> bytes:
+        """The payload as one ``bytes`` (one copy of every buffer)."""
+        return b"".join(self.buffers)
+
+    def __len__(self) -> int:
+        return self.nbytes
+
+    def __repr__(self) -> str:
+        return f"<PayloadParts {len(self.buffers)} buffers, {self.nbytes} bytes>"
+
+
+_PAYLOAD_SLOT: Any = Message.__dict__["payload"]  # the slot PartsMessage.payload stores into
+
+
+class PartsMessage(Message):
+    """A :class:`Message` whose payload is a :class:`PayloadParts`, handed to a transport that
+    declares :attr:`~node_comm.Transport.scatter_gather` (it sends :attr:`parts` without joining).
+
+    Built like a ``Message`` with the ``PayloadParts`` as ``payload``. Whoever reads ``payload``
+    (an interceptor that signs or logs the bytes, a transport that does not gather) gets the joined
+    ``bytes``, joined once on first read; :attr:`parts` is ``None`` from then on. Sizes need no
+    join: :func:`payload_size`."""
+
+    __slots__ = ("parts",)
+
+    parts: PayloadParts | None
+
+    @property
+    def payload(self) -> bytes:
+        parts = self.parts
+        if parts is not None:
+            joined = parts.join()
+            _PAYLOAD_SLOT.__set__(self, joined)
+            self.parts = None
+            return joined
+        data: bytes = _PAYLOAD_SLOT.__get__(self, PartsMessage)
+        return data
+
+    @payload.setter
+    def payload(self, value: bytes | PayloadParts) -> None:
+        if isinstance(value, PayloadParts):
+            self.parts = value
+            _PAYLOAD_SLOT.__set__(self, b"")
+        else:
+            self.parts = None
+            _PAYLOAD_SLOT.__set__(self, value)
+
+    def __repr__(self) -> str:
+        if self.parts is None:
+            return super().__repr__()
+        return (
+            f"PartsMessage(id={self.id}, type={self.type!r}, target={self.target!r}, "
+            f"method={self.method!r}, payload={self.parts!r})"
+        )
+
+
+def payload_size(msg: Message) -> int:
+    """Bytes of ``msg``'s payload, without joining a :class:`PartsMessage`'s parts."""
+    if type(msg) is PartsMessage and msg.parts is not None:
+        return msg.parts.nbytes
+    return len(msg.payload)
+
+
+def payload_buffers(msg: Message) -> tuple[bytes | memoryview, ...] | tuple[bytes]:
+    """``msg``'s payload as buffers whose concatenation is the payload (the parts of a
+    :class:`PartsMessage`, without joining; else ``(msg.payload,)``): for hashing or writing."""
+    if type(msg) is PartsMessage and msg.parts is not None:
+        return msg.parts.buffers
+    return (msg.payload,)

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from ._offload import looks_large
+from ._offload import large_encoder, looks_large
 from .calls import OutboundCalls
 from .context import CallContext, current_deadline
 from .exceptions import (
@@ -23,7 +23,7 @@ from .exceptions import (
     SerializationError,
 )
 from .interceptor import InterceptorChain
-from .message import ErrorInfo, Message, MessageType, ProgressCallback
+from .message import ErrorInfo, Message, MessageType, PartsMessage, PayloadParts, ProgressCallback
 from .peers import Peer
 from .runtime import Runtime
 from .serializer import Serializer, SerializerRegistry
@@ -91,11 +91,14 @@ class Outbound:
 
     async def encode_in_thread(
         self, serializer: str | None, payload: Any, target: str, method: str
-    ) -> tuple[Serializer, bytes]:
-        """Encode a large payload in the codec pool, off the event loop."""
+    ) -> tuple[Serializer, bytes | PayloadParts]:
+        """Encode a large payload in the codec pool, off the event loop: as buffers the transport
+        sends without joining them, when it can (see :func:`~node_comm._offload.large_encoder`)."""
         ser = self._serializers.get(serializer or "json")
         try:
-            return ser, await self._rt.in_thread(ser.serialize, payload)
+            if ser.constant_time:  # e.g. raw: a thread hop would cost more than the encoding
+                return ser, ser.serialize(payload)
+            return ser, await self._rt.in_thread(large_encoder(ser, self._rt.transport), payload)
         except Exception as exc:
             raise _encode_error(ser, target, method, exc) from exc
 
@@ -136,7 +139,7 @@ class Outbound:
         target: str,
         method: str,
         ser: Serializer,
-        data: bytes,
+        data: bytes | PayloadParts,
         timeout: float | None,
         metadata: dict[str, str] | None,
         progress: ProgressCallback | None = None,
@@ -144,13 +147,13 @@ class Outbound:
         """``call()`` once the payload is encoded (``broadcast`` encodes once for every target)."""
         remaining = self._remaining(timeout, target, method)
         calls = self._calls
-        msg = Message(
+        msg = (Message if type(data) is not PayloadParts else PartsMessage)(
             calls.next_id(),
             _REQUEST,
             self._rt.node_id,
             target,
             method,
-            data,
+            data,  # type: ignore[arg-type]  # PayloadParts: a PartsMessage
             ser.name,
             dict(metadata) if metadata else {},
             None,
@@ -180,7 +183,7 @@ class Outbound:
             )
         data = reply.payload
         try:
-            if len(data) >= config.offload_threshold:
+            if len(data) >= config.offload_threshold and not ser.constant_time:
                 return await self._rt.in_thread(ser.deserialize_bounded, data, config.decode_limits)
             return ser.deserialize_bounded(data, config.decode_limits)
         except PayloadTooLargeError as exc:
@@ -192,16 +195,16 @@ class Outbound:
             ) from exc
 
     async def notify_encoded(
-        self, target: str, method: str, ser: Serializer, data: bytes, metadata: dict[str, str] | None
+        self, target: str, method: str, ser: Serializer, data: bytes | PayloadParts, metadata: dict[str, str] | None
     ) -> None:
         """``notify()`` once the payload is encoded."""
-        msg = Message(
+        msg = (Message if type(data) is not PayloadParts else PartsMessage)(
             self._calls.next_id(),
             _NOTIFY,
             self._rt.node_id,
             target,
             method,
-            data,
+            data,  # type: ignore[arg-type]  # PayloadParts: a PartsMessage
             ser.name,
             dict(metadata) if metadata else {},
         )
@@ -218,7 +221,7 @@ class Outbound:
         targets: list[str],
         method: str,
         ser: Serializer,
-        data: bytes,
+        data: bytes | PayloadParts,
         timeout: float | None,
         metadata: dict[str, str] | None,
         progress: BroadcastProgress | None,
@@ -239,14 +242,15 @@ class Outbound:
         except CallTimeoutError as exc:
             return [CallTimeoutError(t, method, exc.timeout) for t in targets]
         calls = self._calls
+        cls = Message if type(data) is not PayloadParts else PartsMessage
         msgs = [
-            Message(
+            cls(
                 calls.next_id(),
                 _REQUEST,
                 self._rt.node_id,
                 t,
                 method,
-                data,
+                data,  # type: ignore[arg-type]  # PayloadParts: a PartsMessage
                 ser.name,
                 dict(metadata) if metadata else {},
                 None,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import abc
 import json
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .exceptions import PayloadTooLargeError
 from .registry import SerializerRegistry as SerializerRegistry  # re-exported (it lived here)
@@ -21,6 +22,10 @@ class Serializer(abc.ABC):
     per-call state on the instance).
     """
 
+    #: True for a serializer whose ``serialize``/``deserialize`` cost the same at any size (``raw``
+    #: passes buffers through): never worth a worker thread, so large payloads stay on the loop.
+    constant_time: ClassVar[bool] = False
+
     @property
     @abc.abstractmethod
     def name(self) -> str:
@@ -33,6 +38,13 @@ class Serializer(abc.ABC):
     @abc.abstractmethod
     def deserialize(self, data: bytes) -> Any:
         """Decode ``data``; raise any exception when it is malformed."""
+
+    def serialize_parts(self, obj: Any) -> Sequence[Any]:
+        """Encode ``obj`` as a list of buffers whose concatenation is ``serialize(obj)``, without
+        joining them (scatter-gather: large buffers may be views of ``obj``'s own memory, e.g.
+        numpy arrays). The node uses it for large payloads when its transport sends buffer lists
+        (:attr:`~node_comm.Transport.scatter_gather`). The default is ``[serialize(obj)]``."""
+        return [self.serialize(obj)]
 
     def deserialize_bounded(self, data: bytes, limits: DecodeLimits) -> Any:
         """Decode ``data`` from a peer within ``limits`` (the node's ``decode_limits``); raise

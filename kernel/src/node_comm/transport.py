@@ -81,6 +81,12 @@ class Transport(abc.ABC):
     #: Dataclass the YAML section ``transport.NAME`` is validated into (optional).
     options_class: ClassVar[type[Any] | None] = None
 
+    #: Whether :meth:`send` takes a :class:`~node_comm.message.PartsMessage`: a large payload as a
+    #: list of buffers (a serializer's ``serialize_parts``), sent from ``msg.parts`` without joining.
+    #: Such a send must not return before it is done reading the buffers (they borrow the caller's
+    #: objects). ``False`` (the default): every payload arrives as one ``bytes``-like object.
+    scatter_gather: ClassVar[bool] = False
+
     def __init__(self, options: Any = None) -> None:
         self.options = options
         self._host: TransportHost | None = None

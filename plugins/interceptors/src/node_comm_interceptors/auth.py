@@ -26,6 +26,7 @@ from collections.abc import Callable
 
 from node_comm import CallContext, CallRejectedError, ConfigError, ErrorCode, Interceptor, Message, MessageType
 from node_comm.interceptor import NextHandler
+from node_comm.message import payload_buffers
 
 METADATA_KEY = "authorization"
 VERSION = "nc1"
@@ -35,6 +36,14 @@ _REQUEST_RE = re.compile(r"nc1\.(\d{1,16})\.([0-9a-f]{32})\.([p-])\.([0-9a-f]{64
 _RESPONSE_RE = re.compile(r"nc1\.r\.([p-])\.([0-9a-f]{64})")
 _KINDS = {MessageType.REQUEST: "REQUEST", MessageType.NOTIFY: "NOTIFY"}
 _NO_DIGEST = ""
+
+
+def _payload_digest(msg: Message) -> str:
+    """SHA-256 of ``msg``'s payload bytes, over its buffers when it is a list of them (no join)."""
+    h = hashlib.sha256()
+    for buf in payload_buffers(msg):
+        h.update(buf)
+    return h.hexdigest()
 
 
 def _signed_bytes(
@@ -159,13 +168,13 @@ class AuthInterceptor(Interceptor):
         )
 
     def _request_sig(self, kind: str, msg: Message, stamp: str, nonce: str, flag: str) -> str:
-        digest = hashlib.sha256(msg.payload).hexdigest() if flag == "p" else _NO_DIGEST
+        digest = _payload_digest(msg) if flag == "p" else _NO_DIGEST
         data = _signed_bytes(kind, msg.source, msg.target, msg.id, msg.method, msg.serializer, stamp, nonce, digest)
         return hmac.digest(self._key, data, "sha256").hex()
 
     def _response_sig(self, reply: Message, method: str, nonce: str, flag: str) -> str:
         """A reply's signature: bound to the call's nonce, so it answers that call only."""
-        digest = hashlib.sha256(reply.payload).hexdigest() if flag == "p" else _NO_DIGEST
+        digest = _payload_digest(reply) if flag == "p" else _NO_DIGEST
         data = _signed_bytes(
             "RESPONSE", reply.source, reply.target, reply.id, method, reply.serializer, "", nonce, digest
         )

@@ -12,6 +12,7 @@ import time
 
 from node_comm import CallContext, Interceptor, Message, MessageType, NodeCommError
 from node_comm.interceptor import NextHandler
+from node_comm.message import payload_size
 from node_comm.peer_logging import RateLimitedLog, token
 
 
@@ -95,8 +96,8 @@ class LoggingInterceptor(Interceptor):
                 token(message.serializer),
                 token(peer),
                 token(message.method),
-                len(message.payload),
-                len(reply.payload) if reply is not None else 0,
+                payload_size(message),
+                payload_size(reply) if reply is not None else 0,
                 ms,
                 token(outcome),
                 extra,

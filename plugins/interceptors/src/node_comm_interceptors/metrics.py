@@ -16,6 +16,7 @@ from typing import Any
 
 from node_comm import CallContext, ConfigError, ErrorCode, Interceptor, Message, NodeCommError
 from node_comm.interceptor import NextHandler
+from node_comm.message import payload_size
 
 PIP_HINT = "pip install 'node-comm-interceptors[metrics]'"
 UNKNOWN_METHOD = "<unknown>"
@@ -218,7 +219,7 @@ class MetricsInterceptor(Interceptor):
         if series is None:
             series = self._series_of(key)
         inflight, request_bytes, response_bytes = series
-        request_bytes.inc(len(message.payload))
+        request_bytes.inc(payload_size(message))
         inflight.inc()
         start = time.perf_counter()
         code = "OK"
@@ -244,8 +245,10 @@ class MetricsInterceptor(Interceptor):
                 outcome = self._outcome_of(key, code)
             outcome[0].inc()
             outcome[1].observe(elapsed)
-            if reply is not None and reply.payload:
-                response_bytes.inc(len(reply.payload))
+            if reply is not None:
+                size = payload_size(reply)
+                if size:
+                    response_bytes.inc(size)
 
     # prometheus-client's labels() validates and locks on every lookup: keep the children found.
     # Label values are bounded (known methods, connected peers, ErrorCode), the caches too.

@@ -13,6 +13,8 @@ class RawSerializer(Serializer):
     refused (a :class:`~node_comm.SerializationError` at the caller). Decoding returns the received
     buffer itself (``bytes``, or a ``bytearray`` for a payload reassembled from chunks)."""
 
+    constant_time = True  # no copy, no parse: large payloads need no worker thread
+
     @property
     def name(self) -> str:
         return "raw"

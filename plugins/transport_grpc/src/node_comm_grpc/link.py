@@ -21,7 +21,7 @@ import enum
 import itertools
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, Protocol
 
 import grpc
@@ -36,7 +36,7 @@ from node_comm import (
     MessageType,
     PayloadTooLargeError,
 )
-from node_comm.message import report_progress
+from node_comm.message import PartsMessage, PayloadParts, report_progress
 from node_comm.peer_logging import RateLimitedLog
 
 from .config import GrpcTransportConfig
@@ -56,9 +56,11 @@ from .wire import (
     chunk_header,
     encode,
     error_frame,
+    inline_parts_item,
     inline_payload_item,
     item,
     scan_batch,
+    split_chunks,
     varint,
 )
 
@@ -153,6 +155,8 @@ class Link:
         self._direct_write: DirectWrite | asyncio.Task[Any] | None = None  # the DIRECT write in flight
         self._defer = False  # frames queued behind a write: leave idle writes to the writer task
         self._waiters: deque[asyncio.Future[None]] = deque()
+        self._taken = 0  # frames the writer took off the queue, ever (see _taken_by_writer)
+        self._flush_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._final = False  # closing: the writer task ends once the queue (a goodbye) is written
         self._transfers = itertools.count(1)
         self._partials: dict[int, Partial] = {}
@@ -259,25 +263,14 @@ class Link:
 
     async def send(self, msg: Message) -> None:
         cfg = self._cfg
+        if type(msg) is PartsMessage and msg.parts is not None:
+            await self._send_parts(msg, msg.parts)
+            return
         payload = msg.payload
         n = len(payload)
         if n > cfg.max_payload_size:
-            text = (
-                f"payload of {msg.method or msg.type.name} to {msg.target!r} is {n} bytes, over "
-                f"max_payload_size={cfg.max_payload_size}"
-            )
-            if msg.type is _RESPONSE:  # tell the caller instead of leaving it waiting
-                msg = Message(
-                    msg.id,
-                    _ERROR,
-                    msg.source,
-                    msg.target,
-                    msg.method,
-                    error=ErrorInfo(ErrorCode.RESOURCE_EXHAUSTED.value, text),
-                )
-                payload, n = b"", 0
-            else:
-                raise PayloadTooLargeError(text)
+            msg = self._too_large(msg, n)  # an ERROR answering the caller, or raises
+            payload, n = b"", 0
         if INLINE_PAYLOAD_MIN <= n <= cfg.chunk_size:
             head = encode(msg, b"")
             if len(head) > FRAME_OVERHEAD:
@@ -306,13 +299,15 @@ class Link:
                 return
             await self._put(parts, size)
             return
-        await self._send_chunked(msg, payload, n)
+        await self._send_chunked(msg, (payload,), n)
 
     def send_nowait(self, msg: Message) -> bool:
         """Queue ``msg`` now when it is a small frame and the send queue has room (``send``'s fast
         path, without a coroutine): True when queued. False: ``send`` must take it (it may wait,
         or raise what is wrong with it). A broadcast hands most of its requests over this way."""
         cfg = self._cfg
+        if type(msg) is PartsMessage and msg.parts is not None:
+            return False  # a payload as buffers (scatter-gather) is never a small frame
         n = len(msg.payload)
         if n >= INLINE_PAYLOAD_MIN or n > cfg.max_payload_size or n > cfg.chunk_size:
             return False
@@ -332,25 +327,109 @@ class Link:
         self._queued += size
         self._kick()
 
-    async def _send_chunked(self, msg: Message, payload: bytes, n: int) -> None:
+    def _too_large(self, msg: Message, n: int) -> Message:
+        """A payload over ``max_payload_size``: the ERROR to send instead of a RESPONSE (the caller
+        learns why, rather than waiting); for anything else :class:`PayloadTooLargeError`."""
+        text = (
+            f"payload of {msg.method or msg.type.name} to {msg.target!r} is {n} bytes, over "
+            f"max_payload_size={self._cfg.max_payload_size}"
+        )
+        if msg.type is not _RESPONSE:
+            raise PayloadTooLargeError(text)
+        error = ErrorInfo(ErrorCode.RESOURCE_EXHAUSTED.value, text)
+        return Message(msg.id, _ERROR, msg.source, msg.target, msg.method, error=error)
+
+    async def _send_parts(self, msg: PartsMessage, parts: PayloadParts) -> None:
+        """Send a payload given as buffers (scatter-gather): they go into the writer's batches as
+        they are, joined nowhere else. Returns once the writer has copied the last of them (they
+        borrow the caller's objects, e.g. numpy arrays, which the caller may change afterwards)."""
+        cfg = self._cfg
+        n = parts.nbytes
+        if n > cfg.max_payload_size:
+            await self.send(self._too_large(msg, n))
+            return
+        if n > cfg.chunk_size:
+            await self._send_chunked(msg, parts.buffers, n, borrowed=True)
+            return
+        head = encode(msg, b"")
+        if len(head) > FRAME_OVERHEAD:
+            raise PayloadTooLargeError(
+                f"frame of {msg.method or msg.type.name} to {msg.target!r} is {len(head) + n} bytes "
+                "(metadata too large)"
+            )
+        frame, size = inline_parts_item(head, parts.buffers, n)
+        await self._put(frame, size)
+        try:
+            await self._taken_by_writer()
+        except BaseException:
+            self._withdraw([frame])  # the caller stopped waiting (a deadline): not sent at all
+            raise
+
+    def _withdraw(self, frames: list[tuple[Any, ...]]) -> None:
+        """A send stopped before the writer took ``frames``: those still queued are emptied (the
+        writer skips them, counting their size as before), so no buffer of the caller's, which
+        it may now change, is read any more and none of it goes out."""
+        mine = {id(f) for f in frames}
+        queue = self._queue
+        for i, (parts, size) in enumerate(queue):
+            if id(parts) in mine:
+                queue[i] = ((), size)
+
+    async def _taken_by_writer(self) -> None:
+        """Wait until the writer has taken (copied into a batch) every frame queued so far."""
+        mark = self._taken + len(self._queue)
+        while self._taken < mark and not self.closed:
+            fut: asyncio.Future[None] = self._loop.create_future()
+            self._flush_waiters.append((mark, fut))
+            await fut
+        if self._taken < mark:
+            raise ConnectionLostError(self.peer_id, self.close_reason)
+
+    def _took(self, count: int) -> None:
+        """The writer took ``count`` frames off the queue: wake who waits for them."""
+        self._taken += count
+        waiters = self._flush_waiters
+        if waiters:
+            taken = self._taken
+            self._flush_waiters = [(m, f) for m, f in waiters if m > taken and not f.done()]
+            for m, fut in waiters:
+                if m <= taken and not fut.done():
+                    fut.set_result(None)
+
+    async def _send_chunked(
+        self, msg: Message, buffers: Sequence[bytes | memoryview], n: int, *, borrowed: bool = False
+    ) -> None:
+        """Send a head frame, then the payload (``buffers``, ``n`` bytes) in ``chunk_size`` chunks.
+        ``borrowed``: the buffers are the caller's objects; return only once the writer copied the
+        last chunk, and abort the transfer when the caller stops waiting before that (the receiver
+        then drops what it got, whatever the caller does with its objects afterwards)."""
         transfer = next(self._transfers)
         head = item(encode(msg, b"", transfer, n))
         await self._put(head, len(head[0]) + len(head[1]))
-        view = memoryview(payload)
         step = self._cfg.chunk_size
         progress = msg.progress
         sent = False
+        done = 0
+        queued: list[tuple[Any, ...]] = []  # chunk frames that read the caller's buffers
         try:
-            for off in range(0, n, step):
-                part = view[off : off + step]
-                prefix, size = chunk_header(transfer, len(part))
-                await self._put((prefix, part), size)
+            for pieces in split_chunks(buffers, step):
+                size = sum(len(p) for p in pieces) if len(pieces) > 1 else len(pieces[0])
+                prefix, total = chunk_header(transfer, size)
+                frame: tuple[bytes | memoryview, ...] = (prefix, *pieces)
+                await self._put(frame, total)
+                if borrowed:
+                    queued.append(frame)
+                done += size
                 if progress is not None:
-                    report_progress(progress, "sent", off + len(part), n)
+                    report_progress(progress, "sent", done, n)
                 await asyncio.sleep(0)  # let other senders' frames in between the chunks
+            if borrowed:
+                await self._taken_by_writer()
             sent = True
         finally:
             if not sent:  # cancelled or failed: tell the receiver to drop what it has of this transfer
+                if queued:
+                    self._withdraw(queued)
                 abort = Envelope(type=F_CHUNK, transfer=transfer, reason="aborted")
                 self.queue_control(abort.SerializeToString())
 
@@ -371,6 +450,9 @@ class Link:
             return
         parts, size = self._queue.popleft()
         self._queued -= size
+        self._taken += 1
+        if self._flush_waiters:
+            self._took(0)
         self._state = _DIRECT
         # Not a task the sender awaits: cancelling the sender must not cancel a write half-done.
         write = start_write(self._write(b"".join(parts)), self._direct_done, self._loop)
@@ -405,6 +487,7 @@ class Link:
                 chunks: list[bytes | memoryview] = []
                 parts, size = queue.popleft()
                 chunks.extend(parts)
+                taken = 1
                 # Frames queued behind a write mean concurrent senders: until a batch of one frame
                 # again, senders leave writing to this task, which coalesces them.
                 self._defer = bool(queue)
@@ -412,12 +495,15 @@ class Link:
                     parts, n = queue.popleft()
                     chunks.extend(parts)
                     size += n
+                    taken += 1
                 self._queued -= size
+                data = b"".join(chunks)  # the one copy of a payload's buffers on this side
+                del chunks
+                self._took(taken)
                 if self._waiters and self._queued < self._cfg.send_queue_bytes:
                     self._wake_waiters()
-                data = b"".join(chunks)
-                del chunks
-                await self._write(data)
+                if data:  # empty: only frames of a stopped send (see _withdraw)
+                    await self._write(data)
                 self._writes += 1
         except asyncio.CancelledError:
             if self.closed:
@@ -432,6 +518,11 @@ class Link:
         for fut in waiters:
             if not fut.done():
                 fut.set_result(None)
+        if self.closed:
+            flush, self._flush_waiters = self._flush_waiters, []
+            for _, fut in flush:
+                if not fut.done():
+                    fut.set_result(None)
 
     # ------------------------------------------------------------------ inbound
     async def _read_loop(self) -> None:
@@ -459,8 +550,11 @@ class Link:
                 for env in frames:
                     if self.closed:
                         return
-                    if type(env) is tuple:  # a chunk, straight from the batch's bytes
-                        self._on_chunk_data(env[0], env[1], False)
+                    if type(env) is tuple:
+                        if type(env[0]) is int:  # a chunk, straight from the batch's bytes
+                            self._on_chunk_data(env[0], env[1], False)
+                        else:  # a frame whose payload was split off its envelope (scan_batch)
+                            self._on_frame(env[0], env[1])
                     else:
                         self._on_frame(env)
                         if env.type == _NOTIFY_FRAME:
@@ -477,14 +571,16 @@ class Link:
         if not self.closed:
             self._owner.lost(self, reason)
 
-    def _on_frame(self, env: Any) -> None:
+    def _on_frame(self, env: Any, payload: bytes | None = None) -> None:
+        """One frame; ``payload``: its payload when parsed apart from ``env`` (else ``env.payload``)."""
         ftype = env.type
         mtype = MESSAGE_TYPES.get(ftype)
         if mtype is not None:
             if env.transfer:
                 self._begin_transfer(env, mtype)
                 return
-            payload = env.payload
+            if payload is None:
+                payload = env.payload
             if len(payload) > self._cfg.max_payload_size:
                 limit = self._cfg.max_payload_size
                 self._refuse(
@@ -497,7 +593,7 @@ class Link:
                 return
             self._deliver(env, mtype, payload)
         elif ftype == F_CHUNK:
-            self._on_chunk(env)
+            self._on_chunk_data(env.transfer, env.payload if payload is None else payload, bool(env.reason))
         elif ftype == F_GOODBYE:
             self._owner.goodbye(self, env.reason or f"node {self.peer_id!r} said goodbye")
         elif ftype == F_PROBE:
@@ -606,9 +702,6 @@ class Link:
             return
         self._remember_dropped(transfer, total)
         self._refuse(env, mtype, ErrorCode.RESOURCE_EXHAUSTED, text)
-
-    def _on_chunk(self, env: Any) -> None:
-        self._on_chunk_data(env.transfer, env.payload, bool(env.reason))
 
     def _on_chunk_data(self, transfer: int, data: bytes | memoryview, aborted: bool) -> None:
         part = self._partials.get(transfer)

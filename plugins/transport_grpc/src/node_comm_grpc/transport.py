@@ -65,6 +65,8 @@ class GrpcTransport(Transport):
     """``mode: grpc``. Options: :class:`~node_comm_grpc.config.GrpcTransportConfig`."""
 
     options_class: ClassVar[type[Any] | None] = GrpcTransportConfig
+    #: Large pickle/numpy payloads come as buffer lists, chunked straight from them (see Link.send).
+    scatter_gather: ClassVar[bool] = True
 
     def __init__(self, options: GrpcTransportConfig | None = None) -> None:
         super().__init__(options or GrpcTransportConfig())

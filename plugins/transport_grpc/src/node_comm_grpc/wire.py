@@ -7,6 +7,7 @@ chunk can be sent verbatim without copying it into a protobuf object. See ``prot
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from google.protobuf.message import DecodeError
@@ -99,6 +100,35 @@ def inline_payload_item(head: bytes, payload: bytes) -> tuple[tuple[bytes, bytes
     return (prefix, head, field, payload), len(prefix) + body
 
 
+def inline_parts_item(head: bytes, buffers: Sequence[bytes | memoryview], n: int) -> tuple[tuple[Any, ...], int]:
+    """:func:`inline_payload_item` of a payload given as ``buffers`` (``n`` bytes in all), which
+    the writer joins into its batch once, with no join before."""
+    field = b"\x22" + varint(n)
+    body = len(head) + len(field) + n
+    prefix = b"\x0a" + varint(body)
+    return (prefix, head, field, *buffers), len(prefix) + body
+
+
+def split_chunks(buffers: Sequence[bytes | memoryview], step: int) -> Iterator[list[memoryview]]:
+    """The pieces of each ``step``-byte chunk of the payload ``b"".join(buffers)`` (the last may
+    be shorter): views of the buffers, a chunk boundary falling inside or between them."""
+    pieces: list[memoryview] = []
+    room = step
+    for buf in buffers:
+        view = memoryview(buf)
+        off, n = 0, len(view)
+        while off < n:
+            take = min(room, n - off)
+            pieces.append(view[off : off + take])
+            off += take
+            room -= take
+            if room == 0:
+                yield pieces
+                pieces, room = [], step
+    if pieces:
+        yield pieces
+
+
 def chunk_header(transfer: int, size: int) -> tuple[bytes, int]:
     """Batch entry prefix of a CHUNK frame whose payload (``size`` bytes) follows verbatim."""
     env_head = b"\x08\x0a\x48" + varint(transfer) + b"\x22" + varint(size)
@@ -127,8 +157,10 @@ def _read_varint(data: memoryview, pos: int) -> tuple[int, int]:
 
 def scan_batch(data: bytes) -> list[Any]:
     """The frames of an encoded ``Batch``: a CHUNK frame as written by :func:`chunk_header` comes
-    back as ``(transfer, memoryview of its bytes)`` (no copy), any other frame as an ``Envelope``.
-    Raises ``DecodeError`` for bytes that are not a Batch."""
+    back as ``(transfer, memoryview of its bytes)`` (no copy); a frame of ``INLINE_PAYLOAD_MIN``
+    bytes or more whose payload is its last field (:func:`inline_payload_item`) as ``(Envelope
+    without its payload, payload bytes)`` (one copy of the payload, not three); any other frame as
+    an ``Envelope``. Raises ``DecodeError`` for bytes that are not a Batch."""
     view = memoryview(data)
     end = len(view)
     pos = 0
@@ -148,9 +180,43 @@ def scan_batch(data: bytes) -> list[Any]:
                     out.append((transfer, view[p:stop]))
                     pos = stop
                     continue
+        if size >= INLINE_PAYLOAD_MIN:
+            split = _trailing_payload(view, pos, stop)
+            if split is not None:  # parse the head alone; the payload is copied once, into bytes
+                tag, at = split
+                out.append((Envelope.FromString(view[pos:tag].tobytes()), view[at:stop].tobytes()))
+                pos = stop
+                continue
         out.append(Envelope.FromString(view[pos:stop].tobytes()))
         pos = stop
     return out
+
+
+def _trailing_payload(view: memoryview, pos: int, stop: int) -> tuple[int, int] | None:
+    """``(tag, data)``: where the ``payload`` field (4) of the envelope in ``view[pos:stop]`` starts
+    and where its bytes start, when it is the last field (as :func:`inline_payload_item` writes
+    it): the rest of the envelope is then ``view[pos:tag]``. ``None``: parse it whole. Walks the
+    field tags only, never the bytes of the fields."""
+    while pos < stop:
+        tag, p = _read_varint(view, pos)
+        wire = tag & 7
+        if wire == 0:
+            _, p = _read_varint(view, p)
+        elif wire == 1:
+            p += 8
+        elif wire == 5:
+            p += 4
+        elif wire == 2:
+            n, p = _read_varint(view, p)
+            if tag == 0x22 and p + n == stop:
+                return pos, p
+            p += n
+        else:
+            return None
+        if p > stop:
+            raise DecodeError("truncated field")
+        pos = p
+    return None
 
 
 def first_frame(data: bytes) -> tuple[Any, bytes]:
