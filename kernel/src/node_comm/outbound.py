@@ -161,24 +161,33 @@ class Outbound:
                 raise NodeCommError(f"an interceptor swallowed the reply of {target}.{method}")
         else:
             reply = await calls.request(msg)
+        if len(reply.payload) < self._rt.config.offload_threshold:  # no coroutine for a small reply
+            return self.decode_inline(reply, target, method, ser)
         return await self.decode_reply(reply, target, method, ser)
 
     async def decode_reply(self, reply: Message, target: str, method: str, ser: Serializer) -> Any:
-        """The result a reply carries (decoded within this node's limits), or the error it stands for."""
+        """The result a reply carries (decoded within this node's limits, in the codec pool when
+        large), or the error it stands for."""
         config = self._rt.config
-        if reply.type is _ERROR:
-            err = reply.error or ErrorInfo(ErrorCode.INTERNAL.value, "remote error without details")
-            raise RemoteExecutionError(err.message, err.code, err.traceback, target=target, method=method)
-        if reply.serializer != ser.name:
-            raise SerializationError(
-                f"{target}.{method} answered in serializer {reply.serializer!r}, expected {ser.name!r}; "
-                "refusing to decode"
-            )
         data = reply.payload
+        if len(data) < config.offload_threshold:
+            return self.decode_inline(reply, target, method, ser)
+        _check_reply(reply, target, method, ser)
         try:
-            if len(data) >= config.offload_threshold:
-                return await self._rt.in_thread(ser.deserialize_bounded, data, config.decode_limits)
-            return ser.deserialize_bounded(data, config.decode_limits)
+            return await self._rt.in_thread(ser.deserialize_bounded, data, config.decode_limits)
+        except PayloadTooLargeError as exc:
+            text = f"the result of {target}.{method} was refused undecoded: {exc.message}"
+            raise PayloadTooLargeError(text) from None
+        except Exception as exc:
+            raise SerializationError(
+                f"cannot decode the result of {target}.{method} with serializer {ser.name!r}: {exc}"
+            ) from exc
+
+    def decode_inline(self, reply: Message, target: str, method: str, ser: Serializer) -> Any:
+        """:meth:`decode_reply` of a small reply, on the loop."""
+        _check_reply(reply, target, method, ser)
+        try:
+            return ser.deserialize_bounded(reply.payload, self._rt.config.decode_limits)
         except PayloadTooLargeError as exc:
             text = f"the result of {target}.{method} was refused undecoded: {exc.message}"
             raise PayloadTooLargeError(text) from None
@@ -261,6 +270,17 @@ class Outbound:
             except NodeCommError as exc:
                 results.append(exc)
         return results
+
+
+def _check_reply(reply: Message, target: str, method: str, ser: Serializer) -> None:
+    """Raise the error an ERROR reply stands for, or refuse a reply in another serializer."""
+    if reply.type is _ERROR:
+        err = reply.error or ErrorInfo(ErrorCode.INTERNAL.value, "remote error without details")
+        raise RemoteExecutionError(err.message, err.code, err.traceback, target=target, method=method)
+    if reply.serializer != ser.name:
+        raise SerializationError(
+            f"{target}.{method} answered in serializer {reply.serializer!r}, expected {ser.name!r}; refusing to decode"
+        )
 
 
 def _encode_error(ser: Serializer, target: str, method: str, exc: Exception) -> SerializationError:
