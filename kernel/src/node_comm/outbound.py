@@ -168,31 +168,30 @@ class Outbound:
                 raise NodeCommError(f"an interceptor swallowed the reply of {target}.{method}")
         else:
             reply = await calls.request(msg)
+        if len(reply.payload) < self._rt.config.offload_threshold:  # no coroutine for a small reply
+            return self.decode_inline(reply, target, method, ser)
         return await self.decode_reply(reply, target, method, ser)
 
     async def decode_reply(self, reply: Message, target: str, method: str, ser: Serializer) -> Any:
-        """The result a reply carries (decoded within this node's limits), or the error it stands for."""
+        """The result a reply carries (decoded within this node's limits, in the codec pool when
+        large), or the error it stands for."""
         config = self._rt.config
-        if reply.type is _ERROR:
-            err = reply.error or ErrorInfo(ErrorCode.INTERNAL.value, "remote error without details")
-            raise RemoteExecutionError(err.message, err.code, err.traceback, target=target, method=method)
-        if reply.serializer != ser.name:
-            raise SerializationError(
-                f"{target}.{method} answered in serializer {reply.serializer!r}, expected {ser.name!r}; "
-                "refusing to decode"
-            )
         data = reply.payload
+        if len(data) < config.offload_threshold or ser.constant_time:
+            return self.decode_inline(reply, target, method, ser)
+        _check_reply(reply, target, method, ser)
         try:
-            if len(data) >= config.offload_threshold and not ser.constant_time:
-                return await self._rt.in_thread(ser.deserialize_bounded, data, config.decode_limits)
-            return ser.deserialize_bounded(data, config.decode_limits)
-        except PayloadTooLargeError as exc:
-            text = f"the result of {target}.{method} was refused undecoded: {exc.message}"
-            raise PayloadTooLargeError(text) from None
+            return await self._rt.in_thread(ser.deserialize_bounded, data, config.decode_limits)
         except Exception as exc:
-            raise SerializationError(
-                f"cannot decode the result of {target}.{method} with serializer {ser.name!r}: {exc}"
-            ) from exc
+            raise _decode_error(ser, target, method, exc) from (None if isinstance(exc, PayloadTooLargeError) else exc)
+
+    def decode_inline(self, reply: Message, target: str, method: str, ser: Serializer) -> Any:
+        """:meth:`decode_reply` of a small reply, on the loop."""
+        _check_reply(reply, target, method, ser)
+        try:
+            return ser.deserialize_bounded(reply.payload, self._rt.config.decode_limits)
+        except Exception as exc:
+            raise _decode_error(ser, target, method, exc) from (None if isinstance(exc, PayloadTooLargeError) else exc)
 
     async def notify_encoded(
         self, target: str, method: str, ser: Serializer, data: bytes | PayloadParts, metadata: dict[str, str] | None
@@ -269,6 +268,24 @@ class Outbound:
             except NodeCommError as exc:
                 results.append(exc)
         return results
+
+
+def _check_reply(reply: Message, target: str, method: str, ser: Serializer) -> None:
+    """Raise the error an ERROR reply stands for, or refuse a reply in another serializer."""
+    if reply.type is _ERROR:
+        err = reply.error or ErrorInfo(ErrorCode.INTERNAL.value, "remote error without details")
+        raise RemoteExecutionError(err.message, err.code, err.traceback, target=target, method=method)
+    if reply.serializer != ser.name:
+        raise SerializationError(
+            f"{target}.{method} answered in serializer {reply.serializer!r}, expected {ser.name!r}; refusing to decode"
+        )
+
+
+def _decode_error(ser: Serializer, target: str, method: str, exc: Exception) -> NodeCommError:
+    """What a reply that cannot be decoded raises: a refusal within the limits stays one."""
+    if isinstance(exc, PayloadTooLargeError):
+        return PayloadTooLargeError(f"the result of {target}.{method} was refused undecoded: {exc.message}")
+    return SerializationError(f"cannot decode the result of {target}.{method} with serializer {ser.name!r}: {exc}")
 
 
 def _encode_error(ser: Serializer, target: str, method: str, exc: Exception) -> SerializationError:
