@@ -63,6 +63,7 @@ from .wire import (
     split_chunks,
     varint,
 )
+from .write_budget import WriteBudget
 
 log = logging.getLogger("node_comm.grpc")
 
@@ -133,6 +134,7 @@ class Link:
         node_id: str,
         rlog: RateLimitedLog,
         budget: ReceiveBudget,
+        write_budget: WriteBudget | None = None,
         identity: str | None = None,
         early: list[Any] | None = None,
     ) -> None:
@@ -144,6 +146,7 @@ class Link:
         self.address = address
         self._read = read
         self._write = write
+        self._write_budget = write_budget
         self.dialled = dialled
         self._call = call
         self._channel = channel
@@ -197,17 +200,28 @@ class Link:
 
     # ------------------------------------------------------------------ outbound
     async def _put(self, parts: tuple[bytes | memoryview, ...], size: int) -> None:
+        """Queue one frame, waiting while ``send_queue_bytes`` are queued. Senders that wait get in
+        in the order they came (a sender of many chunks must not take every freed byte before a
+        small call that waits behind it): the writer hands room to the first waiter, which passes
+        it on to the next while room is left."""
         limit = self._cfg.send_queue_bytes
-        while self._queued >= limit and not self.closed:
+        if (self._queued >= limit or self._waiters) and not self.closed:
             self._congested()
             fut: asyncio.Future[None] = self._loop.create_future()
             self._waiters.append(fut)
-            await fut
+            try:
+                await fut
+            except asyncio.CancelledError:
+                if fut.done() and not fut.cancelled():  # its turn came, but it is gone: pass it on
+                    self._hand_over()
+                raise
         if self.closed:
             raise ConnectionLostError(self.peer_id, self.close_reason)
         self._queue.append((parts, size))
         self._queued += size
         self._kick()
+        if self._waiters and self._queued < limit:
+            self._hand_over()
 
     def queue_control(self, env_bytes: bytes) -> bool:
         """Queue a small control frame without waiting (replies to bad input, aborts)."""
@@ -484,6 +498,13 @@ class Link:
                     self._wakeup.clear()
                     await self._wakeup.wait()
                 self._state = _TASK
+                grant = None
+                if self._write_budget is not None and self._queued >= INLINE_PAYLOAD_MIN:
+                    # A large batch: wait for the node-wide budget of large writes in flight.
+                    grant = await self._write_budget.take(limit)
+                    if not queue:  # withdrawn meanwhile (a stopped send)
+                        grant.release()
+                        continue
                 chunks: list[bytes | memoryview] = []
                 parts, size = queue.popleft()
                 chunks.extend(parts)
@@ -501,9 +522,13 @@ class Link:
                 del chunks
                 self._took(taken)
                 if self._waiters and self._queued < self._cfg.send_queue_bytes:
-                    self._wake_waiters()
-                if data:  # empty: only frames of a stopped send (see _withdraw)
-                    await self._write(data)
+                    self._hand_over()
+                try:
+                    if data:  # empty: only frames of a stopped send (see _withdraw)
+                        await self._write(data)
+                finally:
+                    if grant is not None:
+                        grant.release()
                 self._writes += 1
         except asyncio.CancelledError:
             if self.closed:
@@ -512,6 +537,15 @@ class Link:
         except Exception as exc:
             if not self.closed:
                 self._owner.lost(self, f"stream to node {self.peer_id!r} broke while sending: {describe(exc)}")
+
+    def _hand_over(self) -> None:
+        """Room in the send queue: the first sender still waiting for it may queue its frame."""
+        waiters = self._waiters
+        while waiters:
+            fut = waiters.popleft()
+            if not fut.done():  # not a sender cancelled while it waited
+                fut.set_result(None)
+                return
 
     def _wake_waiters(self) -> None:
         waiters, self._waiters = self._waiters, deque()

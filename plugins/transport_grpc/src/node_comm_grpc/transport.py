@@ -55,10 +55,16 @@ from .wire import (
     batch_bytes,
     first_frame,
 )
+from .write_budget import WriteBudget
 
 __all__ = ["METHOD", "PROTOCOL_VERSION", "SERVICE", "GrpcTransport"]
 
 log = logging.getLogger("node_comm.grpc")
+
+#: Large batches (of up to ``max_batch_bytes``) written at once across all of a node's links, and
+#: how long one may take before it stops counting (a peer that stopped reading): see write_budget.
+LARGE_WRITES_IN_FLIGHT = 2
+LARGE_WRITE_PATIENCE = 1.0
 
 
 class GrpcTransport(Transport):
@@ -95,6 +101,9 @@ class GrpcTransport(Transport):
         self.receive_budget = ReceiveBudget(
             cfg.max_receive_buffer if cfg.max_receive_buffer is not None else 2 * cfg.max_payload_size
         )
+        #: Large batches being written, across all its links: a broadcast of a large payload holds
+        #: a few joined batches (and grpc's copies of them) at a time, not one per target.
+        self.write_budget = WriteBudget(LARGE_WRITES_IN_FLIGHT * cfg.max_batch_bytes, LARGE_WRITE_PATIENCE)
 
     @property
     def address(self) -> str | None:
@@ -432,6 +441,7 @@ class GrpcTransport(Transport):
             node_id=self.node_id,
             rlog=self.rlog,
             budget=self.receive_budget,
+            write_budget=self.write_budget,
             identity=identity,
             early=early,
             **kw,
