@@ -1,0 +1,88 @@
+"""Node ids without broker permissions: a second process claiming the id of a connected, live node
+is refused (no takeover), while a restarted node, whose old incarnation is gone, gets in at once."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from node_comm import CallContext, ConnectFailedError, DisconnectKind
+
+from .conftest import NodesFactory
+
+
+async def test_impostor_claiming_a_live_id_is_refused_and_the_live_peer_keeps_working(nodes: NodesFactory) -> None:
+    a = await nodes("a", claim_probe_timeout=2.0)
+    b = await nodes("b")
+    seen: list[str] = []
+
+    async def who(payload: Any, ctx: CallContext) -> str:
+        seen.append(ctx.source)
+        return f"hi {payload}"
+
+    async def ping(payload: Any, ctx: CallContext) -> str:
+        return "b-real"
+
+    a.register("who", who)
+    b.register("ping", ping)
+    gone: list[Any] = []
+    a.on("disconnect", lambda node_id, reason: gone.append(reason))
+    await b.connect("a")
+    assert await b.call("a", "who", "b") == "hi b"
+
+    impostor = await nodes("b")
+    with pytest.raises(ConnectFailedError, match="already connected"):
+        await impostor.connect("a", timeout=5.0)
+
+    # The live peer kept its link, both ways, and nothing was disconnected.
+    assert await b.call("a", "who", "again") == "hi again"
+    assert await a.call("b", "ping", None) == "b-real"
+    assert gone == []
+    assert "b" in a.peers
+
+
+async def test_restarted_peer_with_a_dead_old_incarnation_replaces_it_promptly(nodes: NodesFactory) -> None:
+    a = await nodes("a", claim_probe_timeout=0.5)
+    old = await nodes("b")
+    await old.connect("a")
+    replaced = asyncio.Event()
+    kinds: list[Any] = []
+
+    def on_disconnect(node_id: str, reason: Any) -> None:
+        kinds.append(reason.kind)
+        replaced.set()
+
+    a.on("disconnect", on_disconnect)
+    # The old incarnation no longer answers as itself (as if its process were frozen or dead while
+    # its subscription lingers): the probe of a new claim goes unanswered.
+    old.transport._inc = "gone"  # type: ignore[attr-defined]
+
+    new = await nodes("b")
+
+    async def ping(payload: Any, ctx: CallContext) -> str:
+        return "b-new"
+
+    new.register("ping", ping)
+
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await new.connect("a", timeout=5.0)
+    assert loop.time() - started < 3.0
+    await asyncio.wait_for(replaced.wait(), 5.0)
+    assert kinds == [DisconnectKind.REPLACED]
+    assert await a.call("b", "ping", None) == "b-new"
+
+
+async def test_garbage_incarnations_in_a_handshake_are_harmless(nodes: NodesFactory) -> None:
+    """A HELLO whose incarnation is not a string (or huge) is read as "none", never crashes the node."""
+    from node_comm_nats.transport import _incarnation
+
+    assert _incarnation({"inc": 5}) == ""
+    assert _incarnation({"inc": ["x"]}) == ""
+    assert len(_incarnation({"inc": "x" * 10_000})) == 64
+    a = await nodes("a")
+    b = await nodes("b")
+    await b.connect("a")
+    assert "b" in a.peers
