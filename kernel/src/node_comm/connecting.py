@@ -1,11 +1,12 @@
-"""Dialling a peer that may not be up yet: retries with backoff until a deadline."""
+"""Dialling a peer: retries with backoff until a deadline, and one outcome shared by concurrent
+dials of the same peer (for transports)."""
 
 from __future__ import annotations
 
 import asyncio
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from .exceptions import ConnectFailedError
 from .transport import Transport
@@ -46,3 +47,44 @@ async def retry_connect(
                 ) from exc
         await asyncio.sleep(min(left, delay * random.uniform(1 - JITTER, 1 + JITTER)))
         delay = min(delay * 2, MAX_BACKOFF)
+
+
+class SharedConnects:
+    """Connects in flight, by peer id: a second ``run`` for a peer whose connect is under way
+    waits for that one and gets its outcome (its result or its exception) instead of dialling again.
+
+    Transports use it so concurrent ``connect(node_id)`` calls make one link. Cancelling a waiter
+    does not cancel the connect it waits for; when the connect itself is cancelled, its waiters
+    see :class:`asyncio.CancelledError`.
+    """
+
+    def __init__(self) -> None:
+        self._inflight: dict[str, asyncio.Future[None]] = {}
+
+    def busy(self, node_id: str) -> bool:
+        """Whether a connect to ``node_id`` is under way."""
+        return node_id in self._inflight
+
+    async def run(self, node_id: str, connect: Callable[[], Awaitable[None]]) -> bool:
+        """Await ``connect()``, or the connect to ``node_id`` already under way; True when this
+        call ran ``connect`` itself, False when it shared another one's outcome."""
+        inflight = self._inflight.get(node_id)
+        if inflight is not None:
+            await asyncio.shield(inflight)
+            return False
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._inflight[node_id] = fut
+        try:
+            await connect()
+        except Exception as exc:
+            fut.set_exception(exc)
+            fut.exception()  # retrieved here; waiters get it through the shield
+            raise
+        else:
+            fut.set_result(None)
+        finally:
+            if not fut.done():  # cancelled (or another BaseException): waiters are cancelled too
+                fut.cancel()
+            if self._inflight.get(node_id) is fut:
+                del self._inflight[node_id]
+        return True

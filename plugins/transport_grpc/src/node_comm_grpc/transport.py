@@ -34,6 +34,7 @@ from node_comm import (
     Transport,
     TransportHost,
 )
+from node_comm.connecting import SharedConnects
 from node_comm.peer_logging import RateLimitedLog
 
 from . import handshake as hsk
@@ -76,7 +77,7 @@ class GrpcTransport(Transport):
         self.rlog = RateLimitedLog(log)
         self._dials: dict[str, tuple[str, float]] = {}  # peer -> (address, timeout) to redial
         self._redials: dict[str, asyncio.Task[None]] = {}
-        self._connecting: dict[str, asyncio.Future[None]] = {}
+        self._connects = SharedConnects()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._server: aio.Server | None = None
         self._health: Any = None
@@ -294,28 +295,14 @@ class GrpcTransport(Transport):
         link = self._links.get(node_id)
         if link is not None and not link.closed:
             return
-        inflight = self._connecting.get(node_id)
-        if inflight is not None:  # a concurrent connect() to the same node: share its outcome
-            await asyncio.shield(inflight)
-            return
+        # A concurrent connect() to the same node shares the outcome of the one under way.
+        await self._connects.run(node_id, lambda: self._connect_fresh(node_id, address, timeout))
+
+    async def _connect_fresh(self, node_id: str, address: str, timeout: float) -> None:
         pending = self._redials.pop(node_id, None)
         if pending is not None:
             pending.cancel()
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._connecting[node_id] = fut
-        try:
-            await self._connect(node_id, address, timeout)
-        except BaseException as exc:
-            if isinstance(exc, Exception):
-                fut.set_exception(exc)
-                fut.exception()  # retrieved here; waiters get it through the shield
-            else:
-                fut.cancel()
-            raise
-        else:
-            fut.set_result(None)
-        finally:
-            del self._connecting[node_id]
+        await self._connect(node_id, address, timeout)
 
     async def _connect(self, node_id: str, address: str, timeout: float) -> None:
         try:

@@ -45,6 +45,7 @@ from node_comm import (
     Transport,
     TransportHost,
 )
+from node_comm.connecting import SharedConnects
 
 from .config import NatsTransportConfig
 from .transfers import Incoming, Outgoing, Receiving
@@ -114,7 +115,7 @@ class NatsTransport(Transport):
         self._links: dict[str, _Link] = {}
         self._by_gen: dict[int, _Link] = {}
         self._gens = itertools.count(1)
-        self._connecting: dict[str, asyncio.Future[None]] = {}
+        self._connects = SharedConnects()
         self._early: dict[str, list[Frame]] = {}
         #: This node's incarnation: peers tell a restart (new value) from an impostor's claim of a
         #: live id (the old incarnation still answers a probe for its value).
@@ -414,24 +415,22 @@ class NatsTransport(Transport):
     async def connect(self, node_id: str, address: str | None, timeout: float) -> None:
         if node_id in self._links:
             return
-        inflight = self._connecting.get(node_id)
-        if inflight is not None:  # a concurrent connect() to the same node: share its outcome
-            await asyncio.shield(inflight)
-            return
-        pending = self._redials.pop(node_id, None)
-        if pending is not None:
-            pending.cancel()
-        await self._handshake(node_id, timeout)
+        if not self._connects.busy(node_id):
+            pending = self._redials.pop(node_id, None)
+            if pending is not None:
+                pending.cancel()
+        await self._handshake(node_id, timeout)  # shares the outcome of a handshake under way
         self._dials[node_id] = timeout
 
     async def _handshake(self, node_id: str, timeout: float) -> None:
+        await self._connects.run(node_id, lambda: self._shake(node_id, timeout))
+
+    async def _shake(self, node_id: str, timeout: float) -> None:
         nc = self._nc
         if nc is None or not nc.is_connected:
             raise ConnectFailedError(
                 node_id, f"node {self.node_id!r} is not connected to the NATS servers (reconnecting?)"
             )
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._connecting[node_id] = fut
         self._early[node_id] = []
         subject = f"{self.cfg.subject_prefix}.node.{token(node_id)}.{token(self.node_id)}"
         try:
@@ -483,18 +482,7 @@ class NatsTransport(Transport):
                 if link is None:
                     break
                 await self._on_frame(link, frame)
-        except BaseException as exc:
-            if isinstance(exc, Exception):
-                fut.set_exception(exc)
-                fut.exception()  # retrieved here; waiters get it through the shield
-            else:
-                fut.cancel()
-            raise
-        else:
-            fut.set_result(None)
         finally:
-            if self._connecting.get(node_id) is fut:
-                del self._connecting[node_id]
             self._early.pop(node_id, None)
 
     async def _ask(self, nc: Client, subject: str, hello: bytes, timeout: float) -> Msg:
