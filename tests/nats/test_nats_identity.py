@@ -6,9 +6,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import nats
 import pytest
+from nats import errors as nats_errors
 
 from node_comm import CallContext, ConnectFailedError, DisconnectKind
+from node_comm_nats.wire import HELLO, HELLO_ACK, PROBE, decode, encode
+from tests.natsd import NatsServer
 
 from .conftest import NodesFactory
 
@@ -85,4 +89,36 @@ async def test_garbage_incarnations_in_a_handshake_are_harmless(nodes: NodesFact
     a = await nodes("a")
     b = await nodes("b")
     await b.connect("a")
+    assert "b" in a.peers
+
+
+async def test_a_flood_of_claims_and_replayed_probes_leaves_the_live_peer_alone(
+    nodes: NodesFactory, nats_server: NatsServer, nats_prefix: str
+) -> None:
+    """100 concurrent handshakes claiming a live id (fresh incarnations, garbage ones) are all
+    refused, at most one probe at a time; probes for a made-up incarnation get no answer."""
+    a = await nodes("a", claim_probe_timeout=1.0)
+    b = await nodes("b")
+
+    async def ping(payload: Any, ctx: CallContext) -> str:
+        return "b-real"
+
+    b.register("ping", ping)
+    await b.connect("a")
+    nc = await nats.connect(nats_server.url)
+    try:
+        subject = f"{nats_prefix}.node.a.b"
+        hellos = [encode(HELLO, extra={"expect": "a", "inc": f"evil-{i}"}) for i in range(90)]
+        hellos += [encode(HELLO, extra={"expect": "a", "inc": [i]}) for i in range(10)]
+        replies = await asyncio.gather(*(nc.request(subject, h, timeout=5.0) for h in hellos))
+        for reply in replies:
+            ack = decode(reply.data)
+            assert ack.kind == HELLO_ACK
+            assert ack.extra.get("refused")
+        # A probe for an incarnation b never had goes unanswered (b answers only for its own).
+        with pytest.raises(nats_errors.TimeoutError):
+            await nc.request(f"{nats_prefix}.node.b.a", encode(PROBE, extra={"inc": "guess"}), timeout=0.3)
+    finally:
+        await nc.close()
+    assert await a.call("b", "ping", None) == "b-real"
     assert "b" in a.peers
