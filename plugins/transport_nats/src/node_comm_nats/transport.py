@@ -46,6 +46,7 @@ from node_comm import (
     TransportHost,
 )
 from node_comm.connecting import SharedConnects
+from node_comm.message import report_progress
 
 from .config import NatsTransportConfig
 from .transfers import Incoming, Outgoing, Receiving
@@ -790,7 +791,10 @@ class NatsTransport(Transport):
         done = self._receiving.add(source, frame.transfer, frame.size, frame.payload)
         if done is None or done is True:
             inc = self._receiving.transfers.get((source, frame.transfer))
-            if inc is not None and inc.got - inc.acked >= max(1, inc.window // 2):
+            if inc is None:
+                return
+            self._progress(inc)
+            if inc.got - inc.acked >= max(1, inc.window // 2):
                 inc.acked = inc.got
                 await self._send_control(source, encode(CHUNK_ACK, transfer=frame.transfer, size=inc.got))
             return
@@ -798,7 +802,16 @@ class NatsTransport(Transport):
             log.warning("%s: chunk out of place in a payload from %r; transfer dropped", self.node_id, source)
             await self._send_abort(source, frame.transfer)
             return
+        self._progress(done)
         self._finish(done)
+
+    def _progress(self, inc: Incoming) -> None:
+        """Tell the node how much of a chunked payload has arrived (``call(progress=)``, the
+        ``transfer`` event)."""
+        try:
+            self.host.transfer_progress(inc.source, inc.id, inc.mtype, inc.method, inc.got, inc.total)
+        except Exception:
+            log.exception("%s: transfer progress of a payload from %r failed", self.node_id, inc.source)
 
     def _finish(self, inc: Incoming) -> None:
         payload = inc.buf if inc.buf is not None else b""
@@ -982,6 +995,7 @@ class NatsTransport(Transport):
         step = self._chunk_size
         window = cfg.flow_window
         peer = msgs[0].target if not shared else "<broadcast>"
+        watched = [m for m in msgs if m.progress is not None]  # callers that asked for progress
         done = False
         try:
             for m in msgs:
@@ -1005,6 +1019,9 @@ class NatsTransport(Transport):
                 chunk = encode(CHUNK, transfer=transfer, size=off, payload=view[off : off + step])
                 await self._publish(chunks_to, chunk, peer)
                 off += step
+                for m in watched:
+                    if m.target in out.acked:
+                        report_progress(m.progress, "sent", min(off, n), n)  # type: ignore[arg-type]
                 await asyncio.sleep(0)  # let other senders' frames in between the chunks
             done = off >= n
         finally:
