@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from node_comm import ConnectFailedError
-from node_comm.connecting import SharedConnects
+from node_comm.connecting import SharedConnects, backoff
 
 
 async def test_a_second_connect_shares_the_first_ones_result_and_error() -> None:
@@ -66,3 +66,12 @@ async def test_cancelling_a_waiter_leaves_the_connect_and_cancelling_the_connect
         with pytest.raises(asyncio.CancelledError):
             await fut
     assert not shared.busy("c")
+
+
+def test_backoff_doubles_within_jitter_up_to_its_maximum_and_never_below_its_floor() -> None:
+    delays = backoff(0.1, 0.5, jitter=0.2)
+    got = [next(delays) for _ in range(6)]
+    for value, base in zip(got, [0.1, 0.2, 0.4, 0.5, 0.5, 0.5]):
+        assert base * 0.8 <= value <= base * 1.2
+    floored = backoff(0.001, 0.001, jitter=1.0, floor=0.01)
+    assert all(next(floored) >= 0.01 for _ in range(50))

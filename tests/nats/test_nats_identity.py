@@ -59,11 +59,10 @@ async def test_restarted_peer_with_a_dead_old_incarnation_replaces_it_promptly(n
         replaced.set()
 
     a.on("disconnect", on_disconnect)
-    # The old incarnation no longer answers as itself (as if its process were frozen or dead while
-    # its subscription lingers): the probe of a new claim goes unanswered.
-    old.transport._inc = "gone"  # type: ignore[attr-defined]
-
-    new = await nodes("b")
+    new = await nodes("b")  # on b's subject before the old one dies: the broker never says "no responders"
+    # The old incarnation dies without a goodbye (its broker connection closes): the probe of the
+    # new claim goes unanswered.
+    await old.transport._nc.close()  # type: ignore[attr-defined]
 
     async def ping(payload: Any, ctx: CallContext) -> str:
         return "b-new"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 
 from .exceptions import ConnectFailedError
 from .transport import Transport
@@ -16,6 +16,23 @@ from .transport import Transport
 INITIAL_BACKOFF = 0.1
 MAX_BACKOFF = 2.0
 JITTER = 0.2
+
+
+def backoff(
+    initial: float = INITIAL_BACKOFF,
+    maximum: float = MAX_BACKOFF,
+    *,
+    multiplier: float = 2.0,
+    jitter: float = JITTER,
+    floor: float = 0.0,
+) -> Iterator[float]:
+    """Seconds to wait before each next attempt, forever: from ``initial``, times ``multiplier``
+    each time, at most ``maximum``, each times a random factor in ``[1 - jitter, 1 + jitter]`` (so
+    many nodes started together do not dial in step) and never below ``floor``."""
+    delay = initial
+    while True:
+        yield max(floor, delay * random.uniform(1 - jitter, 1 + jitter))
+        delay = min(delay * multiplier, maximum)
 
 
 async def retry_connect(
@@ -29,7 +46,7 @@ async def retry_connect(
     """``transport.connect`` until it succeeds (or ``connected()`` says the peer dialled us), for
     at most ``retry`` seconds; then the last :class:`ConnectFailedError`, saying how long it tried."""
     deadline = time.monotonic() + retry
-    delay = INITIAL_BACKOFF
+    delays = backoff()
     attempts = 0
     while True:
         attempts += 1
@@ -45,8 +62,7 @@ async def retry_connect(
                 raise ConnectFailedError(
                     node_id, f"{exc.message} (tried {attempts} times for {retry:g}s)", address
                 ) from exc
-        await asyncio.sleep(min(left, delay * random.uniform(1 - JITTER, 1 + JITTER)))
-        delay = min(delay * 2, MAX_BACKOFF)
+        await asyncio.sleep(min(left, next(delays)))
 
 
 class SharedConnects:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ClassVar
 
@@ -34,7 +33,7 @@ from node_comm import (
     Transport,
     TransportHost,
 )
-from node_comm.connecting import SharedConnects
+from node_comm.connecting import SharedConnects, backoff
 from node_comm.peer_logging import RateLimitedLog
 
 from . import handshake as hsk
@@ -253,15 +252,16 @@ class GrpcTransport(Transport):
 
     async def _redial(self, peer_id: str, address: str, timeout: float) -> None:
         rc = self.cfg.reconnect
-        delay = rc.initial_backoff
+        # Never below the smallest backoff allowed, even with jitter 1: no redial floods.
+        delays = backoff(
+            rc.initial_backoff, rc.max_backoff, multiplier=rc.multiplier, jitter=rc.jitter, floor=MIN_BACKOFF
+        )
         attempt = 0
         loop = asyncio.get_running_loop()
         deadline = None if rc.give_up_after is None else loop.time() + rc.give_up_after
         while (rc.max_attempts <= 0 or attempt < rc.max_attempts) and (deadline is None or loop.time() < deadline):
             attempt += 1
-            # Never below the smallest backoff allowed, even with jitter 1: no redial floods.
-            await asyncio.sleep(max(MIN_BACKOFF, delay * (1 + random.uniform(-rc.jitter, rc.jitter))))
-            delay = min(delay * rc.multiplier, rc.max_backoff)
+            await asyncio.sleep(next(delays))
             if self._stopping or peer_id in self._links:
                 return
             try:

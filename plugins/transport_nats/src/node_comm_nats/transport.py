@@ -20,7 +20,6 @@ import contextlib
 import itertools
 import logging
 import math
-import random
 import secrets
 import ssl
 import time
@@ -45,7 +44,7 @@ from node_comm import (
     Transport,
     TransportHost,
 )
-from node_comm.connecting import SharedConnects
+from node_comm.connecting import SharedConnects, backoff
 from node_comm.message import report_progress
 
 from .config import NatsTransportConfig
@@ -391,14 +390,13 @@ class NatsTransport(Transport):
 
     async def _redial(self, peer_id: str, timeout: float) -> None:
         rc = self.cfg.redial
-        delay = rc.initial_backoff
+        delays = backoff(rc.initial_backoff, rc.max_backoff)
         attempt = 0
         while rc.max_attempts <= 0 or attempt < rc.max_attempts:
-            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-            delay = min(delay * 2, rc.max_backoff)
+            await asyncio.sleep(next(delays))
             if not self._broker_up.is_set():
                 await self._broker_up.wait()  # no point knocking while the broker is away
-                delay = rc.initial_backoff
+                delays = backoff(rc.initial_backoff, rc.max_backoff)
             if self._stopping or peer_id in self._links:
                 return
             attempt += 1
