@@ -71,7 +71,7 @@ async def test_cancelling_a_waiter_leaves_the_connect_and_cancelling_the_connect
 def test_backoff_doubles_within_jitter_up_to_its_maximum_and_never_below_its_floor() -> None:
     delays = backoff(0.1, 0.5, jitter=0.2)
     got = [next(delays) for _ in range(6)]
-    for value, base in zip(got, [0.1, 0.2, 0.4, 0.5, 0.5, 0.5]):
+    for value, base in zip(got, [0.1, 0.2, 0.4, 0.5, 0.5, 0.5], strict=True):
         assert base * 0.8 <= value <= base * 1.2
     floored = backoff(0.001, 0.001, jitter=1.0, floor=0.01)
     assert all(next(floored) >= 0.01 for _ in range(50))
