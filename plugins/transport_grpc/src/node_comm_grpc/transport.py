@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, ClassVar
 
@@ -34,6 +33,7 @@ from node_comm import (
     Transport,
     TransportHost,
 )
+from node_comm.connecting import SharedConnects, backoff
 from node_comm.peer_logging import RateLimitedLog
 
 from . import handshake as hsk
@@ -84,7 +84,7 @@ class GrpcTransport(Transport):
         self.rlog = RateLimitedLog(log)
         self._dials: dict[str, tuple[str, float]] = {}  # peer -> (address, timeout) to redial
         self._redials: dict[str, asyncio.Task[None]] = {}
-        self._connecting: dict[str, asyncio.Future[None]] = {}
+        self._connects = SharedConnects()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._server: aio.Server | None = None
         self._health: Any = None
@@ -263,15 +263,16 @@ class GrpcTransport(Transport):
 
     async def _redial(self, peer_id: str, address: str, timeout: float) -> None:
         rc = self.cfg.reconnect
-        delay = rc.initial_backoff
+        # Never below the smallest backoff allowed, even with jitter 1: no redial floods.
+        delays = backoff(
+            rc.initial_backoff, rc.max_backoff, multiplier=rc.multiplier, jitter=rc.jitter, floor=MIN_BACKOFF
+        )
         attempt = 0
         loop = asyncio.get_running_loop()
         deadline = None if rc.give_up_after is None else loop.time() + rc.give_up_after
         while (rc.max_attempts <= 0 or attempt < rc.max_attempts) and (deadline is None or loop.time() < deadline):
             attempt += 1
-            # Never below the smallest backoff allowed, even with jitter 1: no redial floods.
-            await asyncio.sleep(max(MIN_BACKOFF, delay * (1 + random.uniform(-rc.jitter, rc.jitter))))
-            delay = min(delay * rc.multiplier, rc.max_backoff)
+            await asyncio.sleep(next(delays))
             if self._stopping or peer_id in self._links:
                 return
             try:
@@ -305,28 +306,14 @@ class GrpcTransport(Transport):
         link = self._links.get(node_id)
         if link is not None and not link.closed:
             return
-        inflight = self._connecting.get(node_id)
-        if inflight is not None:  # a concurrent connect() to the same node: share its outcome
-            await asyncio.shield(inflight)
-            return
+        # A concurrent connect() to the same node shares the outcome of the one under way.
+        await self._connects.run(node_id, lambda: self._connect_fresh(node_id, address, timeout))
+
+    async def _connect_fresh(self, node_id: str, address: str, timeout: float) -> None:
         pending = self._redials.pop(node_id, None)
         if pending is not None:
             pending.cancel()
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._connecting[node_id] = fut
-        try:
-            await self._connect(node_id, address, timeout)
-        except BaseException as exc:
-            if isinstance(exc, Exception):
-                fut.set_exception(exc)
-                fut.exception()  # retrieved here; waiters get it through the shield
-            else:
-                fut.cancel()
-            raise
-        else:
-            fut.set_result(None)
-        finally:
-            del self._connecting[node_id]
+        await self._connect(node_id, address, timeout)
 
     async def _connect(self, node_id: str, address: str, timeout: float) -> None:
         try:
@@ -361,7 +348,7 @@ class GrpcTransport(Transport):
             )
         link = await self._dial(None, address, timeout)
         peer_id = link.peer_id
-        if peer_id in self._links or peer_id in self._connecting:
+        if peer_id in self._links or self._connects.busy(peer_id):
             link.close("duplicate connection", goodbye=False)
             raise ConnectFailedError(peer_id, f"the node at {address} is {peer_id!r}, already connected", address)
         self._dials[peer_id] = (address, timeout)

@@ -134,6 +134,10 @@ class NatsTransportConfig:
     #: Set only when the broker binds NATS users to node ids with per-subject publish permissions
     #: (see the plugin README): peers are then reported as authenticated, named by their node id.
     broker_enforces_identity: bool = False
+    #: Seconds a node waits for the connected incarnation of a node id to answer a probe when a new
+    #: handshake claims that id: while it answers, the claim is refused (no takeover of a live
+    #: peer); when it does not, the new one replaces it (a restarted peer gets in after this wait).
+    claim_probe_timeout: float = 1.0
     redial: NatsRedialConfig = field(default_factory=NatsRedialConfig)
 
     def __post_init__(self) -> None:
@@ -170,6 +174,7 @@ class NatsTransportConfig:
             "ping_interval",
             "presence_interval",
             "transfer_timeout",
+            "claim_probe_timeout",
         ):
             _number(f"{_PATH}.{key}", getattr(self, key))
         _number(f"{_PATH}.stop_grace", self.stop_grace, strict=False)

@@ -20,7 +20,7 @@ import contextlib
 import itertools
 import logging
 import math
-import random
+import secrets
 import ssl
 import time
 from collections.abc import Sequence
@@ -44,6 +44,8 @@ from node_comm import (
     Transport,
     TransportHost,
 )
+from node_comm.connecting import SharedConnects, backoff
+from node_comm.message import report_progress
 
 from .config import NatsTransportConfig
 from .transfers import Incoming, Outgoing, Receiving
@@ -86,10 +88,11 @@ _SENDER, _RECEIVER = 0, 1
 
 
 class _Link:
-    __slots__ = ("dialled", "gen", "peer_id", "reply", "subject")
+    __slots__ = ("dialled", "gen", "inc", "peer_id", "reply", "subject")
 
-    def __init__(self, peer_id: str, subject: str, reply: str, dialled: bool, gen: int) -> None:
+    def __init__(self, peer_id: str, subject: str, reply: str, dialled: bool, gen: int, inc: str) -> None:
         self.peer_id = peer_id
+        self.inc = inc  # the peer's incarnation: a random id it chose when it started
         self.subject = subject  # where frames to the peer go
         self.reply = reply  # where the broker reports "no responders" for them
         self.dialled = dialled
@@ -112,8 +115,12 @@ class NatsTransport(Transport):
         self._links: dict[str, _Link] = {}
         self._by_gen: dict[int, _Link] = {}
         self._gens = itertools.count(1)
-        self._connecting: dict[str, asyncio.Future[None]] = {}
+        self._connects = SharedConnects()
         self._early: dict[str, list[Frame]] = {}
+        #: This node's incarnation: peers tell a restart (new value) from an impostor's claim of a
+        #: live id (the old incarnation still answers a probe for its value).
+        self._inc = secrets.token_hex(16)
+        self._claims: set[str] = set()  # node ids whose connected incarnation is being probed
         self._dials: dict[str, float] = {}  # peer -> connect timeout, for redials
         self._redials: dict[str, asyncio.Task[None]] = {}
         self._told: dict[str, float] = {}  # unlinked peer -> when it was last told so
@@ -261,7 +268,7 @@ class NatsTransport(Transport):
             task.cancel()
         self._redials.clear()
         self._dials.clear()
-        bye = encode(GOODBYE, extra={"reason": reason})
+        bye = encode(GOODBYE, extra={"reason": reason, "inc": self._inc})
         for link in list(self._links.values()):
             if nc.is_connected:
                 try:
@@ -327,7 +334,7 @@ class NatsTransport(Transport):
             self._drop(link, f"node {self.node_id!r} lost its connection to the NATS servers for good")
 
     # ------------------------------------------------------------------ links
-    def _install(self, peer_id: str, *, dialled: bool) -> None:
+    def _install(self, peer_id: str, *, dialled: bool, inc: str) -> None:
         gen = next(self._gens)
         link = _Link(
             peer_id,
@@ -335,6 +342,7 @@ class NatsTransport(Transport):
             f"{self._status}.{gen}",
             dialled,
             gen,
+            inc,
         )
         self._links[peer_id] = link
         self._by_gen[gen] = link
@@ -382,14 +390,13 @@ class NatsTransport(Transport):
 
     async def _redial(self, peer_id: str, timeout: float) -> None:
         rc = self.cfg.redial
-        delay = rc.initial_backoff
+        delays = backoff(rc.initial_backoff, rc.max_backoff)
         attempt = 0
         while rc.max_attempts <= 0 or attempt < rc.max_attempts:
-            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-            delay = min(delay * 2, rc.max_backoff)
+            await asyncio.sleep(next(delays))
             if not self._broker_up.is_set():
                 await self._broker_up.wait()  # no point knocking while the broker is away
-                delay = rc.initial_backoff
+                delays = backoff(rc.initial_backoff, rc.max_backoff)
             if self._stopping or peer_id in self._links:
                 return
             attempt += 1
@@ -407,29 +414,28 @@ class NatsTransport(Transport):
     async def connect(self, node_id: str, address: str | None, timeout: float) -> None:
         if node_id in self._links:
             return
-        inflight = self._connecting.get(node_id)
-        if inflight is not None:  # a concurrent connect() to the same node: share its outcome
-            await asyncio.shield(inflight)
-            return
-        pending = self._redials.pop(node_id, None)
-        if pending is not None:
-            pending.cancel()
-        await self._handshake(node_id, timeout)
+        if not self._connects.busy(node_id):
+            pending = self._redials.pop(node_id, None)
+            if pending is not None:
+                pending.cancel()
+        await self._handshake(node_id, timeout)  # shares the outcome of a handshake under way
         self._dials[node_id] = timeout
 
     async def _handshake(self, node_id: str, timeout: float) -> None:
+        await self._connects.run(node_id, lambda: self._shake(node_id, timeout))
+
+    async def _shake(self, node_id: str, timeout: float) -> None:
         nc = self._nc
         if nc is None or not nc.is_connected:
             raise ConnectFailedError(
                 node_id, f"node {self.node_id!r} is not connected to the NATS servers (reconnecting?)"
             )
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._connecting[node_id] = fut
         self._early[node_id] = []
         subject = f"{self.cfg.subject_prefix}.node.{token(node_id)}.{token(self.node_id)}"
         try:
             try:
-                reply = await self._ask(nc, subject, encode(HELLO, extra={"expect": node_id}), timeout)
+                hello = encode(HELLO, extra={"expect": node_id, "inc": self._inc})
+                reply = await self._ask(nc, subject, hello, timeout)
             except nats_errors.NoRespondersError:
                 raise ConnectFailedError(
                     node_id,
@@ -461,28 +467,21 @@ class NatsTransport(Transport):
                 raise ConnectFailedError(node_id, f"node {node_id!r} refused the connection: {str(refused)[:500]}")
             if self._stopping:
                 raise ConnectFailedError(node_id, f"node {self.node_id!r} is stopping")
-            if node_id not in self._links:
-                self._install(node_id, dialled=True)
+            inc = _incarnation(ack.extra)
+            current = self._links.get(node_id)
+            if current is None or current.inc != inc:
+                if current is not None:  # it restarted while our handshake was on its way
+                    self._drop(current, f"node {node_id!r} restarted", DisconnectKind.REPLACED)
+                self._install(node_id, dialled=True, inc=inc)
             else:
-                self._links[node_id].dialled = True
+                current.dialled = True
             early = self._early.pop(node_id, [])
             for frame in early:
                 link = self._links.get(node_id)
                 if link is None:
                     break
                 await self._on_frame(link, frame)
-        except BaseException as exc:
-            if isinstance(exc, Exception):
-                fut.set_exception(exc)
-                fut.exception()  # retrieved here; waiters get it through the shield
-            else:
-                fut.cancel()
-            raise
-        else:
-            fut.set_result(None)
         finally:
-            if self._connecting.get(node_id) is fut:
-                del self._connecting[node_id]
             self._early.pop(node_id, None)
 
     async def _ask(self, nc: Client, subject: str, hello: bytes, timeout: float) -> Msg:
@@ -502,20 +501,86 @@ class NatsTransport(Transport):
     async def _on_hello(self, source: str, frame: Frame, reply: str) -> None:
         if not reply:
             return
+        inc = _incarnation(frame.extra)
+        old = self._links.get(source)
+        if old is not None and old.inc != inc and not self._stopping and frame.extra.get("expect") == self.node_id:
+            # Another incarnation claims a connected id: probing the old one takes a while, and
+            # this callback must not hold up the frames of every other peer meanwhile.
+            self._spawn(self._answer_claim(source, inc, reply))
+            return
+        await self._answer_hello(source, frame, inc, reply)
+
+    async def _answer_claim(self, source: str, inc: str, reply: str) -> None:
+        refused = ""
+        if source in self._claims:
+            refused = f"node id {source!r} is already being claimed by another connection; try again"
+        else:
+            self._claims.add(source)
+            try:
+                old = self._links.get(source)
+                if old is not None and old.inc != inc and await self._probe(old):
+                    refused = (
+                        f"node id {source!r} is already connected to node {self.node_id!r} and its "
+                        "connection answers; a node id can be used by one process at a time"
+                    )
+            finally:
+                self._claims.discard(source)
+        if refused:
+            log.warning("%s: refused a handshake claiming node id %r: it is connected and alive", self.node_id, source)
+            await self._publish(reply, encode(HELLO_ACK, extra={"refused": refused}), source, quiet=True)
+            return
+        await self._answer_hello(source, None, inc, reply)
+
+    async def _answer_hello(self, source: str, frame: Frame | None, inc: str, reply: str) -> None:
         refused = ""
         if self._stopping:
             refused = f"node {self.node_id!r} is stopping"
-        elif frame.extra.get("expect") != self.node_id:
+        elif frame is not None and frame.extra.get("expect") != self.node_id:
             refused = f"this is node {self.node_id!r}, not {frame.extra.get('expect')!r}"
         if not refused:
             old = self._links.get(source)
-            if old is not None:  # it restarted, or lost and regained the broker: a new link
+            if old is not None and old.inc != inc:  # it restarted (its old incarnation did not answer)
                 self._drop(
-                    old, f"node {source!r} connected again (restarted, or reconnected to NATS)", DisconnectKind.REPLACED
+                    old,
+                    f"node {source!r} connected again (restarted) and its previous incarnation did not answer a probe",
+                    DisconnectKind.REPLACED,
                 )
-            self._install(source, dialled=source in self._dials)
-        ack = encode(HELLO_ACK, extra={"refused": refused} if refused else {"node": self.node_id})
-        await self._publish(reply, ack, source)
+            elif old is not None:  # the same process lost and regained the broker: a new link
+                self._drop(old, f"node {source!r} connected again (reconnected to NATS)", DisconnectKind.REPLACED)
+            self._install(source, dialled=source in self._dials, inc=inc)
+        extra = {"refused": refused} if refused else {"node": self.node_id, "inc": self._inc}
+        await self._publish(reply, encode(HELLO_ACK, extra=extra), source)
+
+    async def _probe(self, link: _Link) -> bool:
+        """Whether the incarnation ``link`` was made with answers a probe within
+        ``claim_probe_timeout`` (other processes on its subject stay silent: they are not it)."""
+        nc = self._nc
+        if nc is None or not nc.is_connected:
+            return False
+        answered = asyncio.get_running_loop().create_future()
+
+        async def on_answer(msg: Msg) -> None:
+            if answered.done():
+                return
+            if msg.headers and msg.headers.get("Status") == "503":
+                answered.set_result(False)  # no responders: nobody is on its subject at all
+                return
+            try:
+                frame = decode(msg.data)
+            except BadFrame:
+                return
+            if frame.kind == PROBE and _incarnation(frame.extra) == link.inc:
+                answered.set_result(True)
+
+        inbox = nc.new_inbox()
+        sub = await nc.subscribe(inbox, cb=on_answer)
+        try:
+            await nc.publish(link.subject, encode(PROBE, extra={"inc": link.inc}), reply=inbox)
+            return bool(await asyncio.wait_for(answered, self.cfg.claim_probe_timeout))
+        except (asyncio.TimeoutError, nats_errors.Error, OSError):
+            return False
+        finally:
+            await _unsubscribe(sub)
 
     # ------------------------------------------------------------------ inbound
     async def _on_node_msg(self, msg: Msg) -> None:
@@ -531,6 +596,10 @@ class NatsTransport(Transport):
             return
         if frame.kind == HELLO:
             await self._on_hello(source, frame, msg.reply)
+            return
+        if frame.kind == PROBE and "inc" in frame.extra:  # is this the incarnation a claim probes?
+            if msg.reply and frame.extra.get("inc") == self._inc:
+                await self._publish(msg.reply, encode(PROBE, extra={"inc": self._inc}), source, quiet=True)
             return
         link = self._links.get(source)
         if link is None:
@@ -559,7 +628,8 @@ class NatsTransport(Transport):
         self._told[source] = now
         subject = f"{self.cfg.subject_prefix}.node.{token(source)}.{token(self.node_id)}"
         reason = f"node {self.node_id!r} has no connection from node {source!r} (it restarted or dropped it)"
-        await self._publish(subject, encode(GOODBYE, extra={"reason": reason, "unlinked": True}), source, quiet=True)
+        goodbye = encode(GOODBYE, extra={"reason": reason, "unlinked": True, "inc": self._inc})
+        await self._publish(subject, goodbye, source, quiet=True)
 
     async def _on_frame(self, link: _Link, frame: Frame) -> None:
         kind = frame.kind
@@ -603,7 +673,10 @@ class NatsTransport(Transport):
         elif kind == GOODBYE:
             reason = frame.extra.get("reason")
             text = str(reason)[:1000] if reason else f"node {source!r} said goodbye"
-            if frame.extra.get("unlinked") is True:  # it is alive but lost our link: open it again
+            if frame.extra.get("inc", link.inc) != link.inc:
+                # Another process on the peer's subject (one refused its id) is not the peer.
+                log.warning("%s: ignored a goodbye for %r from another incarnation of that id", self.node_id, source)
+            elif frame.extra.get("unlinked") is True:  # it is alive but lost our link: open it again
                 self._lost(link, text)
             else:
                 self._drop(link, text, DisconnectKind.STOPPED)
@@ -716,7 +789,10 @@ class NatsTransport(Transport):
         done = self._receiving.add(source, frame.transfer, frame.size, frame.payload)
         if done is None or done is True:
             inc = self._receiving.transfers.get((source, frame.transfer))
-            if inc is not None and inc.got - inc.acked >= max(1, inc.window // 2):
+            if inc is None:
+                return
+            self._progress(inc)
+            if inc.got - inc.acked >= max(1, inc.window // 2):
                 inc.acked = inc.got
                 await self._send_control(source, encode(CHUNK_ACK, transfer=frame.transfer, size=inc.got))
             return
@@ -724,7 +800,16 @@ class NatsTransport(Transport):
             log.warning("%s: chunk out of place in a payload from %r; transfer dropped", self.node_id, source)
             await self._send_abort(source, frame.transfer)
             return
+        self._progress(done)
         self._finish(done)
+
+    def _progress(self, inc: Incoming) -> None:
+        """Tell the node how much of a chunked payload has arrived (``call(progress=)``, the
+        ``transfer`` event)."""
+        try:
+            self.host.transfer_progress(inc.source, inc.id, inc.mtype, inc.method, inc.got, inc.total)
+        except Exception:
+            log.exception("%s: transfer progress of a payload from %r failed", self.node_id, inc.source)
 
     def _finish(self, inc: Incoming) -> None:
         payload = inc.buf if inc.buf is not None else b""
@@ -908,6 +993,7 @@ class NatsTransport(Transport):
         step = self._chunk_size
         window = cfg.flow_window
         peer = msgs[0].target if not shared else "<broadcast>"
+        watched = [m for m in msgs if m.progress is not None]  # callers that asked for progress
         done = False
         try:
             for m in msgs:
@@ -931,6 +1017,9 @@ class NatsTransport(Transport):
                 chunk = encode(CHUNK, transfer=transfer, size=off, payload=view[off : off + step])
                 await self._publish(chunks_to, chunk, peer)
                 off += step
+                for m in watched:
+                    if m.target in out.acked:
+                        report_progress(m.progress, "sent", min(off, n), n)  # type: ignore[arg-type]
                 await asyncio.sleep(0)  # let other senders' frames in between the chunks
             done = off >= n
         finally:
@@ -1004,7 +1093,9 @@ class NatsTransport(Transport):
         if heartbeat:  # the peer may be frozen or cut off: no goodbye, and redial (it may come back)
             self._lost(link, reason)
             return
-        await self._publish(link.subject, encode(GOODBYE, extra={"reason": reason}), node_id, quiet=True)
+        await self._publish(
+            link.subject, encode(GOODBYE, extra={"reason": reason, "inc": self._inc}), node_id, quiet=True
+        )
         self._drop(link, reason)
 
     # ------------------------------------------------------------------ helpers
@@ -1012,6 +1103,12 @@ class NatsTransport(Transport):
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _incarnation(extra: dict[str, Any]) -> str:
+    """The incarnation a handshake frame names ("" when missing or malformed)."""
+    inc = extra.get("inc")
+    return inc[:64] if isinstance(inc, str) else ""
 
 
 async def _unsubscribe(sub: Any) -> None:
