@@ -131,6 +131,9 @@ class NatsTransportConfig:
     max_pending_bytes: int = 256 * MiB
     #: Seconds ``stop()`` waits for goodbye frames to flush.
     stop_grace: float = 1.0
+    #: Seconds a connected peer's connection has to answer a probe when another node claims its id
+    #: (a restarted peer): while it answers, the claim is refused; a gone one is replaced at once.
+    takeover_probe_timeout: float = 1.0
     #: Set only when the broker binds NATS users to node ids with per-subject publish permissions
     #: (see the plugin README): peers are then reported as authenticated, named by their node id.
     broker_enforces_identity: bool = False
@@ -170,6 +173,7 @@ class NatsTransportConfig:
             "ping_interval",
             "presence_interval",
             "transfer_timeout",
+            "takeover_probe_timeout",
         ):
             _number(f"{_PATH}.{key}", getattr(self, key))
         _number(f"{_PATH}.stop_grace", self.stop_grace, strict=False)

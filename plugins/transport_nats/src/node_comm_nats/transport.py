@@ -21,6 +21,8 @@ import itertools
 import logging
 import math
 import random
+import re
+import secrets
 import ssl
 import time
 from collections.abc import Sequence
@@ -85,15 +87,26 @@ _MAX_EARLY = 256
 _SENDER, _RECEIVER = 0, 1
 
 
-class _Link:
-    __slots__ = ("dialled", "gen", "peer_id", "reply", "subject")
+#: An incarnation id: random per start of a node, told in the handshake.
+_INCARNATION = re.compile(r"[0-9a-f]{16}")
 
-    def __init__(self, peer_id: str, subject: str, reply: str, dialled: bool, gen: int) -> None:
+
+def _incarnation(extra: dict[str, Any]) -> str | None:
+    inc = extra.get("inc")
+    return inc if isinstance(inc, str) and _INCARNATION.fullmatch(inc) else None
+
+
+class _Link:
+    __slots__ = ("dialled", "gen", "inc", "peer_id", "reply", "subject")
+
+    def __init__(self, peer_id: str, subject: str, reply: str, dialled: bool, gen: int, inc: str | None) -> None:
         self.peer_id = peer_id
         self.subject = subject  # where frames to the peer go
         self.reply = reply  # where the broker reports "no responders" for them
         self.dialled = dialled
         self.gen = gen
+        #: The peer's incarnation (``None``: it did not say): what a takeover probe asks for.
+        self.inc = inc
 
 
 class NatsTransport(Transport):
@@ -113,6 +126,10 @@ class NatsTransport(Transport):
         self._by_gen: dict[int, _Link] = {}
         self._gens = itertools.count(1)
         self._connecting: dict[str, asyncio.Future[None]] = {}
+        #: This start's incarnation id; the old link of a restarted peer is probed by it.
+        self._inc = secrets.token_hex(8)
+        #: Peer ids whose connected link is being probed for a claim by another incarnation.
+        self._claims: set[str] = set()
         self._early: dict[str, list[Frame]] = {}
         self._dials: dict[str, float] = {}  # peer -> connect timeout, for redials
         self._redials: dict[str, asyncio.Task[None]] = {}
@@ -195,6 +212,16 @@ class NatsTransport(Transport):
                 "transport.nats.servers, the credentials and TLS options, and that a server is running"
             ) from None
         self._nc = nc
+        if (
+            (cfg.password is not None or cfg.token is not None)
+            and cfg.tls is None
+            and not all(url.startswith(("tls://", "wss://")) for url in cfg.servers)
+        ):
+            log.warning(
+                "%s: transport.nats: a password or token is sent to the NATS server in the clear; "
+                "use tls:// servers (or nkeys_seed / creds_file, which never send the secret)",
+                self.node_id,
+            )
         prefix = cfg.subject_prefix
         limit = cfg.max_pending_bytes
         try:
@@ -203,6 +230,8 @@ class NatsTransport(Transport):
             )
             self._status = nc.new_inbox()
             await nc.subscribe(f"{self._status}.*", cb=self._on_status)
+            # Takeover probes: only this incarnation answers them (see _claim).
+            await nc.subscribe(f"{prefix}.node.{token(self.node_id)}.*.{self._inc}", cb=self._on_inc_probe)
             await _flush(nc, cfg.connect_timeout)  # subscriptions live at the server before we return
         except Exception as exc:
             self._nc = None
@@ -261,7 +290,7 @@ class NatsTransport(Transport):
             task.cancel()
         self._redials.clear()
         self._dials.clear()
-        bye = encode(GOODBYE, extra={"reason": reason})
+        bye = encode(GOODBYE, extra={"reason": reason, "inc": self._inc})
         for link in list(self._links.values()):
             if nc.is_connected:
                 try:
@@ -327,7 +356,7 @@ class NatsTransport(Transport):
             self._drop(link, f"node {self.node_id!r} lost its connection to the NATS servers for good")
 
     # ------------------------------------------------------------------ links
-    def _install(self, peer_id: str, *, dialled: bool) -> None:
+    def _install(self, peer_id: str, *, dialled: bool, inc: str | None) -> None:
         gen = next(self._gens)
         link = _Link(
             peer_id,
@@ -335,6 +364,7 @@ class NatsTransport(Transport):
             f"{self._status}.{gen}",
             dialled,
             gen,
+            inc,
         )
         self._links[peer_id] = link
         self._by_gen[gen] = link
@@ -429,7 +459,9 @@ class NatsTransport(Transport):
         subject = f"{self.cfg.subject_prefix}.node.{token(node_id)}.{token(self.node_id)}"
         try:
             try:
-                reply = await self._ask(nc, subject, encode(HELLO, extra={"expect": node_id}), timeout)
+                reply = await self._ask(
+                    nc, subject, encode(HELLO, extra={"expect": node_id, "inc": self._inc}), timeout
+                )
             except nats_errors.NoRespondersError:
                 raise ConnectFailedError(
                     node_id,
@@ -462,7 +494,7 @@ class NatsTransport(Transport):
             if self._stopping:
                 raise ConnectFailedError(node_id, f"node {self.node_id!r} is stopping")
             if node_id not in self._links:
-                self._install(node_id, dialled=True)
+                self._install(node_id, dialled=True, inc=_incarnation(ack.extra))
             else:
                 self._links[node_id].dialled = True
             early = self._early.pop(node_id, [])
@@ -507,15 +539,70 @@ class NatsTransport(Transport):
             refused = f"node {self.node_id!r} is stopping"
         elif frame.extra.get("expect") != self.node_id:
             refused = f"this is node {self.node_id!r}, not {frame.extra.get('expect')!r}"
+        inc = _incarnation(frame.extra)
+        old = self._links.get(source)
+        if not refused and old is not None and old.inc is not None and old.inc != inc:
+            # Another incarnation claims a connected id: a restarted peer, or an impostor. Probe the
+            # old one off the subscription's task (frames from everyone else keep flowing).
+            if source in self._claims:
+                refused = f"node id {source!r} is already connected and being checked for another claim"
+            else:
+                self._claims.add(source)
+                self._spawn(self._claim_then_answer(source, old, inc, reply))
+                return
+        await self._answer_hello(source, inc, reply, refused)
+
+    async def _answer_hello(self, source: str, inc: str | None, reply: str, refused: str) -> None:
         if not refused:
             old = self._links.get(source)
             if old is not None:  # it restarted, or lost and regained the broker: a new link
                 self._drop(
                     old, f"node {source!r} connected again (restarted, or reconnected to NATS)", DisconnectKind.REPLACED
                 )
-            self._install(source, dialled=source in self._dials)
-        ack = encode(HELLO_ACK, extra={"refused": refused} if refused else {"node": self.node_id})
-        await self._publish(reply, ack, source)
+            self._install(source, dialled=source in self._dials, inc=inc)
+        fields = {"refused": refused} if refused else {"node": self.node_id, "inc": self._inc}
+        await self._publish(reply, encode(HELLO_ACK, extra=fields), source, quiet=True)
+
+    async def _claim_then_answer(self, source: str, old: _Link, inc: str | None, reply: str) -> None:
+        try:
+            alive = await self._probe_incarnation(old)
+        finally:
+            self._claims.discard(source)
+        refused = ""
+        if alive:
+            refused = (
+                f"node id {source!r} is already connected to node {self.node_id!r} and its connection "
+                "answers; a second node with the same id? (stop the other one, or pick another node_id)"
+            )
+            log.warning("%s: refused a second claim of node id %r: its connection answers", self.node_id, source)
+        elif self._links.get(source) is old:
+            self._drop(
+                old,
+                f"node {source!r} reconnected and its previous connection did not answer a probe",
+                DisconnectKind.REPLACED,
+            )
+        if self._stopping:
+            refused = f"node {self.node_id!r} is stopping"
+        await self._answer_hello(source, inc, reply, refused)
+
+    async def _probe_incarnation(self, link: _Link) -> bool:
+        """Whether ``link``'s incarnation of the peer answers a probe within
+        ``takeover_probe_timeout`` (the broker says "no responders" at once when it is gone)."""
+        nc = self._nc
+        if nc is None or link.inc is None:
+            return False
+        subject = f"{self.cfg.subject_prefix}.node.{token(link.peer_id)}.{token(self.node_id)}.{link.inc}"
+        try:
+            await nc.request(subject, _PROBE_FRAME, timeout=self.cfg.takeover_probe_timeout)
+        except (asyncio.TimeoutError, nats_errors.Error):
+            return False
+        return True
+
+    async def _on_inc_probe(self, msg: Msg) -> None:
+        """A takeover probe for this incarnation: answer it (nothing else is read from it)."""
+        if msg.reply and self._nc is not None and not self._stopping:
+            with contextlib.suppress(Exception):
+                await self._nc.publish(msg.reply, _PROBE_FRAME)
 
     # ------------------------------------------------------------------ inbound
     async def _on_node_msg(self, msg: Msg) -> None:
@@ -559,7 +646,9 @@ class NatsTransport(Transport):
         self._told[source] = now
         subject = f"{self.cfg.subject_prefix}.node.{token(source)}.{token(self.node_id)}"
         reason = f"node {self.node_id!r} has no connection from node {source!r} (it restarted or dropped it)"
-        await self._publish(subject, encode(GOODBYE, extra={"reason": reason, "unlinked": True}), source, quiet=True)
+        await self._publish(
+            subject, encode(GOODBYE, extra={"reason": reason, "unlinked": True, "inc": self._inc}), source, quiet=True
+        )
 
     async def _on_frame(self, link: _Link, frame: Frame) -> None:
         kind = frame.kind
@@ -601,6 +690,13 @@ class NatsTransport(Transport):
             else:
                 self._receiving.drop(source, frame.transfer)
         elif kind == GOODBYE:
+            if link.inc is not None and _incarnation(frame.extra) != link.inc:
+                # Not from the incarnation of this link: a restarted peer (its HELLO replaces the
+                # link) or another node claiming its id. The link stays while it answers.
+                if link.peer_id not in self._claims:
+                    self._claims.add(link.peer_id)
+                    self._spawn(self._check_link(link))
+                return
             reason = frame.extra.get("reason")
             text = str(reason)[:1000] if reason else f"node {source!r} said goodbye"
             if frame.extra.get("unlinked") is True:  # it is alive but lost our link: open it again
@@ -609,6 +705,14 @@ class NatsTransport(Transport):
                 self._drop(link, text, DisconnectKind.STOPPED)
         elif kind != PROBE and kind != HELLO_ACK:
             log.warning("%s: frame of unknown kind %d from %r", self.node_id, kind, source)
+
+    async def _check_link(self, link: _Link) -> None:
+        try:
+            alive = await self._probe_incarnation(link)
+        finally:
+            self._claims.discard(link.peer_id)
+        if not alive and self._links.get(link.peer_id) is link:
+            self._lost(link, f"node {link.peer_id!r} is gone: its connection did not answer a probe")
 
     def _deliver(self, msg: Message) -> None:
         try:
@@ -1004,7 +1108,9 @@ class NatsTransport(Transport):
         if heartbeat:  # the peer may be frozen or cut off: no goodbye, and redial (it may come back)
             self._lost(link, reason)
             return
-        await self._publish(link.subject, encode(GOODBYE, extra={"reason": reason}), node_id, quiet=True)
+        await self._publish(
+            link.subject, encode(GOODBYE, extra={"reason": reason, "inc": self._inc}), node_id, quiet=True
+        )
         self._drop(link, reason)
 
     # ------------------------------------------------------------------ helpers
