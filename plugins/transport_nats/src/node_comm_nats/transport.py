@@ -46,6 +46,7 @@ from node_comm import (
     Transport,
     TransportHost,
 )
+from node_comm.message import report_progress
 
 from .config import NatsTransportConfig
 from .transfers import Incoming, Outgoing, Receiving
@@ -820,7 +821,10 @@ class NatsTransport(Transport):
         done = self._receiving.add(source, frame.transfer, frame.size, frame.payload)
         if done is None or done is True:
             inc = self._receiving.transfers.get((source, frame.transfer))
-            if inc is not None and inc.got - inc.acked >= max(1, inc.window // 2):
+            if inc is None:
+                return
+            self._progress(inc)
+            if inc.got - inc.acked >= max(1, inc.window // 2):
                 inc.acked = inc.got
                 await self._send_control(source, encode(CHUNK_ACK, transfer=frame.transfer, size=inc.got))
             return
@@ -828,7 +832,15 @@ class NatsTransport(Transport):
             log.warning("%s: chunk out of place in a payload from %r; transfer dropped", self.node_id, source)
             await self._send_abort(source, frame.transfer)
             return
+        self._progress(done)
         self._finish(done)
+
+    def _progress(self, inc: Incoming) -> None:
+        """Tell the node how much of ``inc`` arrived (a reply's caller, or the ``transfer`` event)."""
+        try:
+            self.host.transfer_progress(inc.source, inc.id, inc.mtype, inc.method, inc.got, inc.total)
+        except Exception:
+            log.exception("%s: transfer_progress failed for a payload from %r", self.node_id, inc.source)
 
     def _finish(self, inc: Incoming) -> None:
         payload = inc.buf if inc.buf is not None else b""
@@ -1035,6 +1047,10 @@ class NatsTransport(Transport):
                 chunk = encode(CHUNK, transfer=transfer, size=off, payload=view[off : off + step])
                 await self._publish(chunks_to, chunk, peer)
                 off += step
+                sent = min(off, n)
+                for m in msgs:
+                    if m.progress is not None and m.target in out.acked:
+                        report_progress(m.progress, "sent", sent, n)
                 await asyncio.sleep(0)  # let other senders' frames in between the chunks
             done = off >= n
         finally:
