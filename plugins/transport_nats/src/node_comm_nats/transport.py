@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import logging
 import math
 import random
@@ -25,6 +26,7 @@ import re
 import secrets
 import ssl
 import time
+import zlib
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -52,6 +54,7 @@ from .config import NatsTransportConfig
 from .transfers import Incoming, Outgoing, Receiving
 from .wire import (
     ABORT,
+    BCAST,
     CHUNK,
     CHUNK_ACK,
     GOODBYE,
@@ -61,6 +64,7 @@ from .wire import (
     PROBE,
     BadFrame,
     Frame,
+    bcast_call_id,
     decode,
     encode,
     encode_message,
@@ -92,15 +96,22 @@ _SENDER, _RECEIVER = 0, 1
 _INCARNATION = re.compile(r"[0-9a-f]{16}")
 
 
+def _group(extra: dict[str, Any]) -> int | None:
+    grp = extra.get("grp")
+    return grp if isinstance(grp, int) and not isinstance(grp, bool) and 0 <= grp < 65536 else None
+
+
 def _incarnation(extra: dict[str, Any]) -> str | None:
     inc = extra.get("inc")
     return inc if isinstance(inc, str) and _INCARNATION.fullmatch(inc) else None
 
 
 class _Link:
-    __slots__ = ("dialled", "gen", "inc", "peer_id", "reply", "subject")
+    __slots__ = ("dialled", "gen", "group", "inc", "peer_id", "reply", "subject")
 
-    def __init__(self, peer_id: str, subject: str, reply: str, dialled: bool, gen: int, inc: str | None) -> None:
+    def __init__(
+        self, peer_id: str, subject: str, reply: str, dialled: bool, gen: int, inc: str | None, group: int | None
+    ) -> None:
         self.peer_id = peer_id
         self.subject = subject  # where frames to the peer go
         self.reply = reply  # where the broker reports "no responders" for them
@@ -108,6 +119,8 @@ class _Link:
         self.gen = gen
         #: The peer's incarnation (``None``: it did not say): what a takeover probe asks for.
         self.inc = inc
+        #: The peer's broadcast group (``None``: it has none; small broadcasts go to it alone).
+        self.group = group
 
 
 class NatsTransport(Transport):
@@ -131,6 +144,11 @@ class NatsTransport(Transport):
         self._inc = secrets.token_hex(8)
         #: Peer ids whose connected link is being probed for a claim by another incarnation.
         self._claims: set[str] = set()
+        self._group = zlib.crc32(self.node_id.encode("utf-8")) % self.cfg.broadcast_groups
+        #: How this node's id appears in a broadcast's target list (JSON), for a quick check.
+        self._named = json.dumps(self.node_id).encode("utf-8")
+        #: Linked peers per broadcast group.
+        self._group_links: dict[int, int] = {}
         self._early: dict[str, list[Frame]] = {}
         self._dials: dict[str, float] = {}  # peer -> connect timeout, for redials
         self._redials: dict[str, asyncio.Task[None]] = {}
@@ -233,6 +251,7 @@ class NatsTransport(Transport):
             await nc.subscribe(f"{self._status}.*", cb=self._on_status)
             # Takeover probes: only this incarnation answers them (see _claim).
             await nc.subscribe(f"{prefix}.node.{token(self.node_id)}.*.{self._inc}", cb=self._on_inc_probe)
+            await nc.subscribe(f"{prefix}.bcast.*.{self._group}", cb=self._on_bcast, pending_bytes_limit=limit)
             await _flush(nc, cfg.connect_timeout)  # subscriptions live at the server before we return
         except Exception as exc:
             self._nc = None
@@ -357,7 +376,7 @@ class NatsTransport(Transport):
             self._drop(link, f"node {self.node_id!r} lost its connection to the NATS servers for good")
 
     # ------------------------------------------------------------------ links
-    def _install(self, peer_id: str, *, dialled: bool, inc: str | None) -> None:
+    def _install(self, peer_id: str, *, dialled: bool, inc: str | None, group: int | None) -> None:
         gen = next(self._gens)
         link = _Link(
             peer_id,
@@ -366,8 +385,11 @@ class NatsTransport(Transport):
             dialled,
             gen,
             inc,
+            group,
         )
         self._links[peer_id] = link
+        if group is not None:
+            self._group_links[group] = self._group_links.get(group, 0) + 1
         self._by_gen[gen] = link
         redial = self._redials.pop(peer_id, None)
         if redial is not None and redial is not asyncio.current_task():
@@ -383,6 +405,12 @@ class NatsTransport(Transport):
         if self._links.get(link.peer_id) is not link:
             return
         del self._links[link.peer_id]
+        if link.group is not None:
+            left = self._group_links.get(link.group, 1) - 1
+            if left > 0:
+                self._group_links[link.group] = left
+            else:
+                self._group_links.pop(link.group, None)
         self._receiving.drop_peer(link.peer_id)
         for out in self._outgoing.values():
             out.leave(link.peer_id, "lost")
@@ -461,7 +489,7 @@ class NatsTransport(Transport):
         try:
             try:
                 reply = await self._ask(
-                    nc, subject, encode(HELLO, extra={"expect": node_id, "inc": self._inc}), timeout
+                    nc, subject, encode(HELLO, extra={"expect": node_id, "inc": self._inc, "grp": self._group}), timeout
                 )
             except nats_errors.NoRespondersError:
                 raise ConnectFailedError(
@@ -495,7 +523,7 @@ class NatsTransport(Transport):
             if self._stopping:
                 raise ConnectFailedError(node_id, f"node {self.node_id!r} is stopping")
             if node_id not in self._links:
-                self._install(node_id, dialled=True, inc=_incarnation(ack.extra))
+                self._install(node_id, dialled=True, inc=_incarnation(ack.extra), group=_group(ack.extra))
             else:
                 self._links[node_id].dialled = True
             early = self._early.pop(node_id, [])
@@ -549,22 +577,22 @@ class NatsTransport(Transport):
                 refused = f"node id {source!r} is already connected and being checked for another claim"
             else:
                 self._claims.add(source)
-                self._spawn(self._claim_then_answer(source, old, inc, reply))
+                self._spawn(self._claim_then_answer(source, old, inc, _group(frame.extra), reply))
                 return
-        await self._answer_hello(source, inc, reply, refused)
+        await self._answer_hello(source, inc, _group(frame.extra), reply, refused)
 
-    async def _answer_hello(self, source: str, inc: str | None, reply: str, refused: str) -> None:
+    async def _answer_hello(self, source: str, inc: str | None, group: int | None, reply: str, refused: str) -> None:
         if not refused:
             old = self._links.get(source)
             if old is not None:  # it restarted, or lost and regained the broker: a new link
                 self._drop(
                     old, f"node {source!r} connected again (restarted, or reconnected to NATS)", DisconnectKind.REPLACED
                 )
-            self._install(source, dialled=source in self._dials, inc=inc)
-        fields = {"refused": refused} if refused else {"node": self.node_id, "inc": self._inc}
+            self._install(source, dialled=source in self._dials, inc=inc, group=group)
+        fields = {"refused": refused} if refused else {"node": self.node_id, "inc": self._inc, "grp": self._group}
         await self._publish(reply, encode(HELLO_ACK, extra=fields), source, quiet=True)
 
-    async def _claim_then_answer(self, source: str, old: _Link, inc: str | None, reply: str) -> None:
+    async def _claim_then_answer(self, source: str, old: _Link, inc: str | None, group: int | None, reply: str) -> None:
         try:
             alive = await self._probe_incarnation(old)
         finally:
@@ -584,7 +612,7 @@ class NatsTransport(Transport):
             )
         if self._stopping:
             refused = f"node {self.node_id!r} is stopping"
-        await self._answer_hello(source, inc, reply, refused)
+        await self._answer_hello(source, inc, group, reply, refused)
 
     async def _probe_incarnation(self, link: _Link) -> bool:
         """Whether ``link``'s incarnation of the peer answers a probe within
@@ -1064,12 +1092,11 @@ class NatsTransport(Transport):
         """One broadcast. A payload from ``broadcast_once_min`` bytes on is published once: each
         target gets a small head frame with its own call id, then the chunks go once on the
         transfer's own subject, which only the targets join; the broker fans them out. Smaller
-        payloads go to each target on its own (cheaper than every node reading every broadcast)."""
+        payloads are published once per broadcast group (see :meth:`_send_grouped`)."""
         first = messages[0] if messages else None
         if (
             first is None
             or len(messages) < 2
-            or len(first.payload) < self.cfg.broadcast_once_min
             or first.type not in (_REQUEST, _NOTIFY)
             or any(
                 m.payload is not first.payload
@@ -1079,6 +1106,12 @@ class NatsTransport(Transport):
                 for m in messages
             )
         ):
+            return await super().send_many(messages)
+        if len(first.payload) < self.cfg.broadcast_once_min:
+            if type(first) is Message and all(
+                m.deadline == first.deadline and m.metadata == first.metadata for m in messages
+            ):
+                return await self._send_grouped(messages)
             return await super().send_many(messages)
         results: list[BaseException | None] = [None] * len(messages)
         index: dict[str, int] = {}
@@ -1110,6 +1143,100 @@ class NatsTransport(Transport):
                     code=ErrorCode.UNAVAILABLE,
                 )
         return results
+
+    async def _send_grouped(self, messages: Sequence[Message]) -> list[BaseException | None]:
+        """A small broadcast: one frame per broadcast group holding at least two targets and at
+        least half of this node's peers of the group, naming those targets and their call ids, on
+        the group's subject; the broker fans it out to the group. Other targets get their own."""
+        first = messages[0]
+        results: list[BaseException | None] = [None] * len(messages)
+        try:
+            self._check_size(first)
+        except PayloadTooLargeError as exc:
+            return [exc] * len(messages)
+        groups: dict[int, list[int]] = {}
+        single: list[int] = []
+        seen: set[str] = set()
+        for i, m in enumerate(messages):
+            link = self._links.get(m.target)
+            if link is None or m.target in seen:
+                results[i] = NodeNotConnectedError(m.target)
+                continue
+            seen.add(m.target)
+            if link.group is None:
+                single.append(i)
+            else:
+                groups.setdefault(link.group, []).append(i)
+        subject = f"{self.cfg.subject_prefix}.bcast.{token(self.node_id)}."
+        limit = self._max_frame - _FRAME_ROOM // 4
+        for group, idx in groups.items():
+            if len(idx) < 2 or 2 * len(idx) < self._group_links.get(group, 0):
+                single.extend(idx)
+                continue
+            extra = message_extra(first) or {}
+            extra["to"] = [[messages[i].target, messages[i].id] for i in idx]
+            frame = encode(
+                BCAST,
+                method=first.method,
+                serializer=first.serializer,
+                deadline=first.deadline,
+                size=int(first.type),
+                extra=extra,
+                payload=first.payload,
+            )
+            if len(frame) > limit:
+                single.extend(idx)
+                continue
+            try:
+                await self._publish(subject + str(group), frame, "<broadcast>")
+            except NodeCommError as exc:
+                for i in idx:
+                    results[i] = exc
+        for i in single:
+            try:
+                await self.send(messages[i])
+            except Exception as exc:
+                results[i] = exc
+        return results
+
+    async def _on_bcast(self, msg: Msg) -> None:
+        """A small broadcast to this node's group: acted on only when it names this node and comes
+        from a peer linked to it."""
+        parts = msg.subject.rsplit(".", 2)
+        source = untoken(parts[-2]) if len(parts) == 3 else None
+        if source is None or source == self.node_id or self._nc is None or source not in self._links:
+            return
+        data = msg.data
+        if self._named not in data:  # cheap: most frames for other members of the group
+            return
+        try:
+            frame = decode(data)
+            if frame.kind != BCAST:
+                raise BadFrame(f"frame of kind {frame.kind} on a broadcast subject")
+            ident = bcast_call_id(frame.extra, self.node_id)
+            if ident is None:
+                return
+            mtype = MESSAGE_TYPES.get(frame.size)
+            if mtype is not _REQUEST and mtype is not _NOTIFY:
+                raise BadFrame("a broadcast carries a request or a notify")
+            metadata = metadata_of(frame.extra)
+        except BadFrame as exc:
+            log.warning("%s: dropped a malformed broadcast from %r: %s", self.node_id, source, exc)
+            return
+        self._deliver(
+            Message(
+                ident,
+                mtype,
+                source,
+                self.node_id,
+                frame.method,
+                frame.payload,  # type: ignore[arg-type]
+                frame.serializer,
+                metadata,
+                None,
+                frame.deadline,
+            )
+        )
 
     async def disconnect(self, node_id: str, reason: str, *, may_return: bool = False) -> None:
         link = self._links.get(node_id)
