@@ -54,6 +54,7 @@ from .config import NatsTransportConfig
 from .transfers import Incoming, Outgoing, Receiving
 from .wire import (
     ABORT,
+    BATCH,
     BCAST,
     CHUNK,
     CHUNK_ACK,
@@ -67,10 +68,12 @@ from .wire import (
     bcast_call_id,
     decode,
     encode,
+    encode_batch,
     encode_message,
     error_of,
     message_extra,
     metadata_of,
+    split_batch,
     token,
     untoken,
 )
@@ -107,7 +110,7 @@ def _incarnation(extra: dict[str, Any]) -> str | None:
 
 
 class _Link:
-    __slots__ = ("dialled", "gen", "group", "inc", "peer_id", "reply", "subject")
+    __slots__ = ("dialled", "gen", "group", "inc", "out", "out_size", "peer_id", "reply", "subject")
 
     def __init__(
         self, peer_id: str, subject: str, reply: str, dialled: bool, gen: int, inc: str | None, group: int | None
@@ -121,6 +124,9 @@ class _Link:
         self.inc = inc
         #: The peer's broadcast group (``None``: it has none; small broadcasts go to it alone).
         self.group = group
+        #: Small frames waiting for the publish a sender is about to make (``None``: none pending).
+        self.out: list[bytes] | None = None
+        self.out_size = 0
 
 
 class NatsTransport(Transport):
@@ -648,6 +654,18 @@ class NatsTransport(Transport):
         if frame.kind == HELLO:
             await self._on_hello(source, frame, msg.reply)
             return
+        if frame.kind == BATCH:
+            try:
+                frames = split_batch(frame.payload)
+            except BadFrame as exc:
+                log.warning("%s: dropped a malformed batch from %r: %s", self.node_id, source, exc)
+                return
+            for sub in frames:
+                await self._on_peer_frame(source, sub)
+            return
+        await self._on_peer_frame(source, frame)
+
+    async def _on_peer_frame(self, source: str, frame: Frame) -> None:
         link = self._links.get(source)
         if link is None:
             early = self._early.get(source)
@@ -1003,7 +1021,7 @@ class NatsTransport(Transport):
         if len(msg.payload) <= self._chunk_size:
             frame = encode_message(msg)
             if len(frame) <= self._max_frame - _FRAME_ROOM // 4:
-                await self._publish(link.subject, frame, msg.target, link.reply)
+                await self._coalesce(link, frame)
                 return
         out = await self._send_transfer([msg], msg.payload)
         why = out.gone.get(msg.target)
@@ -1016,6 +1034,33 @@ class NatsTransport(Transport):
                 code=ErrorCode.UNAVAILABLE,
             )
         # "refused": the receiver answers the call with RESOURCE_EXHAUSTED itself.
+
+    async def _coalesce(self, link: _Link, frame: bytes) -> None:
+        """Publish ``frame`` to ``link``'s peer, together with the small frames other senders queue
+        for it meanwhile: the first sender yields once to the loop, then publishes what queued up
+        as one NATS message (a ``BATCH`` when there are several), within the broker's max_payload."""
+        size = len(frame) + 4
+        limit = self._max_frame - _FRAME_ROOM // 4
+        while True:
+            queued = link.out
+            if queued is None:
+                break
+            if link.out_size + size <= limit:
+                queued.append(frame)
+                link.out_size += size
+                return
+            link.out = None  # full: out it goes now (the publish may yield: look again after it)
+            await self._publish_batch(link, queued)
+        mine = link.out = [frame]
+        link.out_size = size
+        await asyncio.sleep(0)
+        if link.out is mine:  # else a sender that found it full published it
+            link.out = None
+            await self._publish_batch(link, mine)
+
+    async def _publish_batch(self, link: _Link, frames: list[bytes]) -> None:
+        data = frames[0] if len(frames) == 1 else encode_batch(frames)
+        await self._publish(link.subject, data, link.peer_id, link.reply)
 
     def _head(self, msg: Message, transfer: int, size: int, shared: bool) -> bytes:
         """The head frame of ``msg``'s payload sent as transfer ``transfer`` of ``size`` bytes;

@@ -42,6 +42,10 @@ ABORT = 21
 PROBE = 22
 #: A small broadcast: one message to a group subject, naming its targets and their call ids.
 BCAST = 23
+#: Small frames to one peer queued while a publish to it was pending, in one NATS message: the
+#: payload is each frame after its 4-byte length.
+BATCH = 24
+_LEN = struct.Struct("!I")
 #: Most targets one group broadcast frame may name.
 MAX_BCAST_TARGETS = 65536
 MESSAGE_TYPES = {int(t): t for t in MessageType}
@@ -168,6 +172,36 @@ def _str_map(value: Any) -> dict[str, str] | None:
     if isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
         return value
     return None
+
+
+def encode_batch(frames: list[bytes]) -> bytes:
+    """One ``BATCH`` frame carrying ``frames``."""
+    parts = [encode(BATCH)]
+    for f in frames:
+        parts.append(_LEN.pack(len(f)))
+        parts.append(f)
+    return b"".join(parts)
+
+
+def split_batch(payload: bytes | memoryview) -> list[Frame]:
+    """The frames of a ``BATCH`` payload; raises :class:`BadFrame` for a malformed one, or one that
+    carries anything but messages (no handshakes, transfers or nested batches)."""
+    out = []
+    view = memoryview(payload)
+    pos, end = 0, len(view)
+    while pos < end:
+        if end - pos < _LEN.size:
+            raise BadFrame("batch ends inside a length")
+        (n,) = _LEN.unpack_from(view, pos)
+        pos += _LEN.size
+        if n > end - pos:
+            raise BadFrame("batch frame length exceeds the batch")
+        frame = decode(bytes(view[pos : pos + n]))
+        pos += n
+        if frame.kind not in MESSAGE_TYPES or frame.transfer:
+            raise BadFrame(f"a batch carries small messages only, not kind {frame.kind}")
+        out.append(frame)
+    return out
 
 
 def bcast_call_id(extra: dict[str, Any], node_id: str) -> int | None:
