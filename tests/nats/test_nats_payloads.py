@@ -19,7 +19,7 @@ from node_comm import (
     PayloadTooLargeError,
     RemoteExecutionError,
 )
-from node_comm_nats.wire import CHUNK, CHUNK_ACK, HELLO, decode, encode
+from node_comm_nats.wire import BATCH, CHUNK, CHUNK_ACK, HELLO, Frame, decode, encode, split_batch
 from tests.natsd import NatsServer
 
 from .conftest import NodesFactory
@@ -160,6 +160,12 @@ async def test_stalled_sender_is_dropped_and_its_buffer_freed(
     assert b.is_connected("evil")  # the peer stays; only its transfer is gone
 
 
+def frames_of(data: bytes) -> list[Frame]:
+    """The frames of one NATS message (several when the sender coalesced them into a batch)."""
+    frame = decode(data)
+    return split_batch(frame.payload) if frame.kind == BATCH else [frame]
+
+
 async def test_garbage_and_lies_never_harm_the_node(nodes: NodesFactory, raw: Client, nats_prefix: str) -> None:
     a = await nodes("a")
     b = await nodes("b", max_receive_buffer=1 * MiB)
@@ -168,7 +174,8 @@ async def test_garbage_and_lies_never_harm_the_node(nodes: NodesFactory, raw: Cl
     replies: asyncio.Queue[Any] = asyncio.Queue()
 
     async def collect(msg: Any) -> None:
-        await replies.put(decode(msg.data))
+        for frame in frames_of(msg.data):
+            await replies.put(frame)
 
     await raw.subscribe(f"{nats_prefix}.node.evil.*", cb=collect)
     subject = await handshake(raw, nats_prefix, "b", "evil", listen=False)
@@ -201,7 +208,7 @@ async def test_chunk_acks_come_every_half_window(nodes: NodesFactory, raw: Clien
     got_all = asyncio.Event()
 
     async def collect(msg: Any) -> None:
-        frame = decode(msg.data)
+        frame = decode(msg.data)  # control frames are never batched
         if frame.kind == CHUNK_ACK:
             acks.append(frame.size)
             if frame.size >= 4 * 65536:
@@ -238,11 +245,11 @@ async def test_a_flood_of_requests_is_bounded_per_peer(nodes: NodesFactory, raw:
 
     async def collect(msg: Any) -> None:
         nonlocal refused
-        frame = decode(msg.data)
-        if frame.kind == 3 and frame.extra["err"][0] == "RESOURCE_EXHAUSTED":
-            refused += 1
-            if refused == 1950:
-                all_answered.set()
+        for frame in frames_of(msg.data):
+            if frame.kind == 3 and frame.extra["err"][0] == "RESOURCE_EXHAUSTED":
+                refused += 1
+                if refused == 1950:
+                    all_answered.set()
 
     await raw.subscribe(f"{nats_prefix}.node.evil.*", cb=collect)
     subject = await handshake(raw, nats_prefix, "b", "evil", listen=False)

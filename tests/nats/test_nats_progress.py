@@ -1,9 +1,10 @@
-"""Progress of chunked transfers over NATS, as over gRPC: the caller sees its request go out and its
-reply come in; the serving node sees the request arrive (``transfer``); small calls report nothing;
-a broadcast names each target."""
+"""Progress of chunked payloads over NATS, as over gRPC: the caller sees its request go out and its
+reply come in chunk by chunk; the serving node sees the request arrive (the ``transfer`` event);
+small calls report nothing; a broadcast reports per target."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from node_comm import MethodOptions
@@ -11,12 +12,13 @@ from node_comm import MethodOptions
 from .conftest import NodesFactory
 
 MiB = 1024 * 1024
+CHUNK = 256 * 1024
 
 
 async def test_progress_of_a_chunked_call_both_ways(nodes: NodesFactory) -> None:
-    a = await nodes("a", chunk_size=256 * 1024)
-    b = await nodes("b", chunk_size=256 * 1024)
-    b.register("double", lambda p, ctx: p + p, MethodOptions(serializer="raw"))
+    a = await nodes("a", chunk_size=CHUNK)
+    b = await nodes("b", chunk_size=CHUNK)
+    b.register("double", lambda p, ctx: bytes(p) + bytes(p), MethodOptions(serializer="raw"))
     b.register("echo", lambda p, ctx: p)
     arriving: list[tuple[str, str, int, int]] = []
     b.on("transfer", lambda node_id, method, done, total: arriving.append((node_id, method, done, total)))
@@ -37,9 +39,9 @@ async def test_progress_of_a_chunked_call_both_ways(nodes: NodesFactory) -> None
 
 
 async def test_broadcast_progress_names_the_target(nodes: NodesFactory) -> None:
-    a = await nodes("a", chunk_size=256 * 1024)
+    a = await nodes("a", chunk_size=CHUNK, broadcast_once_min=0)
     for name in ("p1", "p2"):
-        p = await nodes(name)
+        p = await nodes(name, chunk_size=CHUNK)
         p.register("size", lambda payload, ctx: b"%d" % len(payload), MethodOptions(serializer="raw"))
         await p.connect("a")
     seen: dict[str, list[int]] = {"p1": [], "p2": []}
@@ -48,6 +50,19 @@ async def test_broadcast_progress_names_the_target(nodes: NodesFactory) -> None:
         assert direction == "sent"
         seen[target].append(done)
 
-    results: Any = await a.broadcast("size", b"x" * MiB, serializer="raw", progress=progress)
+    results = await a.broadcast("size", b"x" * MiB, serializer="raw", progress=progress)
     assert results == {"p1": b"%d" % MiB, "p2": b"%d" % MiB}
-    assert seen["p1"][-1] == MiB and seen["p2"][-1] == MiB
+    assert seen["p1"][-1] == MiB and seen["p2"][-1] == MiB and len(seen["p1"]) >= 4
+
+
+async def test_a_failing_progress_callback_does_not_fail_the_call(nodes: NodesFactory) -> None:
+    a = await nodes("a", chunk_size=CHUNK)
+    b = await nodes("b", chunk_size=CHUNK)
+    b.register("size", lambda payload, ctx: b"%d" % len(payload), MethodOptions(serializer="raw"))
+    b.on("transfer", lambda *args: 1 / 0)
+    await a.connect("b")
+
+    def broken(*args: Any) -> None:
+        raise RuntimeError("progress bar crashed")
+
+    assert await asyncio.wait_for(a.call("b", "size", b"z" * MiB, serializer="raw", progress=broken), 10) == b"%d" % MiB

@@ -22,8 +22,10 @@ def user(name: str) -> str:
     """A NATS user that may publish only as node ``name`` and read only what is sent to it."""
     return (
         f'{{user: {name}, password: "pw-{name}", permissions: {{'
-        f'publish: {{allow: ["{P}.node.*.{name}", "{P}.xfer.{name}.*"]}}, '
-        f'subscribe: {{allow: ["{P}.node.{name}.*", "{P}.xfer.*.*", "_INBOX.>"]}}, '
+        f'publish: {{allow: ["{P}.node.*.{name}", "{P}.node.*.{name}.*", "{P}.bcast.{name}.*", '
+        f'"{P}.xfer.{name}.*"]}}, '
+        f'subscribe: {{allow: ["{P}.node.{name}.*", "{P}.node.{name}.*.*", "{P}.bcast.*.*", "{P}.xfer.*.*", '
+        '"_INBOX.>"]}, '
         "allow_responses: true}}"
     )
 

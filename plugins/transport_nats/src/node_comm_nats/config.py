@@ -122,6 +122,11 @@ class NatsTransportConfig:
     #: Broadcast payloads from this size on are published once and fanned out by the broker;
     #: smaller ones go to each target on its own.
     broadcast_once_min: int = 64 * KiB
+    #: Broadcast subjects per sender: each node listens on one, chosen by its id (and told to its
+    #: peers), and a small broadcast is published once per group holding at least half of the
+    #: sender's peers of that group (others get their own message). More groups: fewer nodes read
+    #: a broadcast not meant for them; fewer: fewer publishes for a broadcast to everyone.
+    broadcast_groups: int = 64
     #: Bytes of one chunked payload a sender may have in flight before the receiver acknowledges.
     flow_window: int = 8 * MiB
     #: Seconds a chunked transfer may make no progress before either side drops it.
@@ -131,13 +136,12 @@ class NatsTransportConfig:
     max_pending_bytes: int = 256 * MiB
     #: Seconds ``stop()`` waits for goodbye frames to flush.
     stop_grace: float = 1.0
+    #: Seconds a connected peer's connection has to answer a probe when another node claims its id
+    #: (a restarted peer): while it answers, the claim is refused; a gone one is replaced at once.
+    takeover_probe_timeout: float = 1.0
     #: Set only when the broker binds NATS users to node ids with per-subject publish permissions
     #: (see the plugin README): peers are then reported as authenticated, named by their node id.
     broker_enforces_identity: bool = False
-    #: Seconds a node waits for the connected incarnation of a node id to answer a probe when a new
-    #: handshake claims that id: while it answers, the claim is refused (no takeover of a live
-    #: peer); when it does not, the new one replaces it (a restarted peer gets in after this wait).
-    claim_probe_timeout: float = 1.0
     redial: NatsRedialConfig = field(default_factory=NatsRedialConfig)
 
     def __post_init__(self) -> None:
@@ -174,7 +178,7 @@ class NatsTransportConfig:
             "ping_interval",
             "presence_interval",
             "transfer_timeout",
-            "claim_probe_timeout",
+            "takeover_probe_timeout",
         ):
             _number(f"{_PATH}.{key}", getattr(self, key))
         _number(f"{_PATH}.stop_grace", self.stop_grace, strict=False)
@@ -183,6 +187,9 @@ class NatsTransportConfig:
         _integer(f"{_PATH}.chunk_size", self.chunk_size, 4 * KiB)
         _integer(f"{_PATH}.max_payload_size", self.max_payload_size, 0)
         _integer(f"{_PATH}.broadcast_once_min", self.broadcast_once_min, 0)
+        _integer(f"{_PATH}.broadcast_groups", self.broadcast_groups, 1)
+        if self.broadcast_groups > 65536:
+            raise ConfigError(f"{_PATH}.broadcast_groups: expected at most 65536, got {self.broadcast_groups!r}")
         _integer(f"{_PATH}.flow_window", self.flow_window, self.chunk_size)
         _integer(f"{_PATH}.max_pending_bytes", self.max_pending_bytes, 1 * MiB)
         if self.max_receive_buffer is not None:

@@ -18,11 +18,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import logging
 import math
+import random
+import re
 import secrets
 import ssl
 import time
+import zlib
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -44,13 +48,14 @@ from node_comm import (
     Transport,
     TransportHost,
 )
-from node_comm.connecting import SharedConnects, backoff
 from node_comm.message import report_progress
 
 from .config import NatsTransportConfig
 from .transfers import Incoming, Outgoing, Receiving
 from .wire import (
     ABORT,
+    BATCH,
+    BCAST,
     CHUNK,
     CHUNK_ACK,
     GOODBYE,
@@ -60,12 +65,15 @@ from .wire import (
     PROBE,
     BadFrame,
     Frame,
+    bcast_call_id,
     decode,
     encode,
+    encode_batch,
     encode_message,
     error_of,
     message_extra,
     metadata_of,
+    split_batch,
     token,
     untoken,
 )
@@ -87,16 +95,38 @@ _MAX_EARLY = 256
 _SENDER, _RECEIVER = 0, 1
 
 
-class _Link:
-    __slots__ = ("dialled", "gen", "inc", "peer_id", "reply", "subject")
+#: An incarnation id: random per start of a node, told in the handshake.
+_INCARNATION = re.compile(r"[0-9a-f]{16}")
 
-    def __init__(self, peer_id: str, subject: str, reply: str, dialled: bool, gen: int, inc: str) -> None:
+
+def _group(extra: dict[str, Any]) -> int | None:
+    grp = extra.get("grp")
+    return grp if isinstance(grp, int) and not isinstance(grp, bool) and 0 <= grp < 65536 else None
+
+
+def _incarnation(extra: dict[str, Any]) -> str | None:
+    inc = extra.get("inc")
+    return inc if isinstance(inc, str) and _INCARNATION.fullmatch(inc) else None
+
+
+class _Link:
+    __slots__ = ("dialled", "gen", "group", "inc", "out", "out_size", "peer_id", "reply", "subject")
+
+    def __init__(
+        self, peer_id: str, subject: str, reply: str, dialled: bool, gen: int, inc: str | None, group: int | None
+    ) -> None:
         self.peer_id = peer_id
-        self.inc = inc  # the peer's incarnation: a random id it chose when it started
         self.subject = subject  # where frames to the peer go
         self.reply = reply  # where the broker reports "no responders" for them
         self.dialled = dialled
         self.gen = gen
+        #: The peer's incarnation (``None``: it did not say): what a takeover probe asks for.
+        self.inc = inc
+        #: The peer's broadcast group (``None``: it has none; small broadcasts go to it alone).
+        self.group = group
+        #: Small frames waiting for the publish a sender is about to make (``None``: none pending).
+        self.out: list[bytes] | None = None
+        self.out_size = 0
 
 
 class NatsTransport(Transport):
@@ -115,12 +145,17 @@ class NatsTransport(Transport):
         self._links: dict[str, _Link] = {}
         self._by_gen: dict[int, _Link] = {}
         self._gens = itertools.count(1)
-        self._connects = SharedConnects()
+        self._connecting: dict[str, asyncio.Future[None]] = {}
+        #: This start's incarnation id; the old link of a restarted peer is probed by it.
+        self._inc = secrets.token_hex(8)
+        #: Peer ids whose connected link is being probed for a claim by another incarnation.
+        self._claims: set[str] = set()
+        self._group = zlib.crc32(self.node_id.encode("utf-8")) % self.cfg.broadcast_groups
+        #: How this node's id appears in a broadcast's target list (JSON), for a quick check.
+        self._named = json.dumps(self.node_id).encode("utf-8")
+        #: Linked peers per broadcast group.
+        self._group_links: dict[int, int] = {}
         self._early: dict[str, list[Frame]] = {}
-        #: This node's incarnation: peers tell a restart (new value) from an impostor's claim of a
-        #: live id (the old incarnation still answers a probe for its value).
-        self._inc = secrets.token_hex(16)
-        self._claims: set[str] = set()  # node ids whose connected incarnation is being probed
         self._dials: dict[str, float] = {}  # peer -> connect timeout, for redials
         self._redials: dict[str, asyncio.Task[None]] = {}
         self._told: dict[str, float] = {}  # unlinked peer -> when it was last told so
@@ -202,6 +237,16 @@ class NatsTransport(Transport):
                 "transport.nats.servers, the credentials and TLS options, and that a server is running"
             ) from None
         self._nc = nc
+        if (
+            (cfg.password is not None or cfg.token is not None)
+            and cfg.tls is None
+            and not all(url.startswith(("tls://", "wss://")) for url in cfg.servers)
+        ):
+            log.warning(
+                "%s: transport.nats: a password or token is sent to the NATS server in the clear; "
+                "use tls:// servers (or nkeys_seed / creds_file, which never send the secret)",
+                self.node_id,
+            )
         prefix = cfg.subject_prefix
         limit = cfg.max_pending_bytes
         try:
@@ -210,6 +255,9 @@ class NatsTransport(Transport):
             )
             self._status = nc.new_inbox()
             await nc.subscribe(f"{self._status}.*", cb=self._on_status)
+            # Takeover probes: only this incarnation answers them (see _claim).
+            await nc.subscribe(f"{prefix}.node.{token(self.node_id)}.*.{self._inc}", cb=self._on_inc_probe)
+            await nc.subscribe(f"{prefix}.bcast.*.{self._group}", cb=self._on_bcast, pending_bytes_limit=limit)
             await _flush(nc, cfg.connect_timeout)  # subscriptions live at the server before we return
         except Exception as exc:
             self._nc = None
@@ -334,7 +382,7 @@ class NatsTransport(Transport):
             self._drop(link, f"node {self.node_id!r} lost its connection to the NATS servers for good")
 
     # ------------------------------------------------------------------ links
-    def _install(self, peer_id: str, *, dialled: bool, inc: str) -> None:
+    def _install(self, peer_id: str, *, dialled: bool, inc: str | None, group: int | None) -> None:
         gen = next(self._gens)
         link = _Link(
             peer_id,
@@ -343,8 +391,11 @@ class NatsTransport(Transport):
             dialled,
             gen,
             inc,
+            group,
         )
         self._links[peer_id] = link
+        if group is not None:
+            self._group_links[group] = self._group_links.get(group, 0) + 1
         self._by_gen[gen] = link
         redial = self._redials.pop(peer_id, None)
         if redial is not None and redial is not asyncio.current_task():
@@ -360,6 +411,12 @@ class NatsTransport(Transport):
         if self._links.get(link.peer_id) is not link:
             return
         del self._links[link.peer_id]
+        if link.group is not None:
+            left = self._group_links.get(link.group, 1) - 1
+            if left > 0:
+                self._group_links[link.group] = left
+            else:
+                self._group_links.pop(link.group, None)
         self._receiving.drop_peer(link.peer_id)
         for out in self._outgoing.values():
             out.leave(link.peer_id, "lost")
@@ -390,13 +447,14 @@ class NatsTransport(Transport):
 
     async def _redial(self, peer_id: str, timeout: float) -> None:
         rc = self.cfg.redial
-        delays = backoff(rc.initial_backoff, rc.max_backoff)
+        delay = rc.initial_backoff
         attempt = 0
         while rc.max_attempts <= 0 or attempt < rc.max_attempts:
-            await asyncio.sleep(next(delays))
+            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+            delay = min(delay * 2, rc.max_backoff)
             if not self._broker_up.is_set():
                 await self._broker_up.wait()  # no point knocking while the broker is away
-                delays = backoff(rc.initial_backoff, rc.max_backoff)
+                delay = rc.initial_backoff
             if self._stopping or peer_id in self._links:
                 return
             attempt += 1
@@ -414,28 +472,31 @@ class NatsTransport(Transport):
     async def connect(self, node_id: str, address: str | None, timeout: float) -> None:
         if node_id in self._links:
             return
-        if not self._connects.busy(node_id):
-            pending = self._redials.pop(node_id, None)
-            if pending is not None:
-                pending.cancel()
-        await self._handshake(node_id, timeout)  # shares the outcome of a handshake under way
+        inflight = self._connecting.get(node_id)
+        if inflight is not None:  # a concurrent connect() to the same node: share its outcome
+            await asyncio.shield(inflight)
+            return
+        pending = self._redials.pop(node_id, None)
+        if pending is not None:
+            pending.cancel()
+        await self._handshake(node_id, timeout)
         self._dials[node_id] = timeout
 
     async def _handshake(self, node_id: str, timeout: float) -> None:
-        await self._connects.run(node_id, lambda: self._shake(node_id, timeout))
-
-    async def _shake(self, node_id: str, timeout: float) -> None:
         nc = self._nc
         if nc is None or not nc.is_connected:
             raise ConnectFailedError(
                 node_id, f"node {self.node_id!r} is not connected to the NATS servers (reconnecting?)"
             )
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._connecting[node_id] = fut
         self._early[node_id] = []
         subject = f"{self.cfg.subject_prefix}.node.{token(node_id)}.{token(self.node_id)}"
         try:
             try:
-                hello = encode(HELLO, extra={"expect": node_id, "inc": self._inc})
-                reply = await self._ask(nc, subject, hello, timeout)
+                reply = await self._ask(
+                    nc, subject, encode(HELLO, extra={"expect": node_id, "inc": self._inc, "grp": self._group}), timeout
+                )
             except nats_errors.NoRespondersError:
                 raise ConnectFailedError(
                     node_id,
@@ -467,21 +528,28 @@ class NatsTransport(Transport):
                 raise ConnectFailedError(node_id, f"node {node_id!r} refused the connection: {str(refused)[:500]}")
             if self._stopping:
                 raise ConnectFailedError(node_id, f"node {self.node_id!r} is stopping")
-            inc = _incarnation(ack.extra)
-            current = self._links.get(node_id)
-            if current is None or current.inc != inc:
-                if current is not None:  # it restarted while our handshake was on its way
-                    self._drop(current, f"node {node_id!r} restarted", DisconnectKind.REPLACED)
-                self._install(node_id, dialled=True, inc=inc)
+            if node_id not in self._links:
+                self._install(node_id, dialled=True, inc=_incarnation(ack.extra), group=_group(ack.extra))
             else:
-                current.dialled = True
+                self._links[node_id].dialled = True
             early = self._early.pop(node_id, [])
             for frame in early:
                 link = self._links.get(node_id)
                 if link is None:
                     break
                 await self._on_frame(link, frame)
+        except BaseException as exc:
+            if isinstance(exc, Exception):
+                fut.set_exception(exc)
+                fut.exception()  # retrieved here; waiters get it through the shield
+            else:
+                fut.cancel()
+            raise
+        else:
+            fut.set_result(None)
         finally:
+            if self._connecting.get(node_id) is fut:
+                del self._connecting[node_id]
             self._early.pop(node_id, None)
 
     async def _ask(self, nc: Client, subject: str, hello: bytes, timeout: float) -> Msg:
@@ -501,86 +569,75 @@ class NatsTransport(Transport):
     async def _on_hello(self, source: str, frame: Frame, reply: str) -> None:
         if not reply:
             return
-        inc = _incarnation(frame.extra)
-        old = self._links.get(source)
-        if old is not None and old.inc != inc and not self._stopping and frame.extra.get("expect") == self.node_id:
-            # Another incarnation claims a connected id: probing the old one takes a while, and
-            # this callback must not hold up the frames of every other peer meanwhile.
-            self._spawn(self._answer_claim(source, inc, reply))
-            return
-        await self._answer_hello(source, frame, inc, reply)
-
-    async def _answer_claim(self, source: str, inc: str, reply: str) -> None:
-        refused = ""
-        if source in self._claims:
-            refused = f"node id {source!r} is already being claimed by another connection; try again"
-        else:
-            self._claims.add(source)
-            try:
-                old = self._links.get(source)
-                if old is not None and old.inc != inc and await self._probe(old):
-                    refused = (
-                        f"node id {source!r} is already connected to node {self.node_id!r} and its "
-                        "connection answers; a node id can be used by one process at a time"
-                    )
-            finally:
-                self._claims.discard(source)
-        if refused:
-            log.warning("%s: refused a handshake claiming node id %r: it is connected and alive", self.node_id, source)
-            await self._publish(reply, encode(HELLO_ACK, extra={"refused": refused}), source, quiet=True)
-            return
-        await self._answer_hello(source, None, inc, reply)
-
-    async def _answer_hello(self, source: str, frame: Frame | None, inc: str, reply: str) -> None:
         refused = ""
         if self._stopping:
             refused = f"node {self.node_id!r} is stopping"
-        elif frame is not None and frame.extra.get("expect") != self.node_id:
+        elif frame.extra.get("expect") != self.node_id:
             refused = f"this is node {self.node_id!r}, not {frame.extra.get('expect')!r}"
+        inc = _incarnation(frame.extra)
+        old = self._links.get(source)
+        if not refused and old is not None and old.inc is not None and old.inc != inc:
+            # Another incarnation claims a connected id: a restarted peer, or an impostor. Probe the
+            # old one off the subscription's task (frames from everyone else keep flowing).
+            if source in self._claims:
+                refused = f"node id {source!r} is already connected and being checked for another claim"
+            else:
+                self._claims.add(source)
+                self._spawn(self._claim_then_answer(source, old, inc, _group(frame.extra), reply))
+                return
+        await self._answer_hello(source, inc, _group(frame.extra), reply, refused)
+
+    async def _answer_hello(self, source: str, inc: str | None, group: int | None, reply: str, refused: str) -> None:
         if not refused:
             old = self._links.get(source)
-            if old is not None and old.inc != inc:  # it restarted (its old incarnation did not answer)
+            if old is not None:  # it restarted, or lost and regained the broker: a new link
                 self._drop(
-                    old,
-                    f"node {source!r} connected again (restarted) and its previous incarnation did not answer a probe",
-                    DisconnectKind.REPLACED,
+                    old, f"node {source!r} connected again (restarted, or reconnected to NATS)", DisconnectKind.REPLACED
                 )
-            elif old is not None:  # the same process lost and regained the broker: a new link
-                self._drop(old, f"node {source!r} connected again (reconnected to NATS)", DisconnectKind.REPLACED)
-            self._install(source, dialled=source in self._dials, inc=inc)
-        extra = {"refused": refused} if refused else {"node": self.node_id, "inc": self._inc}
-        await self._publish(reply, encode(HELLO_ACK, extra=extra), source)
+            self._install(source, dialled=source in self._dials, inc=inc, group=group)
+        fields = {"refused": refused} if refused else {"node": self.node_id, "inc": self._inc, "grp": self._group}
+        await self._publish(reply, encode(HELLO_ACK, extra=fields), source, quiet=True)
 
-    async def _probe(self, link: _Link) -> bool:
-        """Whether the incarnation ``link`` was made with answers a probe within
-        ``claim_probe_timeout`` (other processes on its subject stay silent: they are not it)."""
-        nc = self._nc
-        if nc is None or not nc.is_connected:
-            return False
-        answered = asyncio.get_running_loop().create_future()
-
-        async def on_answer(msg: Msg) -> None:
-            if answered.done():
-                return
-            if msg.headers and msg.headers.get("Status") == "503":
-                answered.set_result(False)  # no responders: nobody is on its subject at all
-                return
-            try:
-                frame = decode(msg.data)
-            except BadFrame:
-                return
-            if frame.kind == PROBE and _incarnation(frame.extra) == link.inc:
-                answered.set_result(True)
-
-        inbox = nc.new_inbox()
-        sub = await nc.subscribe(inbox, cb=on_answer)
+    async def _claim_then_answer(self, source: str, old: _Link, inc: str | None, group: int | None, reply: str) -> None:
         try:
-            await nc.publish(link.subject, encode(PROBE, extra={"inc": link.inc}), reply=inbox)
-            return bool(await asyncio.wait_for(answered, self.cfg.claim_probe_timeout))
-        except (asyncio.TimeoutError, nats_errors.Error, OSError):
-            return False
+            alive = await self._probe_incarnation(old)
         finally:
-            await _unsubscribe(sub)
+            self._claims.discard(source)
+        refused = ""
+        if alive:
+            refused = (
+                f"node id {source!r} is already connected to node {self.node_id!r} and its connection "
+                "answers; a second node with the same id? (stop the other one, or pick another node_id)"
+            )
+            log.warning("%s: refused a second claim of node id %r: its connection answers", self.node_id, source)
+        elif self._links.get(source) is old:
+            self._drop(
+                old,
+                f"node {source!r} reconnected and its previous connection did not answer a probe",
+                DisconnectKind.REPLACED,
+            )
+        if self._stopping:
+            refused = f"node {self.node_id!r} is stopping"
+        await self._answer_hello(source, inc, group, reply, refused)
+
+    async def _probe_incarnation(self, link: _Link) -> bool:
+        """Whether ``link``'s incarnation of the peer answers a probe within
+        ``takeover_probe_timeout`` (the broker says "no responders" at once when it is gone)."""
+        nc = self._nc
+        if nc is None or link.inc is None:
+            return False
+        subject = f"{self.cfg.subject_prefix}.node.{token(link.peer_id)}.{token(self.node_id)}.{link.inc}"
+        try:
+            await nc.request(subject, _PROBE_FRAME, timeout=self.cfg.takeover_probe_timeout)
+        except (asyncio.TimeoutError, nats_errors.Error):
+            return False
+        return True
+
+    async def _on_inc_probe(self, msg: Msg) -> None:
+        """A takeover probe for this incarnation: answer it (nothing else is read from it)."""
+        if msg.reply and self._nc is not None and not self._stopping:
+            with contextlib.suppress(Exception):
+                await self._nc.publish(msg.reply, _PROBE_FRAME)
 
     # ------------------------------------------------------------------ inbound
     async def _on_node_msg(self, msg: Msg) -> None:
@@ -597,10 +654,18 @@ class NatsTransport(Transport):
         if frame.kind == HELLO:
             await self._on_hello(source, frame, msg.reply)
             return
-        if frame.kind == PROBE and "inc" in frame.extra:  # is this the incarnation a claim probes?
-            if msg.reply and frame.extra.get("inc") == self._inc:
-                await self._publish(msg.reply, encode(PROBE, extra={"inc": self._inc}), source, quiet=True)
+        if frame.kind == BATCH:
+            try:
+                frames = split_batch(frame.payload)
+            except BadFrame as exc:
+                log.warning("%s: dropped a malformed batch from %r: %s", self.node_id, source, exc)
+                return
+            for sub in frames:
+                await self._on_peer_frame(source, sub)
             return
+        await self._on_peer_frame(source, frame)
+
+    async def _on_peer_frame(self, source: str, frame: Frame) -> None:
         link = self._links.get(source)
         if link is None:
             early = self._early.get(source)
@@ -628,8 +693,9 @@ class NatsTransport(Transport):
         self._told[source] = now
         subject = f"{self.cfg.subject_prefix}.node.{token(source)}.{token(self.node_id)}"
         reason = f"node {self.node_id!r} has no connection from node {source!r} (it restarted or dropped it)"
-        goodbye = encode(GOODBYE, extra={"reason": reason, "unlinked": True, "inc": self._inc})
-        await self._publish(subject, goodbye, source, quiet=True)
+        await self._publish(
+            subject, encode(GOODBYE, extra={"reason": reason, "unlinked": True, "inc": self._inc}), source, quiet=True
+        )
 
     async def _on_frame(self, link: _Link, frame: Frame) -> None:
         kind = frame.kind
@@ -671,17 +737,29 @@ class NatsTransport(Transport):
             else:
                 self._receiving.drop(source, frame.transfer)
         elif kind == GOODBYE:
+            if link.inc is not None and _incarnation(frame.extra) != link.inc:
+                # Not from the incarnation of this link: a restarted peer (its HELLO replaces the
+                # link) or another node claiming its id. The link stays while it answers.
+                if link.peer_id not in self._claims:
+                    self._claims.add(link.peer_id)
+                    self._spawn(self._check_link(link))
+                return
             reason = frame.extra.get("reason")
             text = str(reason)[:1000] if reason else f"node {source!r} said goodbye"
-            if frame.extra.get("inc", link.inc) != link.inc:
-                # Another process on the peer's subject (one refused its id) is not the peer.
-                log.warning("%s: ignored a goodbye for %r from another incarnation of that id", self.node_id, source)
-            elif frame.extra.get("unlinked") is True:  # it is alive but lost our link: open it again
+            if frame.extra.get("unlinked") is True:  # it is alive but lost our link: open it again
                 self._lost(link, text)
             else:
                 self._drop(link, text, DisconnectKind.STOPPED)
         elif kind != PROBE and kind != HELLO_ACK:
             log.warning("%s: frame of unknown kind %d from %r", self.node_id, kind, source)
+
+    async def _check_link(self, link: _Link) -> None:
+        try:
+            alive = await self._probe_incarnation(link)
+        finally:
+            self._claims.discard(link.peer_id)
+        if not alive and self._links.get(link.peer_id) is link:
+            self._lost(link, f"node {link.peer_id!r} is gone: its connection did not answer a probe")
 
     def _deliver(self, msg: Message) -> None:
         try:
@@ -804,12 +882,11 @@ class NatsTransport(Transport):
         self._finish(done)
 
     def _progress(self, inc: Incoming) -> None:
-        """Tell the node how much of a chunked payload has arrived (``call(progress=)``, the
-        ``transfer`` event)."""
+        """Tell the node how much of ``inc`` arrived (a reply's caller, or the ``transfer`` event)."""
         try:
             self.host.transfer_progress(inc.source, inc.id, inc.mtype, inc.method, inc.got, inc.total)
         except Exception:
-            log.exception("%s: transfer progress of a payload from %r failed", self.node_id, inc.source)
+            log.exception("%s: transfer_progress failed for a payload from %r", self.node_id, inc.source)
 
     def _finish(self, inc: Incoming) -> None:
         payload = inc.buf if inc.buf is not None else b""
@@ -944,7 +1021,7 @@ class NatsTransport(Transport):
         if len(msg.payload) <= self._chunk_size:
             frame = encode_message(msg)
             if len(frame) <= self._max_frame - _FRAME_ROOM // 4:
-                await self._publish(link.subject, frame, msg.target, link.reply)
+                await self._coalesce(link, frame)
                 return
         out = await self._send_transfer([msg], msg.payload)
         why = out.gone.get(msg.target)
@@ -957,6 +1034,33 @@ class NatsTransport(Transport):
                 code=ErrorCode.UNAVAILABLE,
             )
         # "refused": the receiver answers the call with RESOURCE_EXHAUSTED itself.
+
+    async def _coalesce(self, link: _Link, frame: bytes) -> None:
+        """Publish ``frame`` to ``link``'s peer, together with the small frames other senders queue
+        for it meanwhile: the first sender yields once to the loop, then publishes what queued up
+        as one NATS message (a ``BATCH`` when there are several), within the broker's max_payload."""
+        size = len(frame) + 4
+        limit = self._max_frame - _FRAME_ROOM // 4
+        while True:
+            queued = link.out
+            if queued is None:
+                break
+            if link.out_size + size <= limit:
+                queued.append(frame)
+                link.out_size += size
+                return
+            link.out = None  # full: out it goes now (the publish may yield: look again after it)
+            await self._publish_batch(link, queued)
+        mine = link.out = [frame]
+        link.out_size = size
+        await asyncio.sleep(0)
+        if link.out is mine:  # else a sender that found it full published it
+            link.out = None
+            await self._publish_batch(link, mine)
+
+    async def _publish_batch(self, link: _Link, frames: list[bytes]) -> None:
+        data = frames[0] if len(frames) == 1 else encode_batch(frames)
+        await self._publish(link.subject, data, link.peer_id, link.reply)
 
     def _head(self, msg: Message, transfer: int, size: int, shared: bool) -> bytes:
         """The head frame of ``msg``'s payload sent as transfer ``transfer`` of ``size`` bytes;
@@ -993,7 +1097,6 @@ class NatsTransport(Transport):
         step = self._chunk_size
         window = cfg.flow_window
         peer = msgs[0].target if not shared else "<broadcast>"
-        watched = [m for m in msgs if m.progress is not None]  # callers that asked for progress
         done = False
         try:
             for m in msgs:
@@ -1017,9 +1120,10 @@ class NatsTransport(Transport):
                 chunk = encode(CHUNK, transfer=transfer, size=off, payload=view[off : off + step])
                 await self._publish(chunks_to, chunk, peer)
                 off += step
-                for m in watched:
-                    if m.target in out.acked:
-                        report_progress(m.progress, "sent", min(off, n), n)  # type: ignore[arg-type]
+                sent = min(off, n)
+                for m in msgs:
+                    if m.progress is not None and m.target in out.acked:
+                        report_progress(m.progress, "sent", sent, n)
                 await asyncio.sleep(0)  # let other senders' frames in between the chunks
             done = off >= n
         finally:
@@ -1033,12 +1137,11 @@ class NatsTransport(Transport):
         """One broadcast. A payload from ``broadcast_once_min`` bytes on is published once: each
         target gets a small head frame with its own call id, then the chunks go once on the
         transfer's own subject, which only the targets join; the broker fans them out. Smaller
-        payloads go to each target on its own (cheaper than every node reading every broadcast)."""
+        payloads are published once per broadcast group (see :meth:`_send_grouped`)."""
         first = messages[0] if messages else None
         if (
             first is None
             or len(messages) < 2
-            or len(first.payload) < self.cfg.broadcast_once_min
             or first.type not in (_REQUEST, _NOTIFY)
             or any(
                 m.payload is not first.payload
@@ -1048,6 +1151,12 @@ class NatsTransport(Transport):
                 for m in messages
             )
         ):
+            return await super().send_many(messages)
+        if len(first.payload) < self.cfg.broadcast_once_min:
+            if type(first) is Message and all(
+                m.deadline == first.deadline and m.metadata == first.metadata for m in messages
+            ):
+                return await self._send_grouped(messages)
             return await super().send_many(messages)
         results: list[BaseException | None] = [None] * len(messages)
         index: dict[str, int] = {}
@@ -1080,6 +1189,100 @@ class NatsTransport(Transport):
                 )
         return results
 
+    async def _send_grouped(self, messages: Sequence[Message]) -> list[BaseException | None]:
+        """A small broadcast: one frame per broadcast group holding at least two targets and at
+        least half of this node's peers of the group, naming those targets and their call ids, on
+        the group's subject; the broker fans it out to the group. Other targets get their own."""
+        first = messages[0]
+        results: list[BaseException | None] = [None] * len(messages)
+        try:
+            self._check_size(first)
+        except PayloadTooLargeError as exc:
+            return [exc] * len(messages)
+        groups: dict[int, list[int]] = {}
+        single: list[int] = []
+        seen: set[str] = set()
+        for i, m in enumerate(messages):
+            link = self._links.get(m.target)
+            if link is None or m.target in seen:
+                results[i] = NodeNotConnectedError(m.target)
+                continue
+            seen.add(m.target)
+            if link.group is None:
+                single.append(i)
+            else:
+                groups.setdefault(link.group, []).append(i)
+        subject = f"{self.cfg.subject_prefix}.bcast.{token(self.node_id)}."
+        limit = self._max_frame - _FRAME_ROOM // 4
+        for group, idx in groups.items():
+            if len(idx) < 2 or 2 * len(idx) < self._group_links.get(group, 0):
+                single.extend(idx)
+                continue
+            extra = message_extra(first) or {}
+            extra["to"] = [[messages[i].target, messages[i].id] for i in idx]
+            frame = encode(
+                BCAST,
+                method=first.method,
+                serializer=first.serializer,
+                deadline=first.deadline,
+                size=int(first.type),
+                extra=extra,
+                payload=first.payload,
+            )
+            if len(frame) > limit:
+                single.extend(idx)
+                continue
+            try:
+                await self._publish(subject + str(group), frame, "<broadcast>")
+            except NodeCommError as exc:
+                for i in idx:
+                    results[i] = exc
+        for i in single:
+            try:
+                await self.send(messages[i])
+            except Exception as exc:
+                results[i] = exc
+        return results
+
+    async def _on_bcast(self, msg: Msg) -> None:
+        """A small broadcast to this node's group: acted on only when it names this node and comes
+        from a peer linked to it."""
+        parts = msg.subject.rsplit(".", 2)
+        source = untoken(parts[-2]) if len(parts) == 3 else None
+        if source is None or source == self.node_id or self._nc is None or source not in self._links:
+            return
+        data = msg.data
+        if self._named not in data:  # cheap: most frames for other members of the group
+            return
+        try:
+            frame = decode(data)
+            if frame.kind != BCAST:
+                raise BadFrame(f"frame of kind {frame.kind} on a broadcast subject")
+            ident = bcast_call_id(frame.extra, self.node_id)
+            if ident is None:
+                return
+            mtype = MESSAGE_TYPES.get(frame.size)
+            if mtype is not _REQUEST and mtype is not _NOTIFY:
+                raise BadFrame("a broadcast carries a request or a notify")
+            metadata = metadata_of(frame.extra)
+        except BadFrame as exc:
+            log.warning("%s: dropped a malformed broadcast from %r: %s", self.node_id, source, exc)
+            return
+        self._deliver(
+            Message(
+                ident,
+                mtype,
+                source,
+                self.node_id,
+                frame.method,
+                frame.payload,  # type: ignore[arg-type]
+                frame.serializer,
+                metadata,
+                None,
+                frame.deadline,
+            )
+        )
+
     async def disconnect(self, node_id: str, reason: str, *, may_return: bool = False) -> None:
         link = self._links.get(node_id)
         heartbeat = may_return  # dropped for silence (heartbeat timeout): the peer may come back
@@ -1103,12 +1306,6 @@ class NatsTransport(Transport):
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-
-def _incarnation(extra: dict[str, Any]) -> str:
-    """The incarnation a handshake frame names ("" when missing or malformed)."""
-    inc = extra.get("inc")
-    return inc[:64] if isinstance(inc, str) else ""
 
 
 async def _unsubscribe(sub: Any) -> None:

@@ -5,6 +5,9 @@ Subjects (``P`` is ``subject_prefix``; node ids are subject tokens, see :func:`t
 * ``P.node.TARGET.SOURCE`` — every frame from SOURCE to TARGET. TARGET subscribes ``P.node.TARGET.*``
   and reads the sender from the subject, so a broker that limits each user's publish permissions
   to ``P.node.*.ITS_ID`` makes node ids unforgeable.
+* ``P.bcast.SOURCE.G`` — SOURCE's small broadcasts to the targets in group G (each node subscribes
+  ``P.bcast.*.G`` for its own group, told in the handshake); the frame names the targets and
+  their call ids, and a node acts only on one that names it, from a peer it is linked to.
 * ``P.xfer.SOURCE.N`` — the chunks of SOURCE's broadcast N, read by its targets only (each got
   its own head frame on its node subject first).
 
@@ -37,6 +40,14 @@ CHUNK = 19
 CHUNK_ACK = 20
 ABORT = 21
 PROBE = 22
+#: A small broadcast: one message to a group subject, naming its targets and their call ids.
+BCAST = 23
+#: Small frames to one peer queued while a publish to it was pending, in one NATS message: the
+#: payload is each frame after its 4-byte length.
+BATCH = 24
+_LEN = struct.Struct("!I")
+#: Most targets one group broadcast frame may name.
+MAX_BCAST_TARGETS = 65536
 MESSAGE_TYPES = {int(t): t for t in MessageType}
 #: Largest ``extra`` a frame may carry (broadcast target lists of thousands of nodes fit).
 MAX_EXTRA = 4 * 1024 * 1024
@@ -160,6 +171,53 @@ def decode(data: bytes) -> Frame:
 def _str_map(value: Any) -> dict[str, str] | None:
     if isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
         return value
+    return None
+
+
+def encode_batch(frames: list[bytes]) -> bytes:
+    """One ``BATCH`` frame carrying ``frames``."""
+    parts = [encode(BATCH)]
+    for f in frames:
+        parts.append(_LEN.pack(len(f)))
+        parts.append(f)
+    return b"".join(parts)
+
+
+def split_batch(payload: bytes | memoryview) -> list[Frame]:
+    """The frames of a ``BATCH`` payload; raises :class:`BadFrame` for a malformed one, or one that
+    carries anything but messages (no handshakes, transfers or nested batches)."""
+    out = []
+    view = memoryview(payload)
+    pos, end = 0, len(view)
+    while pos < end:
+        if end - pos < _LEN.size:
+            raise BadFrame("batch ends inside a length")
+        (n,) = _LEN.unpack_from(view, pos)
+        pos += _LEN.size
+        if n > end - pos:
+            raise BadFrame("batch frame length exceeds the batch")
+        frame = decode(bytes(view[pos : pos + n]))
+        pos += n
+        if frame.kind not in MESSAGE_TYPES or frame.transfer:
+            raise BadFrame(f"a batch carries small messages only, not kind {frame.kind}")
+        out.append(frame)
+    return out
+
+
+def bcast_call_id(extra: dict[str, Any], node_id: str) -> int | None:
+    """The call id a group broadcast's target list gives ``node_id`` (``None``: not named); raises
+    :class:`BadFrame` for a list that is not ``[[node_id, call_id], ...]`` within bounds."""
+    to = extra.get("to")
+    if not isinstance(to, list) or len(to) > MAX_BCAST_TARGETS:
+        raise BadFrame("broadcast target list is missing, malformed or too long")
+    for entry in to:
+        if not isinstance(entry, list) or len(entry) != 2:
+            raise BadFrame("broadcast target list is malformed")
+        if entry[0] == node_id:
+            ident = entry[1]
+            if isinstance(ident, bool) or not isinstance(ident, int) or not 0 <= ident < 1 << 64:
+                raise BadFrame("broadcast call id is not an integer")
+            return ident
     return None
 
 
