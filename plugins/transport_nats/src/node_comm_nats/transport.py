@@ -21,7 +21,6 @@ import itertools
 import json
 import logging
 import math
-import random
 import re
 import secrets
 import ssl
@@ -48,6 +47,7 @@ from node_comm import (
     Transport,
     TransportHost,
 )
+from node_comm.connecting import SharedConnects, backoff
 from node_comm.message import report_progress
 
 from .config import NatsTransportConfig
@@ -145,7 +145,7 @@ class NatsTransport(Transport):
         self._links: dict[str, _Link] = {}
         self._by_gen: dict[int, _Link] = {}
         self._gens = itertools.count(1)
-        self._connecting: dict[str, asyncio.Future[None]] = {}
+        self._connects = SharedConnects()  # handshakes under way, by peer id
         #: This start's incarnation id; the old link of a restarted peer is probed by it.
         self._inc = secrets.token_hex(8)
         #: Peer ids whose connected link is being probed for a claim by another incarnation.
@@ -447,14 +447,13 @@ class NatsTransport(Transport):
 
     async def _redial(self, peer_id: str, timeout: float) -> None:
         rc = self.cfg.redial
-        delay = rc.initial_backoff
+        delays = backoff(rc.initial_backoff, rc.max_backoff)
         attempt = 0
         while rc.max_attempts <= 0 or attempt < rc.max_attempts:
-            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-            delay = min(delay * 2, rc.max_backoff)
+            await asyncio.sleep(next(delays))
             if not self._broker_up.is_set():
                 await self._broker_up.wait()  # no point knocking while the broker is away
-                delay = rc.initial_backoff
+                delays = backoff(rc.initial_backoff, rc.max_backoff)
             if self._stopping or peer_id in self._links:
                 return
             attempt += 1
@@ -472,24 +471,23 @@ class NatsTransport(Transport):
     async def connect(self, node_id: str, address: str | None, timeout: float) -> None:
         if node_id in self._links:
             return
-        inflight = self._connecting.get(node_id)
-        if inflight is not None:  # a concurrent connect() to the same node: share its outcome
-            await asyncio.shield(inflight)
-            return
-        pending = self._redials.pop(node_id, None)
-        if pending is not None:
-            pending.cancel()
+        if not self._connects.busy(node_id):  # else share the handshake under way (a redial's too)
+            pending = self._redials.pop(node_id, None)
+            if pending is not None:
+                pending.cancel()
         await self._handshake(node_id, timeout)
         self._dials[node_id] = timeout
 
     async def _handshake(self, node_id: str, timeout: float) -> None:
+        """Open a link to ``node_id``; a concurrent handshake with it shares this one's outcome."""
+        await self._connects.run(node_id, lambda: self._shake(node_id, timeout))
+
+    async def _shake(self, node_id: str, timeout: float) -> None:
         nc = self._nc
         if nc is None or not nc.is_connected:
             raise ConnectFailedError(
                 node_id, f"node {self.node_id!r} is not connected to the NATS servers (reconnecting?)"
             )
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._connecting[node_id] = fut
         self._early[node_id] = []
         subject = f"{self.cfg.subject_prefix}.node.{token(node_id)}.{token(self.node_id)}"
         try:
@@ -538,18 +536,7 @@ class NatsTransport(Transport):
                 if link is None:
                     break
                 await self._on_frame(link, frame)
-        except BaseException as exc:
-            if isinstance(exc, Exception):
-                fut.set_exception(exc)
-                fut.exception()  # retrieved here; waiters get it through the shield
-            else:
-                fut.cancel()
-            raise
-        else:
-            fut.set_result(None)
         finally:
-            if self._connecting.get(node_id) is fut:
-                del self._connecting[node_id]
             self._early.pop(node_id, None)
 
     async def _ask(self, nc: Client, subject: str, hello: bytes, timeout: float) -> Msg:
