@@ -20,7 +20,8 @@ class DisconnectKind(str, enum.Enum):
     HEARTBEAT = "heartbeat"
     #: A new connection of the same node id replaced this one (the peer restarted).
     REPLACED = "replaced"
-    #: This node closed it: ``node.disconnect()`` or ``node.stop()``.
+    #: This node closed it: ``node.disconnect()``, ``node.stop()``, or the peer went past a bound
+    #: (e.g. notifies sent past ``max_concurrent_notifies_per_peer`` without waiting).
     LOCAL = "local"
 
     def __str__(self) -> str:

@@ -32,6 +32,12 @@ _CANCEL = MessageType.CANCEL
 _HEARTBEAT = MessageType.HEARTBEAT
 _HEARTBEAT_ACK = MessageType.HEARTBEAT_ACK
 
+#: Notifies a peer may have waiting past ``max_concurrent_notifies_per_peer`` (a transport that
+#: pauses reading holds at most a batch; one that cannot, e.g. a broker's push, holds what the peer
+#: sends): past either bound the peer is disconnected, loudly, instead of growing the node's memory.
+MAX_HELD_NOTIFIES = 4096
+MAX_HELD_BYTES = 64 * 1024 * 1024
+
 
 @dataclass(slots=True)
 class Peer:
@@ -46,6 +52,7 @@ class Peer:
     notifies: int = 0  # notify handlers running
     #: Notifies past max_concurrent_notifies_per_peer, run as running ones finish.
     held: deque[Message] = field(default_factory=deque)
+    held_bytes: int = 0  # payload bytes of ``held``
     #: Completed when the transport may read from the peer again (see ``reading_paused``).
     resume: asyncio.Future[None] | None = None
     pinging: bool = False  # a heartbeat to the peer is being sent
@@ -228,10 +235,22 @@ class PeerTable:
         """Run a notify handler, or hold the notify while the peer has
         ``max_concurrent_notifies_per_peer`` running (the transport stops reading that peer
         meanwhile: see :meth:`reading_paused`; only what it had read already is held)."""
-        if peer.notifies >= self._rt.config.max_concurrent_notifies_per_peer:
-            peer.held.append(msg)
+        rt = self._rt
+        if peer.notifies < rt.config.max_concurrent_notifies_per_peer:
+            self._run_notify(peer, msg)
             return
-        self._run_notify(peer, msg)
+        size = len(msg.payload)
+        if len(peer.held) >= MAX_HELD_NOTIFIES or peer.held_bytes + size > MAX_HELD_BYTES:
+            reason = (
+                f"node {msg.source!r} sent {len(peer.held) + 1} notifies ({peer.held_bytes + size} bytes) past "
+                f"max_concurrent_notifies_per_peer={rt.config.max_concurrent_notifies_per_peer} without waiting "
+                f"(at most {MAX_HELD_NOTIFIES} or {MAX_HELD_BYTES} bytes may wait)"
+            )
+            rt.rlog.warning(("held-overflow", msg.source), "%s: disconnecting: %s", rt.node_id, reason)
+            self._drop_soon(msg.source, reason)
+            return
+        peer.held.append(msg)
+        peer.held_bytes += size
 
     def _run_notify(self, peer: Peer, msg: Message) -> None:
         rt = self._rt
@@ -249,7 +268,9 @@ class PeerTable:
         peer.notifies -= 1
         if peer.held:
             if rt.started:
-                self._run_notify(peer, peer.held.popleft())
+                msg = peer.held.popleft()
+                peer.held_bytes -= len(msg.payload)
+                self._run_notify(peer, msg)
                 return
             rt.rlog.debug(
                 "held",
@@ -259,6 +280,7 @@ class PeerTable:
                 peer.held[0].source,
             )
             peer.held.clear()
+            peer.held_bytes = 0
         resume = peer.resume
         if resume is not None and peer.notifies < rt.config.max_concurrent_notifies_per_peer:
             peer.resume = None
@@ -320,6 +342,27 @@ class PeerTable:
         finally:
             setattr(peer, flag, False)
 
+    async def _drop(self, peer_id: str, reason: str, kind: DisconnectKind) -> None:
+        """This node ends the link to ``peer_id`` (silence, or a peer past a bound); it may come
+        back (a transport that redials keeps doing so)."""
+        rt = self._rt
+        self.expect(peer_id, kind)
+        try:
+            if disconnect_accepts_may_return(rt.transport):
+                await rt.transport.disconnect(peer_id, reason, may_return=True)
+            else:  # a transport written before may_return
+                await rt.transport.disconnect(peer_id, reason)
+        except Exception:
+            rt.rlog.exception(("drop", peer_id), "%s: transport failed to drop %r", rt.node_id, peer_id)
+        self.peer_disconnected(peer_id, reason, kind=kind)
+
+    def _drop_soon(self, peer_id: str, reason: str) -> None:
+        """:meth:`_drop` from a callback (once per peer: a peer being dropped is not dropped again)."""
+        if self._expected.get(peer_id) is not None:
+            return
+        self.expect(peer_id, DisconnectKind.LOCAL)
+        self._rt.spawn(self._drop(peer_id, reason, DisconnectKind.LOCAL))
+
     async def heartbeat_loop(self, interval: float, timeout: float) -> None:
         """Every ``interval`` seconds ping each peer; drop a peer silent for ``timeout`` seconds."""
         rt = self._rt
@@ -331,15 +374,7 @@ class PeerTable:
                     peer.last_seen = now
                 if now - peer.last_seen > timeout:
                     reason = f"{HEARTBEAT_TIMEOUT_REASON}: no message for {timeout:g}s"
-                    self.expect(peer_id, DisconnectKind.HEARTBEAT)
-                    try:
-                        if disconnect_accepts_may_return(rt.transport):
-                            await rt.transport.disconnect(peer_id, reason, may_return=True)
-                        else:  # a transport written before may_return
-                            await rt.transport.disconnect(peer_id, reason)
-                    except Exception:
-                        rt.rlog.exception(("drop", peer_id), "%s: transport failed to drop %r", rt.node_id, peer_id)
-                    self.peer_disconnected(peer_id, reason, kind=DisconnectKind.HEARTBEAT)
+                    await self._drop(peer_id, reason, DisconnectKind.HEARTBEAT)
                 elif not peer.pinging and now - peer.last_seen >= interval:
                     # A peer heard from within the interval needs no ping: busy links carry no
                     # heartbeats, and of two nodes pinging each other only one ends up doing it.
