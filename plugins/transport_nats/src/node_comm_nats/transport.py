@@ -26,7 +26,8 @@ import secrets
 import ssl
 import time
 import zlib
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Awaitable, Sequence
 from typing import Any, ClassVar
 
 from nats import errors as nats_errors
@@ -49,6 +50,7 @@ from node_comm import (
 )
 from node_comm.connecting import SharedConnects, backoff
 from node_comm.message import report_progress
+from node_comm.peers import MAX_HELD_BYTES, MAX_HELD_NOTIFIES
 
 from .config import NatsTransportConfig
 from .transfers import Incoming, Outgoing, Receiving
@@ -110,7 +112,19 @@ def _incarnation(extra: dict[str, Any]) -> str | None:
 
 
 class _Link:
-    __slots__ = ("dialled", "gen", "group", "inc", "out", "out_size", "peer_id", "reply", "subject")
+    __slots__ = (
+        "dialled",
+        "gen",
+        "group",
+        "inc",
+        "out",
+        "out_size",
+        "parked",
+        "parked_bytes",
+        "peer_id",
+        "reply",
+        "subject",
+    )
 
     def __init__(
         self, peer_id: str, subject: str, reply: str, dialled: bool, gen: int, inc: str | None, group: int | None
@@ -127,6 +141,10 @@ class _Link:
         #: Small frames waiting for the publish a sender is about to make (``None``: none pending).
         self.out: list[bytes] | None = None
         self.out_size = 0
+        #: Messages from the peer that arrived while the node did not read it (``reading_paused``),
+        #: in order (``None``: reading). The broker pushes, so they wait here, bounded.
+        self.parked: deque[Message] | None = None
+        self.parked_bytes = 0
 
 
 class NatsTransport(Transport):
@@ -696,7 +714,8 @@ class NatsTransport(Transport):
                 if inc is not None and frame.extra.get("xs") is True:
                     await self._join_chunks(source, frame.transfer, inc)
             else:
-                self._deliver(
+                self._deliver_read(
+                    link,
                     Message(
                         frame.id,
                         mtype,
@@ -708,7 +727,7 @@ class NatsTransport(Transport):
                         metadata_of(frame.extra),
                         error_of(frame.extra),
                         frame.deadline,
-                    )
+                    ),
                 )
         elif kind == CHUNK:
             await self._on_chunk(source, frame)
@@ -747,6 +766,53 @@ class NatsTransport(Transport):
             self._claims.discard(link.peer_id)
         if not alive and self._links.get(link.peer_id) is link:
             self._lost(link, f"node {link.peer_id!r} is gone: its connection did not answer a probe")
+
+    def _deliver_read(self, link: _Link, msg: Message) -> None:
+        """Deliver a message read from ``link``, or park it while the node does not read that peer
+        (its notify handlers are at their cap: ``TransportHost.reading_paused``). The broker cannot
+        be told to stop pushing one peer's messages, so they wait here, in order, at most
+        ``MAX_HELD_NOTIFIES`` of them or ``MAX_HELD_BYTES``; past that the peer is dropped."""
+        if link.parked is None:
+            paused = getattr(self.host, "reading_paused", None)
+            gate = paused(link.peer_id) if paused is not None else None
+            if gate is None:
+                self._deliver(msg)
+                return
+            link.parked = deque()
+            self._spawn(self._drain(link, gate))
+        size = len(msg.payload)
+        if len(link.parked) >= MAX_HELD_NOTIFIES or link.parked_bytes + size > MAX_HELD_BYTES:
+            self._lost(
+                link,
+                f"node {link.peer_id!r} sent {len(link.parked) + 1} messages ({link.parked_bytes + size} bytes) "
+                f"while this node did not read it (at most {MAX_HELD_NOTIFIES} or {MAX_HELD_BYTES} bytes may wait)",
+            )
+            return
+        link.parked.append(msg)
+        link.parked_bytes += size
+
+    async def _drain(self, link: _Link, gate: Awaitable[None]) -> None:
+        """Deliver ``link``'s parked messages, in order, as the node reads that peer again."""
+        paused = getattr(self.host, "reading_paused", None)
+        parked = link.parked
+        assert parked is not None
+        while True:
+            await gate
+            if self._links.get(link.peer_id) is not link:  # dropped meanwhile: nothing to deliver to
+                parked.clear()
+                link.parked_bytes = 0
+                return
+            while parked:
+                next_gate = paused(link.peer_id) if paused is not None else None
+                if next_gate is not None:
+                    gate = next_gate
+                    break
+                msg = parked.popleft()
+                link.parked_bytes -= len(msg.payload)
+                self._deliver(msg)
+            else:
+                link.parked = None
+                return
 
     def _deliver(self, msg: Message) -> None:
         try:

@@ -1,0 +1,73 @@
+"""While a node does not read a peer (its notify handlers are at their cap), the NATS transport
+parks what the broker pushes from that peer, in order and bounded: a peer that floods past the
+bound is dropped, the node keeps serving the others."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+import node_comm_nats.transport as nats_transport
+
+from .conftest import NodesFactory
+
+WAIT = 10.0
+
+
+class Parked:
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.started = asyncio.Event()
+        self.seen: list[Any] = []
+
+    async def __call__(self, payload: Any, ctx: Any) -> None:
+        self.seen.append(payload)
+        self.started.set()
+        await self.release.wait()
+
+
+async def test_parked_messages_run_in_order_once_the_node_reads_again(nodes: NodesFactory) -> None:
+    a = await nodes("a")
+    b = await nodes("b", max_concurrent_notifies_per_peer=1)
+    parked = Parked()
+    b.register("park", parked)
+    b.register("echo", lambda p, ctx: p)
+    await a.connect("b")
+    for i in range(30):
+        await a.notify("b", "park", i)
+    await asyncio.wait_for(parked.started.wait(), WAIT)
+    call = asyncio.ensure_future(a.call("b", "echo", "after", timeout=WAIT))
+    link = b.transport._links["a"]  # type: ignore[attr-defined]
+    for _ in range(200):  # the frames are on their way through the broker: wait until parked
+        if link.parked is not None and len(link.parked) == 30:
+            break
+        await asyncio.sleep(0.01)
+    assert len(b._peers["a"].held) <= 1 and not call.done()
+    parked.release.set()
+    assert await call == "after"
+    assert parked.seen == list(range(30))
+
+
+async def test_a_peer_flooding_while_not_read_is_dropped(nodes: NodesFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(nats_transport, "MAX_HELD_NOTIFIES", 40)
+    a = await nodes("a")
+    b = await nodes("b", max_concurrent_notifies_per_peer=1)
+    c = await nodes("c")
+    parked = Parked()
+    b.register("park", parked)
+    b.register("echo", lambda p, ctx: p)
+    lost = asyncio.Event()
+    reasons: list[str] = []
+    b.on("disconnect", lambda peer_id, reason: (reasons.append(reason), lost.set()) if peer_id == "a" else None)
+    await a.connect("b")
+    await c.connect("b")
+    for i in range(200):
+        if not a.is_connected("b"):
+            break
+        await a.notify("b", "park", i)
+    await asyncio.wait_for(lost.wait(), WAIT)
+    assert "while this node did not read it" in reasons[0]
+    assert await c.call("b", "echo", "still serving", timeout=WAIT) == "still serving"
+    parked.release.set()
