@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-import node_comm_nats.transport as nats_transport
+from node_comm import CallTimeoutError
+from node_comm import peers as peers_module
 
 from .conftest import NodesFactory
 
@@ -51,7 +52,7 @@ async def test_parked_messages_run_in_order_once_the_node_reads_again(nodes: Nod
 
 
 async def test_a_peer_flooding_while_not_read_is_dropped(nodes: NodesFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(nats_transport, "MAX_HELD_NOTIFIES", 40)
+    monkeypatch.setattr(peers_module, "MAX_HELD_NOTIFIES", 40)
     a = await nodes("a")
     b = await nodes("b", max_concurrent_notifies_per_peer=1)
     c = await nodes("c")
@@ -71,3 +72,24 @@ async def test_a_peer_flooding_while_not_read_is_dropped(nodes: NodesFactory, mo
     assert "while this node did not read it" in reasons[0]
     assert await c.call("b", "echo", "still serving", timeout=WAIT) == "still serving"
     parked.release.set()
+
+
+async def test_a_grouped_broadcast_from_a_peer_not_read_waits_too(nodes: NodesFactory) -> None:
+    # One broadcast group: the small broadcast below is one publish that b and c both receive.
+    a = await nodes("a", broadcast_groups=1)
+    b = await nodes("b", broadcast_groups=1, max_concurrent_notifies_per_peer=1)
+    c = await nodes("c", broadcast_groups=1)
+    parked = Parked()
+    b.register("park", parked)
+    for node in (b, c):
+        node.register("echo", lambda p, ctx: p)
+    await a.connect("b")
+    await a.connect("c")
+    await a.notify("b", "park", 0)
+    await asyncio.wait_for(parked.started.wait(), WAIT)
+    await a.notify("b", "park", 1)  # parked on the link: b does not read a now
+    out = await a.broadcast("echo", "hi", timeout=0.5)
+    assert out["c"] == "hi"
+    assert isinstance(out["b"], CallTimeoutError)  # b did not act on it while not reading a
+    parked.release.set()
+    assert await a.call("b", "echo", "again", timeout=WAIT) == "again"

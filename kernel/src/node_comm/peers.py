@@ -39,6 +39,14 @@ MAX_HELD_NOTIFIES = 4096
 MAX_HELD_BYTES = 64 * 1024 * 1024
 
 
+def past_held_bound(count: int, held_bytes: int, size: int) -> str | None:
+    """Why one more message of ``size`` bytes may not wait beside ``count`` others of ``held_bytes``
+    (``None``: it may). For the kernel's held notifies and a transport's parked messages alike."""
+    if count >= MAX_HELD_NOTIFIES or held_bytes + size > MAX_HELD_BYTES:
+        return f"at most {MAX_HELD_NOTIFIES} or {MAX_HELD_BYTES} bytes may wait"
+    return None
+
+
 @dataclass(slots=True)
 class Peer:
     """A connected peer."""
@@ -240,11 +248,12 @@ class PeerTable:
             self._run_notify(peer, msg)
             return
         size = len(msg.payload)
-        if len(peer.held) >= MAX_HELD_NOTIFIES or peer.held_bytes + size > MAX_HELD_BYTES:
+        bound = past_held_bound(len(peer.held), peer.held_bytes, size)
+        if bound is not None:
             reason = (
                 f"node {msg.source!r} sent {len(peer.held) + 1} notifies ({peer.held_bytes + size} bytes) past "
                 f"max_concurrent_notifies_per_peer={rt.config.max_concurrent_notifies_per_peer} without waiting "
-                f"(at most {MAX_HELD_NOTIFIES} or {MAX_HELD_BYTES} bytes may wait)"
+                f"({bound})"
             )
             rt.rlog.warning(("held-overflow", msg.source), "%s: disconnecting: %s", rt.node_id, reason)
             self._drop_soon(msg.source, reason)

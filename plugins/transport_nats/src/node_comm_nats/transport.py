@@ -50,7 +50,7 @@ from node_comm import (
 )
 from node_comm.connecting import SharedConnects, backoff
 from node_comm.message import report_progress
-from node_comm.peers import MAX_HELD_BYTES, MAX_HELD_NOTIFIES
+from node_comm.peers import past_held_bound
 
 from .config import NatsTransportConfig
 from .transfers import Incoming, Outgoing, Receiving
@@ -771,7 +771,7 @@ class NatsTransport(Transport):
         """Deliver a message read from ``link``, or park it while the node does not read that peer
         (its notify handlers are at their cap: ``TransportHost.reading_paused``). The broker cannot
         be told to stop pushing one peer's messages, so they wait here, in order, at most
-        ``MAX_HELD_NOTIFIES`` of them or ``MAX_HELD_BYTES``; past that the peer is dropped."""
+        as many as the kernel lets wait (``past_held_bound``); past that the peer is dropped."""
         if link.parked is None:
             paused = getattr(self.host, "reading_paused", None)
             gate = paused(link.peer_id) if paused is not None else None
@@ -781,11 +781,12 @@ class NatsTransport(Transport):
             link.parked = deque()
             self._spawn(self._drain(link, gate))
         size = len(msg.payload)
-        if len(link.parked) >= MAX_HELD_NOTIFIES or link.parked_bytes + size > MAX_HELD_BYTES:
+        bound = past_held_bound(len(link.parked), link.parked_bytes, size)
+        if bound is not None:
             self._lost(
                 link,
                 f"node {link.peer_id!r} sent {len(link.parked) + 1} messages ({link.parked_bytes + size} bytes) "
-                f"while this node did not read it (at most {MAX_HELD_NOTIFIES} or {MAX_HELD_BYTES} bytes may wait)",
+                f"while this node did not read it ({bound})",
             )
             return
         link.parked.append(msg)
@@ -1321,7 +1322,12 @@ class NatsTransport(Transport):
         except BadFrame as exc:
             log.warning("%s: dropped a malformed broadcast from %r: %s", self.node_id, source, exc)
             return
-        self._deliver(
+        link = self._links.get(source)
+        if link is None:
+            return
+        # Read from that peer like any of its small messages: parked while the node does not read it.
+        self._deliver_read(
+            link,
             Message(
                 ident,
                 mtype,
@@ -1333,7 +1339,7 @@ class NatsTransport(Transport):
                 metadata,
                 None,
                 frame.deadline,
-            )
+            ),
         )
 
     async def disconnect(self, node_id: str, reason: str, *, may_return: bool = False) -> None:
