@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import struct
 from collections.abc import AsyncIterator
 from typing import Any
@@ -12,7 +13,7 @@ import nats
 import pytest
 from nats.aio.client import Client
 
-from node_comm import CallContext
+from node_comm import CallContext, Message, MessageType
 from node_comm_nats.wire import BATCH, CHUNK, HELLO, encode, encode_batch
 from tests.natsd import NatsServer
 
@@ -104,3 +105,34 @@ async def test_malformed_batches_are_dropped(nodes: NodesFactory, raw: Client, n
     await asyncio.wait_for(valid.wait(), 5)
     assert hits == ["ok", "ok", "ok"]
     assert b.is_connected("evil")
+
+
+async def test_frames_queued_behind_a_cancelled_sender_still_go_out(nodes: NodesFactory) -> None:
+    # The first sender to a peer holds the batch open for one turn of the loop; if it is
+    # cancelled then (a deadline, or the peer cancelled the call it answers), what others queued
+    # behind it must still be published: once, a cancelled response left a reply stuck for good.
+    a = await nodes("a", presence_interval=60)
+    b = await nodes("b", presence_interval=60)
+    seen: list[Any] = []
+    arrived = asyncio.Event()
+
+    async def record(payload: Any, ctx: CallContext) -> None:
+        seen.append(payload)
+        if payload == "queued":
+            arrived.set()
+
+    b.register("record", record)
+    await a.connect("b")
+
+    def notify(value: str) -> Message:
+        return Message(0, MessageType.NOTIFY, "a", "b", "record", json.dumps(value).encode(), "json")
+
+    first = asyncio.ensure_future(a.transport.send(notify("cancelled")))
+    second = asyncio.ensure_future(a.transport.send(notify("queued")))
+    await asyncio.sleep(0)  # first holds the batch open, second queued behind it and returned
+    assert second.done() and not first.done()
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    await asyncio.wait_for(arrived.wait(), 5)
+    assert seen == ["queued"]  # the cancelled frame is not sent

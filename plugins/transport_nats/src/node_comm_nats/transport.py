@@ -1107,14 +1107,25 @@ class NatsTransport(Transport):
             await self._publish_batch(link, queued)
         mine = link.out = [frame]
         link.out_size = size
-        await asyncio.sleep(0)
+        try:
+            await asyncio.sleep(0)
+        except BaseException:
+            # Cancelled (a deadline, or the peer cancelled the call this answers): this frame is
+            # abandoned, but the frames others queued behind it still go out, or they would
+            # wait for a sender that never comes.
+            if link.out is mine:
+                link.out = None
+                del mine[0]
+                if mine:
+                    self._spawn(self._publish_batch(link, mine, quiet=True))
+            raise
         if link.out is mine:  # else a sender that found it full published it
             link.out = None
             await self._publish_batch(link, mine)
 
-    async def _publish_batch(self, link: _Link, frames: list[bytes]) -> None:
+    async def _publish_batch(self, link: _Link, frames: list[bytes], *, quiet: bool = False) -> None:
         data = frames[0] if len(frames) == 1 else encode_batch(frames)
-        await self._publish(link.subject, data, link.peer_id, link.reply)
+        await self._publish(link.subject, data, link.peer_id, link.reply, quiet=quiet)
 
     def _head(self, msg: Message, transfer: int, size: int, shared: bool) -> bytes:
         """The head frame of ``msg``'s payload sent as transfer ``transfer`` of ``size`` bytes;
