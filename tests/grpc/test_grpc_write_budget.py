@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
+from typing import Any
 
 import pytest
 from conftest import grpc_config
@@ -95,6 +97,37 @@ async def test_a_large_broadcast_holds_a_few_batches_not_one_per_target(nodes) -
     assert budget.capacity == LARGE_WRITES_IN_FLIGHT * 64 * KiB
     assert 64 * KiB <= budget.peak <= budget.capacity  # it was used, and never passed
     assert budget.used == 0
+
+
+async def test_links_waiting_for_the_budget_do_not_hold_their_last_batch(nodes, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # A link's writer waiting for its next turn must not keep the batch it wrote last alive: with
+    # N links waiting, that was N joined batches beside the payload (26x P for 16 MiB to 100).
+    a = await nodes("a", grpc_config("a", chunk_size=64 * KiB, max_batch_bytes=64 * KiB))
+    names = await sinks(nodes, a, 8)
+    written: list[bytes] = []  # every large batch the coordinator wrote, once its write ended
+    alive_at_take: list[int] = []
+    for link in a.transport._links.values():  # type: ignore[attr-defined]
+        write = link._write
+
+        async def recording(data: bytes, write: Any = write) -> None:
+            await write(data)
+            if len(data) >= 16 * KiB:
+                written.append(data)
+
+        link._write = recording
+    take = WriteBudget.take
+
+    async def counting_take(self: WriteBudget, n: int) -> Any:
+        # Held only by ``written``, the loop variable and getrefcount's argument: by nobody else.
+        alive_at_take.append(sum(1 for d in written if sys.getrefcount(d) > 3))
+        return await take(self, n)
+
+    monkeypatch.setattr(WriteBudget, "take", counting_take)
+    data = bytes(range(256)) * (4 * MiB // 256)
+    out = await a.broadcast("sink", data, serializer="raw", timeout=WAIT)
+    assert out == {name: b"%d" % len(data) for name in names}
+    assert len(written) > 8 * 4 and len(alive_at_take) > 8 * 4  # every link wrote (and waited) often
+    assert max(alive_at_take) == 0
 
 
 async def test_peers_that_stop_reading_do_not_hold_up_the_others(nodes) -> None:

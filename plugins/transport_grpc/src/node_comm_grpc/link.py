@@ -527,6 +527,9 @@ class Link:
                     if data:  # empty: only frames of a stopped send (see _withdraw)
                         await self._write(data)
                 finally:
+                    # Not kept while this task waits for its next batch and the budget: N links
+                    # waiting for it each held their last batch (a 16 MiB broadcast to 100: 26x P).
+                    data = b""
                     if grant is not None:
                         grant.release()
                 self._writes += 1
