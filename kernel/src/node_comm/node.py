@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import Iterable
 from typing import Any
 
+from ._malloc import reuse_freed_memory
 from .assembly import assemble
 from .config import MethodOptions, NodeConfig
 from .connecting import retry_connect
@@ -168,6 +169,8 @@ class Node:
         if rt.started:
             return
         rt.begin()
+        if self.config.reuse_freed_memory:
+            reuse_freed_memory()
         await self.transport.start(self._peer_table)
         rt.started = True
         if self.config.loop_block_warning is not None:
