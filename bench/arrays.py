@@ -14,6 +14,7 @@ from .arrays_server import METHODS, SERVER_ID, inband_pickle, node_config
 from .common import Sample, ServerProcess, Settings, interleave, log
 from .large import _round, rss_budget
 from .rawgrpc import UnaryClient
+from .rawtcp import TcpEchoClient
 from .report import Results
 
 MIB = 1 << 20
@@ -131,6 +132,7 @@ async def run(settings: Settings, res: Results) -> None:
     try:
         info = await srv.ready()
         unary = UnaryClient(info["raw"])
+        tcp = TcpEchoClient(info["tcp"])
         node = Node("bench-arrays-cli", node_config("bench-arrays-cli", None))
         node.serializers.register(inband_pickle())
         await node.start()
@@ -154,12 +156,16 @@ async def run(settings: Settings, res: Results) -> None:
             async def raw_echo(d: bytes) -> bytes:
                 return await unary.echo_bytes(d)
 
+            async def tcp_echo(d: bytes) -> Any:
+                return await tcp.echo(d)
+
             systems: dict[str, Any] = {
                 "pickle": caller("pickle"),
                 "pickle in-band (before)": caller("pickle-inband"),
                 "numpy": caller("numpy"),
                 "raw": caller("raw"),
                 "raw unary": raw_echo,
+                "raw TCP": tcp_echo,
             }
             for echo in systems.values():  # warm up: connections, first big buffers
                 await echo(blob)
@@ -175,6 +181,8 @@ async def run(settings: Settings, res: Results) -> None:
             res.ratio("grpc 64MiB numpy echo: numpy vs raw unary", figs["numpy"], figs["raw unary"], 1.5)
             res.ratio("grpc 64MiB numpy echo: pickle vs node-comm raw", figs["pickle"], figs["raw"], 0.9)
             res.ratio("grpc 64MiB numpy echo: numpy vs node-comm raw", figs["numpy"], figs["raw"], 0.9)
+            for ser in ("pickle", "numpy"):
+                res.ratio(f"grpc 64MiB numpy echo: {ser} vs the loopback ceiling", figs[ser], figs["raw TCP"], 0.3)
             res.ratio(
                 "grpc 64MiB numpy echo: pickle vs in-band pickle", figs["pickle"], figs["pickle in-band (before)"], None
             )
@@ -182,5 +190,6 @@ async def run(settings: Settings, res: Results) -> None:
         finally:
             await node.stop(grace=0)
             await unary.close()
+            await tcp.close()
     finally:
         srv.close()

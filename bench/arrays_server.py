@@ -11,6 +11,7 @@ from typing import Any
 
 from .common import serve_until_stdin_closes, trim
 from .rawgrpc import start_server
+from .rawtcp import start_tcp_server
 
 TOKEN = "bench-arrays-secret"
 SERVER_ID = "bench-arrays-srv"
@@ -51,13 +52,15 @@ async def main() -> None:
     from node_comm import MethodOptions, Node
 
     raw, raw_addr = await start_server()
+    tcp, tcp_addr = await start_tcp_server()
     node = Node(SERVER_ID, node_config(SERVER_ID, 0))
     node.serializers.register(inband_pickle())
     for ser, method in METHODS.items():
         node.register(method, echo, MethodOptions(serializer=ser))
     node.register("bench_trim", trim)
     await node.start()
-    await serve_until_stdin_closes({"raw": raw_addr, "node": node.address})
+    await serve_until_stdin_closes({"raw": raw_addr, "tcp": tcp_addr, "node": node.address})
+    tcp.close()
     await node.stop(grace=0)
     await raw.stop(None)
 

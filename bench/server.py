@@ -9,6 +9,7 @@ from typing import Any
 
 from .common import serve_until_stdin_closes, trim
 from .rawgrpc import start_server
+from .rawtcp import start_tcp_server
 
 
 async def echo(payload: Any, ctx: Any) -> Any:
@@ -45,8 +46,10 @@ async def start_node_server(node_id: str) -> tuple[Any, str | None, str | None]:
 
 async def main() -> None:
     raw, raw_addr = await start_server()
+    tcp, tcp_addr = await start_tcp_server()
     node, addr, why = await start_node_server("bench-srv")
-    await serve_until_stdin_closes({"raw": raw_addr, "node": addr, "node_error": why})
+    await serve_until_stdin_closes({"raw": raw_addr, "tcp": tcp_addr, "node": addr, "node_error": why})
+    tcp.close()
     if node is not None:
         await node.stop(grace=0)
     await raw.stop(None)
