@@ -1,4 +1,4 @@
-"""``reuse_freed_memory`` (default on): a node's process reuses freed large buffers instead of
+"""``reuse_freed_memory`` (opt-in): a node's process reuses freed large buffers instead of
 faulting in fresh pages for every large message. Measured in fresh processes (the setting is
 process-wide) by the page faults of a pattern like a large transfer's: several MiB-sized buffers
 alive at once, then freed, again and again."""
@@ -64,8 +64,8 @@ def test_large_buffers_are_reused_not_faulted_in_again() -> None:
 
 
 def test_the_setting_is_a_yaml_key_and_checked() -> None:
-    assert NodeConfig(node_id="n").reuse_freed_memory is True
-    cfg = config_from_dict({"node_id": "n", "reuse_freed_memory": False})
-    assert cfg.reuse_freed_memory is False
+    assert NodeConfig(node_id="n").reuse_freed_memory is False  # malloc is left alone unless asked
+    cfg = config_from_dict({"node_id": "n", "reuse_freed_memory": True})
+    assert cfg.reuse_freed_memory is True
     with pytest.raises(ConfigError, match="reuse_freed_memory"):
         config_from_dict({"node_id": "n", "reuse_freed_memory": "sometimes"})

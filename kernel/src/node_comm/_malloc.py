@@ -5,8 +5,9 @@ a few MiB there are free, so every large message (a batch joined for a write, gr
 a received chunk) lands on fresh pages: a page fault per 4 KiB and the kernel zeroing it. For a
 16 MiB broadcast to 100 peers that was about two thirds of the coordinator's CPU. Serving buffers
 below ``MMAP_THRESHOLD`` from the heap and trimming only past ``TRIM_THRESHOLD`` of free memory
-reuses the same pages instead. The setting is process-wide and made once; other C libraries
-(musl, macOS) are left alone.
+reuses the same pages instead, at the price of a higher peak RSS (freed memory is kept for reuse,
+and the heap fragments), so it is opt-in. The setting is process-wide and made once; other C
+libraries (musl, macOS) are left alone.
 """
 
 from __future__ import annotations

@@ -146,9 +146,10 @@ class NodeConfig:
     #: the event loop (0: every payload); smaller ones inline. For encoding, the size is estimated.
     offload_threshold: int = 1024 * 1024
     #: Keep freed large buffers in the process for the next message (glibc: buffers under 32 MiB
-    #: from the heap, trimmed past 64 MiB free) instead of fresh pages each time: about a third of
-    #: the CPU of large transfers. Process-wide, set by the first node that starts with it.
-    reuse_freed_memory: bool = True
+    #: from the heap, trimmed past 64 MiB free) instead of fresh pages each time: much less CPU for
+    #: large transfers and broadcasts, a higher peak RSS. Process-wide, set by the first node that
+    #: starts with it; off by default (malloc is left alone).
+    reuse_freed_memory: bool = False
     decode_limits: DecodeLimits = field(default_factory=DecodeLimits)
     #: Threads that run plain ``def`` handlers (the node's own pool); when all are busy a warning
     #: names the handlers holding them.
