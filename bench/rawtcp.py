@@ -13,6 +13,8 @@ import contextlib
 import socket
 
 _HEAD = 8
+#: The largest message the server takes (the bench sends 1 GiB at most); past it, it hangs up.
+MAX_MESSAGE = 2 << 30
 
 
 async def _read_exactly(sock: socket.socket, view: memoryview) -> None:
@@ -35,6 +37,8 @@ class _Buffer:
     async def read(self, sock: socket.socket) -> memoryview:
         await _read_exactly(sock, memoryview(self.head))
         n = int.from_bytes(self.head, "big")
+        if n > MAX_MESSAGE:
+            raise ConnectionError(f"raw TCP echo: a message of {n} bytes is over {MAX_MESSAGE}")
         if len(self.body) != n:
             self.body = bytearray(n)
         view = memoryview(self.body)
