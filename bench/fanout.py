@@ -176,7 +176,9 @@ async def run(settings: Settings, res: Results) -> None:
             )
         await _big(node, order, settings, res)
     finally:
+        # The node first: closing the participant processes waits for them to exit, which would
+        # block its loop and set off its watchdog's warning for what is the harness's own wait.
+        await node.stop(grace=0)
+        await raw.stop()
         for p in procs:
             p.close()
-        await raw.stop()
-        await node.stop(grace=0)

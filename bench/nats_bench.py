@@ -153,9 +153,9 @@ async def fanout(settings: Settings, res: Results, url: str) -> None:
                 note=f"coordinator sent {bfigs[n]['sent_mib']} MiB",
             )
     finally:
+        await node.stop(grace=0)  # first: closing the processes blocks the loop while they exit
         for p in procs:
             p.close()
-        await node.stop(grace=0)
 
 
 async def run(settings: Settings, res: Results) -> None:
