@@ -124,7 +124,7 @@ class OutboundCalls:
             pend.timer = timers.call_at(loop.time() + msg.deadline, self._expire, call_id)
         self.pending[call_id] = pend
         try:
-            task = pend.sending = asyncio.current_task()
+            task = pend.sending = asyncio.current_task(loop)  # loop given: no lookup of it
             try:
                 await rt.transport.send(msg)
             except asyncio.CancelledError:

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ._malloc import reuse_freed_memory
+from ._offload import looks_large
 from .assembly import assemble
 from .config import MethodOptions, NodeConfig
 from .connecting import retry_connect
@@ -293,7 +294,7 @@ class Node:
         if target not in self._peers:
             raise NodeNotConnectedError(target)
         out = self._outbound
-        if out.is_large(payload):
+        if looks_large(payload, self._rt.config.offload_threshold):  # out.is_large, a call less
             ser, data = await out.encode_in_thread(serializer, payload, target, method)
         else:
             ser, data = out.encode(serializer, payload, target, method)
@@ -314,7 +315,7 @@ class Node:
         if target not in self._peers:
             raise NodeNotConnectedError(target)
         out = self._outbound
-        if out.is_large(payload):
+        if looks_large(payload, self._rt.config.offload_threshold):  # out.is_large, a call less
             ser, data = await out.encode_in_thread(serializer, payload, target, method)
         else:
             ser, data = out.encode(serializer, payload, target, method)

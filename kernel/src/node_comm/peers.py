@@ -236,7 +236,7 @@ class PeerTable:
             await self._dispatcher.serve(msg, deadline, peer.identity)
         finally:
             # Free the slot as soon as the reply is sent (the done callback comes a loop turn later).
-            if msg.type is _REQUEST and peer.inbound.get(msg.id) is asyncio.current_task():
+            if msg.type is _REQUEST and peer.inbound.get(msg.id) is asyncio.current_task(self._rt.loop):
                 del peer.inbound[msg.id]
 
     def _start_notify(self, peer: Peer, msg: Message) -> None:

@@ -68,9 +68,8 @@ def _up(n: int) -> int:
 class NumpySerializer(Serializer):
     """Trees of numpy arrays, torch CPU tensors and JSON-like scalars (see the module docstring)."""
 
-    @property
-    def name(self) -> str:
-        return "numpy"
+    #: A class attribute, not a property: read on every call (a Python call less each time).
+    name = "numpy"
 
     # ------------------------------------------------------------------ encode
     def serialize(self, obj: Any) -> bytes:

@@ -15,9 +15,8 @@ class RawSerializer(Serializer):
 
     constant_time = True  # no copy, no parse: large payloads need no worker thread
 
-    @property
-    def name(self) -> str:
-        return "raw"
+    #: A class attribute, not a property: read on every call (a Python call less each time).
+    name = "raw"
 
     def serialize(self, obj: Any) -> bytes:
         if isinstance(obj, bytes):
