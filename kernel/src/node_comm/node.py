@@ -12,7 +12,6 @@ from collections.abc import Iterable
 from typing import Any
 
 from ._malloc import reuse_freed_memory
-from ._offload import looks_large
 from .assembly import assemble
 from .config import MethodOptions, NodeConfig
 from .connecting import retry_connect
@@ -294,7 +293,7 @@ class Node:
         if target not in self._peers:
             raise NodeNotConnectedError(target)
         out = self._outbound
-        if looks_large(payload, self._rt.config.offload_threshold):  # out.is_large, a call less
+        if out.is_large(payload):
             ser, data = await out.encode_in_thread(serializer, payload, target, method)
         else:
             ser, data = out.encode(serializer, payload, target, method)
@@ -315,7 +314,7 @@ class Node:
         if target not in self._peers:
             raise NodeNotConnectedError(target)
         out = self._outbound
-        if looks_large(payload, self._rt.config.offload_threshold):  # out.is_large, a call less
+        if out.is_large(payload):
             ser, data = await out.encode_in_thread(serializer, payload, target, method)
         else:
             ser, data = out.encode(serializer, payload, target, method)

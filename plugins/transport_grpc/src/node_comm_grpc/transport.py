@@ -233,9 +233,7 @@ class GrpcTransport(Transport):
 
     def deliver(self, msg: Message) -> None:
         """Hand a message a link received to the node."""
-        # ``_host``, not the ``host`` property (a Python call per message): a link exists only
-        # while the transport is started, and ``_host`` is never unset.
-        self._host.deliver(msg)  # type: ignore[union-attr]
+        self.host.deliver(msg)
 
     def transfer_progress(
         self, peer_id: str, message_id: int, mtype: MessageType, method: str, done: int, total: int
@@ -245,7 +243,7 @@ class GrpcTransport(Transport):
 
     def reading_paused(self, peer_id: str) -> Awaitable[Any] | None:
         """What a link waits on before reading more from ``peer_id`` (the node's flow control)."""
-        paused = getattr(self._host, "reading_paused", None)
+        paused = getattr(self.host, "reading_paused", None)
         return None if paused is None else paused(peer_id)
 
     def _schedule_redial(self, peer_id: str) -> None:

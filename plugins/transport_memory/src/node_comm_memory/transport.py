@@ -111,8 +111,7 @@ class MemoryTransport(Transport):
         if not self._frozen:
             # Flow control: while the receiver is not reading from this node (its notify handlers
             # are at their cap), the sender waits, as over a network whose buffers are full.
-            # ``_host``, not the ``host`` property: a linked transport is started (one call less per send).
-            paused = getattr(other._host, "reading_paused", None)
+            paused = getattr(other.host, "reading_paused", None)
             gate = paused(self._node_id) if paused is not None else None
             while gate is not None:
                 await gate
@@ -142,7 +141,7 @@ class MemoryTransport(Transport):
         if self._frozen:
             self._held.append(msg)
         elif msg.source in self._links:
-            self._host.deliver(msg)  # type: ignore[union-attr]  # linked: started
+            self.host.deliver(msg)
 
     async def disconnect(self, node_id: str, reason: str, *, may_return: bool = False) -> None:
         self._unlink(node_id, reason, reason, DisconnectKind.STOPPED)
