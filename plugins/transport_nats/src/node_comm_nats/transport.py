@@ -1314,7 +1314,8 @@ class NatsTransport(Transport):
         from a peer linked to it."""
         parts = msg.subject.rsplit(".", 2)
         source = untoken(parts[-2]) if len(parts) == 3 else None
-        if source is None or source == self.node_id or self._nc is None or source not in self._links:
+        link = self._links.get(source) if source is not None and source != self.node_id else None
+        if link is None or self._nc is None:
             return
         data = msg.data
         if self._named not in data:  # cheap: most frames for other members of the group
@@ -1333,16 +1334,13 @@ class NatsTransport(Transport):
         except BadFrame as exc:
             log.warning("%s: dropped a malformed broadcast from %r: %s", self.node_id, source, exc)
             return
-        link = self._links.get(source)
-        if link is None:
-            return
         # Read from that peer like any of its small messages: parked while the node does not read it.
         self._deliver_read(
             link,
             Message(
                 ident,
                 mtype,
-                source,
+                link.peer_id,
                 self.node_id,
                 frame.method,
                 frame.payload,  # type: ignore[arg-type]
