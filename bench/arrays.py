@@ -156,16 +156,13 @@ async def run(settings: Settings, res: Results) -> None:
             async def raw_echo(d: bytes) -> bytes:
                 return await unary.echo_bytes(d)
 
-            async def tcp_echo(d: bytes) -> Any:
-                return await tcp.echo(d)
-
             systems: dict[str, Any] = {
                 "pickle": caller("pickle"),
                 "pickle in-band (before)": caller("pickle-inband"),
                 "numpy": caller("numpy"),
                 "raw": caller("raw"),
                 "raw unary": raw_echo,
-                "raw TCP": tcp_echo,
+                "raw TCP": tcp.echo,
             }
             for echo in systems.values():  # warm up: connections, first big buffers
                 await echo(blob)

@@ -106,11 +106,8 @@ async def run(settings: Settings, res: Results) -> None:
                     out: bytes = await node.call(SERVER_ID, "echo_bin", d, serializer="raw", timeout=600)
                     return out
 
-                async def tcp_echo(d: bytes) -> Any:
-                    return await tcp.echo(d)
-
                 assert (await raw_echo(data))[:16] == first
-                assert (await tcp_echo(data))[:16] == first
+                assert (await tcp.echo(data))[:16] == first
                 big = size >= 16 * MIB
                 rounds = max(3, settings.rounds - 2) if big else settings.rounds
                 secs = 0.0 if big else settings.seconds
@@ -118,7 +115,7 @@ async def run(settings: Settings, res: Results) -> None:
                 systems: dict[str, Any] = {
                     "raw unary": lambda e=raw_echo, d=data, s=secs, k=calls: _round(e, d, s, k, srv.pid),
                     # 4-7x the others' rate: a quarter of their time still makes hundreds of echoes
-                    "raw TCP": lambda e=tcp_echo, d=data, s=secs / 4, k=calls: _round(e, d, s, k, srv.pid),
+                    "raw TCP": lambda e=tcp.echo, d=data, s=secs / 4, k=calls: _round(e, d, s, k, srv.pid),
                 }
                 if node is not None:
                     assert (await node_echo(data))[:16] == first
